@@ -1,0 +1,117 @@
+"""What every command shares: the error-to-exit-status mapping and an argparse that never exits on its own."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, List, Optional, Sequence, Tuple, Type
+
+from dateutil import tz
+
+from .. import __version__
+from ..errors import OcspToolsError, UsageError
+
+
+def utcnow() -> datetime:
+    """The one clock the commands read; everything below takes ``now`` as an argument."""
+    return datetime.now(tz.UTC).replace(microsecond=0)
+
+
+class _Exit(Exception):
+    """argparse wanted to exit (--help, --version): carry its status out to ``run``."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing usage and exiting with 2."""
+
+    def error(self, message: str) -> "None":  # type: ignore[override]
+        raise UsageError(f"{message} (see --help)")
+
+    def exit(self, status: int = 0, message: Optional[str] = None) -> "None":  # type: ignore[override]
+        if message:
+            sys.stderr.write(message)
+        raise _Exit(status)
+
+
+def version_string(prog: str) -> str:
+    return f"{prog} (ocsptools) {__version__}"
+
+
+@dataclass(frozen=True)
+class ExitTable:
+    """How one command maps the exception tree to its documented exit statuses.
+
+    ``codes`` is searched in order; the first class the error is an instance
+    of decides.  ``help`` is the status for --help/--version (0 for most
+    commands, 3 for the Nagios-style ocsp-check)."""
+
+    codes: Tuple[Tuple[Type[BaseException], int], ...]
+    internal: int
+    help: int = 0
+    interrupted: int = 130
+
+    def code_for(self, exc: BaseException) -> int:
+        for cls, code in self.codes:
+            if isinstance(exc, cls):
+                return code
+        return self.internal
+
+
+def run(prog: str, main: Callable[[List[str]], int], table: ExitTable,
+        argv: Optional[Sequence[str]] = None,
+        format_error: Optional[Callable[[str, BaseException], str]] = None) -> int:
+    """Run MAIN and turn every failure into one line on stderr and a documented status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    fmt = format_error or (lambda p, e: f"{p}: {e}")
+    try:
+        return main(args)
+    except _Exit as exc:
+        return table.help if exc.status == 0 else table.code_for(UsageError(""))
+    except OcspToolsError as exc:
+        _emit(fmt(prog, exc))
+        return table.code_for(exc)
+    except KeyboardInterrupt:
+        _emit(f"{prog}: interrupted")
+        return table.interrupted
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return table.code_for(OSError())
+    except Exception as exc:  # a bug: still one line, never a traceback
+        _emit(fmt(prog, RuntimeError(f"internal error: {type(exc).__name__}: {exc} "
+                                     f"(please report this; set OCSPTOOLS_DEBUG=1 for a traceback)")))
+        if os.environ.get("OCSPTOOLS_DEBUG"):
+            raise
+        return table.internal
+
+
+def _emit(line: str) -> None:
+    try:
+        sys.stderr.write(line.replace("\n", " ") + "\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def _quiet_broken_pipe() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value

@@ -1,0 +1,110 @@
+"""The one exception tree of ocsptools.
+
+Every failure a user can meet is one of these classes.  Each carries a
+message that is already one clear line, naming the file (or URL) involved
+and, where there is one, what to do about it.  Commands never print
+tracebacks: ``ocsptools.cli._common.run`` catches these and maps them to the
+command's documented exit status through one table per command (see
+``ocsptools.cli``); nothing else decides exit codes.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class OcspToolsError(Exception):
+    """Base class of every error ocsptools raises on purpose."""
+
+    def __init__(self, message: str, *, path: Optional[str] = None) -> None:
+        self.path = path
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+# --- usage and input (the caller's side) ----------------------------------
+
+class UsageError(OcspToolsError):
+    """Bad command-line arguments or option values."""
+
+
+class InputError(OcspToolsError):
+    """An input file is missing, unreadable or not what it should be."""
+
+
+class CertificateError(InputError):
+    """A file that should hold a certificate does not (or not a usable one)."""
+
+
+class IssuerNotFound(InputError):
+    """No certificate that really issued the leaf could be found."""
+
+
+class ConfigError(InputError):
+    """A configuration file is unreadable or invalid (names file, key, line)."""
+
+
+class LockBusy(OcspToolsError):
+    """Another run holds the lock."""
+
+
+class NotApplicable(OcspToolsError):
+    """The certificate has no OCSP responder URL: stapling does not apply."""
+
+
+# --- the environment ------------------------------------------------------
+
+class OpensslError(OcspToolsError):
+    """openssl is missing, crashed, timed out or printed something unparsable."""
+
+
+class StoreError(OcspToolsError):
+    """Writing a staple (or its backup) failed; the old file is untouched."""
+
+
+# --- the responder's side -------------------------------------------------
+
+class FetchError(OcspToolsError):
+    """No usable answer could be obtained from the responder(s)."""
+
+    def __init__(self, message: str, *, path: Optional[str] = None,
+                 retry_after: Optional[float] = None) -> None:
+        super().__init__(message, path=path)
+        self.retry_after = retry_after
+
+
+class ResponseError(FetchError):
+    """An answer arrived but must not be used (bad status, signature, CertID, times)."""
+
+
+class ResponderStatusError(ResponseError):
+    """The OCSP responseStatus was not successful (tryLater, unauthorized, ...)."""
+
+    def __init__(self, message: str, status: str, *, path: Optional[str] = None) -> None:
+        super().__init__(message, path=path)
+        self.status = status
+
+
+class StaleResponse(ResponseError):
+    """The response is older than the staple already installed."""
+
+
+class CertStatusError(ResponseError):
+    """The response verified but does not say ``good``."""
+
+    def __init__(self, message: str, cert_status: str, *, path: Optional[str] = None,
+                 staple: object = None) -> None:
+        super().__init__(message, path=path)
+        self.cert_status = cert_status
+        self.staple = staple
+
+
+class Revoked(CertStatusError):
+    """The certificate is revoked."""
+
+    def __init__(self, message: str, *, path: Optional[str] = None,
+                 staple: object = None) -> None:
+        super().__init__(message, "revoked", path=path, staple=staple)

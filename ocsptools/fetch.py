@@ -1,0 +1,164 @@
+"""Fetching one staple: load the certificate, find its issuer, ask each responder, verify.
+
+This is the service ``ocsp-fetch`` (and later ``ocsp-renew-dir``) stands on.
+Deciding is kept apart from doing: ``fetch_staple`` only obtains and
+verifies a response; ``install`` decides (purely, through ``policy``)
+whether it may replace the installed file and then writes it atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from . import policy, store, transport, verify
+from .certs import IssuerFinder, load_file
+from .errors import (CertStatusError, FetchError, InputError, NotApplicable, ResponseError,
+                     Revoked, StaleResponse)
+from .openssl import OpenSSL, Scratch
+from .staple import Certificate, Staple, decode_staple, encode_staple, iso
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    urls: Tuple[str, ...] = ()            # -u: override the certificate's AIA OCSP URLs
+    method: str = "auto"
+    hash_alg: str = "sha1"
+    nonce: bool = False
+    http: transport.HttpOptions = transport.HttpOptions()
+
+
+@dataclass(frozen=True)
+class Target:
+    """A leaf certificate with its verified issuer."""
+
+    leaf: Certificate
+    issuer: Certificate
+    label: str                            # how the user named it (a path, or "standard input")
+    issuer_source: str = ""
+
+
+@dataclass
+class FetchResult:
+    staple: Staple
+    url: str
+    method: str
+    warnings: List[str] = field(default_factory=list)
+
+
+def load_target(cert_path: str, ossl: OpenSSL, *, issuer_file: Optional[str] = None,
+                ca_dirs: Sequence[str] = (), http: transport.HttpOptions = transport.HttpOptions(),
+                use_aia: bool = True) -> Target:
+    certs = load_file(cert_path, ossl)
+    leaf = certs[0]
+    label = "standard input" if cert_path == "-" else cert_path
+    if leaf.is_ca and len(certs) == 1:
+        raise InputError(f"{label}: holds a CA certificate ({leaf.subject}), not a leaf", path=label)
+    finder = IssuerFinder(ossl, http=http, use_aia=use_aia)
+    match = finder.find(leaf, cert_path=None if cert_path == "-" else cert_path,
+                        bundle=certs[1:], issuer_file=issuer_file, ca_dirs=ca_dirs)
+    return Target(leaf=leaf, issuer=match.issuer, label=label, issuer_source=match.source)
+
+
+def responder_urls(target: Target, opts: FetchOptions) -> Tuple[str, ...]:
+    urls = opts.urls or target.leaf.ocsp_urls
+    if not urls:
+        raise NotApplicable(
+            f"{target.label}: the certificate names no OCSP responder; its CA no longer offers "
+            f"OCSP, so turn stapling off for it (or give a responder with -u URL)", path=target.label)
+    return tuple(urls)
+
+
+def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock) -> FetchResult:
+    """Ask each responder in turn until one gives a response that verifies for TARGET.
+
+    A response whose status is good, revoked or unknown ends the search (it
+    is an answer); transport errors, responder error statuses, bad
+    signatures, wrong CertIDs and unacceptable times move on to the next
+    URL.  Raises FetchError naming every URL's failure when none answers."""
+    urls = responder_urls(target, opts)
+    with Scratch() as scratch:
+        leaf_file = scratch.file(target.leaf.pem.encode(), "cert.pem")
+        issuer_file = scratch.file(target.issuer.pem.encode(), "issuer.pem")
+        request = ossl.build_request(issuer_file, leaf_file, hash_alg=opts.hash_alg, nonce=opts.nonce)
+    failures: List[str] = []
+    retry_after: Optional[float] = None
+    for url in urls:
+        try:
+            body, method = transport.ocsp_query(url, request, method=opts.method, opts=opts.http)
+            staple = verify.verify(body, target.leaf, target.issuer, ossl,
+                                   hash_alg=opts.hash_alg, label=url)
+        except FetchError as exc:
+            failures.append(str(exc))
+            retry_after = exc.retry_after if exc.retry_after is not None else retry_after
+            continue
+        problems = policy.time_problems(staple, now())
+        errs = policy.errors(problems)
+        if errs:
+            failures.append(f"{url}: " + "; ".join(p.message for p in errs))
+            continue
+        warnings = [p.message for p in problems if p.severity == policy.WARNING]
+        return FetchResult(staple, url, method, warnings)
+    raise FetchError(f"{target.label}: " + " | ".join(failures), path=target.label,
+                     retry_after=retry_after)
+
+
+def require_good(result: FetchResult, target: Target) -> None:
+    """Raise Revoked or CertStatusError unless the staple says good."""
+    staple = result.staple
+    if staple.cert_status == "revoked":
+        when = iso(staple.single.revocation_time)
+        reason = staple.single.revocation_reason
+        raise Revoked(f"{target.label}: REVOKED at {when}" + (f" ({reason})" if reason else "")
+                      + f" according to {result.url}", path=target.label, staple=staple)
+    if staple.cert_status != "good":
+        raise CertStatusError(f"{target.label}: the responder {result.url} says the certificate "
+                              f"status is {staple.cert_status}; check the issuer and responder URL",
+                              staple.cert_status, path=target.label, staple=staple)
+
+
+def installed_staple(path: str, target: Target, ossl: OpenSSL, now: datetime) -> Optional[Staple]:
+    """The staple at PATH if it is a valid response for TARGET's certificate, else None.
+
+    A staple dated in the future does not count as valid: it must not block
+    its own replacement."""
+    data = store.read_file(path)
+    if not data:
+        return None
+    try:
+        staple = verify.verify(decode_staple(data), target.leaf, target.issuer, ossl, label=path)
+    except ResponseError:
+        return None
+    if any(p.code == "future" for p in policy.time_problems(staple, now)):
+        return None
+    return staple
+
+
+@dataclass(frozen=True)
+class InstallOutcome:
+    changed: bool
+    message: str = ""
+
+
+def install(path: str, staple: Staple, target: Target, ossl: OpenSSL, now: datetime, *,
+            fmt: str = "der", force: bool = False) -> InstallOutcome:
+    """Write STAPLE to PATH atomically unless the installed one is as new or newer.
+
+    Raises StaleResponse when the new response is older than the installed
+    one (unless FORCE).  An identical or equally recent response changes
+    nothing."""
+    current = None if force else installed_staple(path, target, ossl, now)
+    if current is not None:
+        newer = policy.newer_than(staple, current)
+        if newer is False:
+            raise StaleResponse(
+                f"{path}: the responder's answer (thisUpdate {iso(staple.this_update)}) is older "
+                f"than the installed staple (thisUpdate {iso(current.this_update)}); kept the "
+                f"installed one (use --force to replace it anyway)", path=path)
+        if newer is None:
+            return InstallOutcome(False, "unchanged: the installed staple is as recent")
+    store.atomic_write(path, encode_staple(staple.der, fmt))
+    return InstallOutcome(True)

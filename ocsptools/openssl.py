@@ -296,8 +296,13 @@ def openssl_error_reasons(stderr: str) -> List[str]:
     seen: List[str] = []
     for line in stderr.splitlines():
         m = _ERR_LINE.match(line.strip())
-        if m and m.group("reason") not in seen:
-            seen.append(m.group("reason"))
+        if not m:
+            continue
+        reason = m.group("reason")
+        if "Verify error:" in line:       # certificate verify error:...:Verify error:<the real reason>
+            reason = line.split("Verify error:", 1)[1].strip()
+        if reason not in seen:
+            seen.append(reason)
     return seen
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import statistics
 import subprocess
 import time
@@ -18,15 +17,20 @@ BENCHMARKS = ROOT / "BENCHMARKS.md"
 def timed(argv: Sequence[str], **kwargs) -> Tuple[float, int, subprocess.CompletedProcess]:
     """Run ARGV; return (wall seconds, peak RSS of the child in KiB, result).
 
-    Peak RSS comes from wait4()'s rusage for exactly this child (and what it waited for)."""
-    start = time.monotonic()
-    proc = subprocess.Popen(list(argv), stdout=kwargs.pop("stdout", subprocess.PIPE),
-                            stderr=kwargs.pop("stderr", subprocess.PIPE), **kwargs)
-    out, err = proc.communicate()
-    _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
-    wall = time.monotonic() - start
-    rss = usage.ru_maxrss if usage else resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, rss, subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+    The child is reaped with wait4(), so the peak RSS is exactly this
+    child's (ru_maxrss of the process itself; children it waited for
+    are included by the kernel only if they were larger)."""
+    import tempfile
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=err, **kwargs)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(list(argv), proc.returncode, out.read(), err.read())
+    return wall, usage.ru_maxrss, result
 
 
 def median(values: Sequence[float]) -> float:

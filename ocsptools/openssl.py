@@ -186,6 +186,30 @@ def parse_storeutl_text(text: str) -> List[dict]:
     return [parse_cert_text(b) for b in _split_cert_blocks(lines)]
 
 
+#: openssl prints response statuses in lower case; these are RFC 6960's names.
+RESPONSE_STATUSES = {
+    "successful": "successful",
+    "malformedrequest": "malformedRequest",
+    "internalerror": "internalError",
+    "trylater": "tryLater",
+    "sigrequired": "sigRequired",
+    "unauthorized": "unauthorized",
+}
+
+
+def _status_name(word: str) -> str:
+    return RESPONSE_STATUSES.get(word.lower(), word)
+
+
+def parse_responder_error(stdout: str) -> Optional[str]:
+    """The status of ``Responder Error: trylater (3)`` (openssl prints no dump for those), RFC-named."""
+    for line in stdout.splitlines():
+        m = re.match(r"^Responder Error: (\S+)", line.strip())
+        if m:
+            return _status_name(m.group(1))
+    return None
+
+
 def parse_resp_text(text: str) -> Tuple[ResponseInfo, List[dict]]:
     """Parse ``openssl ocsp -resp_text`` output.
 
@@ -220,7 +244,7 @@ def parse_resp_text(text: str) -> Tuple[ResponseInfo, List[dict]]:
             break                       # end of the response dump (certificate or summary)
         if line.startswith("OCSP Response Status:"):
             m = re.match(r"OCSP Response Status:\s*(\S+)", line)
-            status = m.group(1) if m else None
+            status = _status_name(m.group(1)) if m else None
         elif line.startswith("Responder Id:"):
             responder_id = line[len("Responder Id:"):].strip()
         elif line.startswith("Produced At:"):
@@ -258,6 +282,21 @@ def parse_resp_text(text: str) -> Tuple[ResponseInfo, List[dict]]:
     info = ResponseInfo(response_status=status, produced_at=produced_at,
                         responder_id=responder_id, responses=tuple(singles))
     return info, [parse_cert_text(b) for b in certs]
+
+
+def parse_response(stdout: str) -> ResponseInfo:
+    """``-resp_text`` output to a ResponseInfo including the embedded certificates.
+
+    openssl prints each embedded certificate as text followed by its PEM; the
+    DER comes from the PEM, the fields from the text.  If the two do not pair
+    up, no certificate is trusted to be the signer (``certs`` stays empty)."""
+    info, cert_fields = parse_resp_text(stdout)
+    ders = split_pem_certs(stdout.encode("ascii", "replace"))
+    if not cert_fields or len(ders) != len(cert_fields):
+        return info
+    certs = tuple(to_certificate(d, f) for d, f in zip(ders, cert_fields))
+    return ResponseInfo(info.response_status, info.produced_at, info.responder_id,
+                        info.responses, certs)
 
 
 def _index_after_response(lines: Sequence[str]) -> int:
@@ -317,11 +356,7 @@ def parse_verdict(stdout: str, stderr: str, label: str) -> Verdict:
     failed = "Response Verify Failure" in err_lines
     if signature_ok and failed:
         signature_ok = False
-    responder_error = None
-    for line in stdout.splitlines():
-        m = re.match(r"^Responder Error: (\S+)", line)
-        if m:
-            responder_error = m.group(1)
+    responder_error = parse_responder_error(stdout)
     out = stdout.splitlines()
     prefix = label + ": "
     start = None
@@ -556,14 +591,12 @@ class OpenSSL:
                     "-resp_text"]
         res = self.run(args)
         if "OCSP Response Data:" not in res.stdout:
+            status = parse_responder_error(res.stdout)
+            if status is not None:      # a status-only response: openssl prints no dump
+                return ResponseInfo(response_status=status), None
             reason = _first_reason(res.stderr)
             raise ValueError("not a DER OCSP response" + (f" ({reason})" if reason else ""))
-        info, cert_fields = parse_resp_text(res.stdout)
-        ders = split_pem_certs(res.stdout.encode("ascii", "replace"))
-        if len(ders) == len(cert_fields):
-            certs = tuple(to_certificate(d, f) for d, f in zip(ders, cert_fields))
-            info = ResponseInfo(info.response_status, info.produced_at, info.responder_id,
-                                info.responses, certs)
+        info = parse_response(res.stdout)
         verdict = parse_verdict(res.stdout, res.stderr, cert_file) if cert_file is not None else None
         return info, verdict
 

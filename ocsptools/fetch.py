@@ -83,7 +83,11 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock) 
     with Scratch() as scratch:
         leaf_file = scratch.file(target.leaf.pem.encode(), "cert.pem")
         issuer_file = scratch.file(target.issuer.pem.encode(), "issuer.pem")
-        request = ossl.build_request(issuer_file, leaf_file, hash_alg=opts.hash_alg, nonce=opts.nonce)
+        nonce = None
+        if opts.nonce:
+            request, nonce = ossl.build_request_with_nonce(issuer_file, leaf_file, hash_alg=opts.hash_alg)
+        else:
+            request = ossl.build_request(issuer_file, leaf_file, hash_alg=opts.hash_alg)
     failures: List[str] = []
     retry_after: Optional[float] = None
     for url in urls:
@@ -101,6 +105,14 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock) 
             failures.append(f"{url}: " + "; ".join(p.message for p in errs))
             continue
         warnings = [p.message for p in problems if p.severity == policy.WARNING]
+        if nonce is not None:
+            if staple.info.nonce is None:
+                warnings.append("the responder did not echo the nonce (many do not; "
+                                "the answer may be a pre-produced one)")
+            elif staple.info.nonce != nonce:
+                failures.append(f"{url}: the response carries another nonce than the request "
+                                f"(a replayed response?)")
+                continue
         return FetchResult(staple, url, method, warnings)
     raise FetchError(f"{target.label}: " + " | ".join(failures), path=target.label,
                      retry_after=retry_after)

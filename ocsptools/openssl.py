@@ -21,6 +21,7 @@ outputs from ``tests/fixtures/openssl``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import re
 import subprocess
@@ -284,6 +285,21 @@ def parse_resp_text(text: str) -> Tuple[ResponseInfo, List[dict]]:
     return info, [parse_cert_text(b) for b in certs]
 
 
+def parse_nonce(text: str, section: str) -> Optional[str]:
+    """The hex value of ``OCSP Nonce:`` under SECTION (``Request Extensions`` or ``Response Extensions``)."""
+    lines = text.splitlines()
+    for idx, line in enumerate(lines):
+        if line.strip() != f"{section}:":
+            continue
+        for j in range(idx + 1, len(lines) - 1):
+            if lines[j].strip() == "OCSP Nonce:":
+                value = lines[j + 1].strip()
+                return normalize_hex(value) if re.fullmatch(r"[0-9A-Fa-f:]+", value) else None
+            if _indent(lines[j]) <= _indent(line):
+                break
+    return None
+
+
 def parse_response(stdout: str) -> ResponseInfo:
     """``-resp_text`` output to a ResponseInfo including the embedded certificates.
 
@@ -291,12 +307,12 @@ def parse_response(stdout: str) -> ResponseInfo:
     DER comes from the PEM, the fields from the text.  If the two do not pair
     up, no certificate is trusted to be the signer (``certs`` stays empty)."""
     info, cert_fields = parse_resp_text(stdout)
+    info = dataclasses.replace(info, nonce=parse_nonce(stdout, "Response Extensions"))
     ders = split_pem_certs(stdout.encode("ascii", "replace"))
     if not cert_fields or len(ders) != len(cert_fields):
         return info
     certs = tuple(to_certificate(d, f) for d, f in zip(ders, cert_fields))
-    return ResponseInfo(info.response_status, info.produced_at, info.responder_id,
-                        info.responses, certs)
+    return dataclasses.replace(info, certs=certs)
 
 
 def _index_after_response(lines: Sequence[str]) -> int:
@@ -569,6 +585,20 @@ class OpenSSL:
                 raise OpensslError("openssl could not build the OCSP request: "
                                    + (_first_reason(res.stderr) or res.stderr.strip() or "no output"))
             return data
+
+    def build_request_with_nonce(self, issuer_file: str, cert_file: str, *,
+                                 hash_alg: str = "sha1") -> Tuple[bytes, str]:
+        """A request carrying a fresh nonce, and that nonce (hex) for checking the echo."""
+        with Scratch() as scratch:
+            req = os.path.join(scratch.dir, "request.der")
+            res = self.run(["ocsp", "-issuer", issuer_file, f"-{hash_alg}", "-cert", cert_file,
+                            "-nonce", "-reqout", req, "-req_text"])
+            data = _read_if_exists(req)
+            nonce = parse_nonce(res.stdout, "Request Extensions")
+            if res.returncode != 0 or not data or nonce is None:
+                raise OpensslError("openssl could not build the OCSP request with a nonce: "
+                                   + (_first_reason(res.stderr) or res.stderr.strip() or "no output"))
+            return data, nonce
 
     def examine_response(self, resp_file: str, *, issuer_file: Optional[str] = None,
                          cert_file: Optional[str] = None, hash_alg: str = "sha1",

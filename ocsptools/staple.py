@@ -150,6 +150,7 @@ class ResponseInfo:
     responder_id: Optional[str] = None  # a DN, or a hex key hash
     responses: Tuple[SingleResponse, ...] = ()
     certs: Tuple[Certificate, ...] = ()  # certificates embedded in the response
+    nonce: Optional[str] = None          # the nonce extension's value, hex, if any
 
     @property
     def successful(self) -> bool:

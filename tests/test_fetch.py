@@ -441,3 +441,21 @@ def test_status_unknown_exit_1_untouched(tmp_path, pki, installed):
     assert res.returncode == 1
     assert "status is unknown" in assert_one_line_error(res.stderr)
     assert_untouched(installed, before)
+
+
+def test_nonce_echo_checked(tmp_path, pki, responder, fake):
+    # openssl's responder echoes the nonce: accepted without warning
+    res = fetch(pki.leaves["good1"].fullchain, "--nonce", "-o", tmp_path / "n.der", "--method", "post")
+    assert res.returncode == 0, res.stderr
+    assert b"nonce" not in res.stderr
+    # a replayed response (with the nonce of an earlier request) is refused
+    fake.set(body=(tmp_path / "n.der").read_bytes())
+    res = fetch(pki.leaves["good1"].fullchain, "--nonce", "-u", fake.url, "-o", tmp_path / "m.der")
+    assert res.returncode == 1
+    assert "another nonce" in assert_one_line_error(res.stderr)
+    # a response without nonce: accepted with a warning
+    plain = tmp_path / "plain.der"
+    assert fetch(pki.leaves["good1"].fullchain, "-o", plain).returncode == 0
+    fake.set(body=plain.read_bytes())
+    res = fetch(pki.leaves["good1"].fullchain, "--nonce", "-u", fake.url, "-o", tmp_path / "p.der")
+    assert res.returncode == 0 and b"did not echo the nonce" in res.stderr

@@ -228,8 +228,12 @@ def parse_resp_text(text: str) -> Tuple[ResponseInfo, List[dict]]:
     def close() -> None:
         nonlocal cur
         if cur is not None:
-            if "cert_status" not in cur or "this_update" not in cur:
-                raise ValueError("incomplete SingleResponse in response text")
+            required = ("hash_algorithm", "issuer_name_hash", "issuer_key_hash", "serial",
+                        "cert_status", "this_update")
+            missing = [k for k in required if k not in cur]
+            if missing:
+                raise ValueError("incomplete SingleResponse in response text (no "
+                                 + ", ".join(missing) + ")")
             singles.append(SingleResponse(**cur))
         cur = None
 
@@ -437,6 +441,293 @@ def to_certificate(der: bytes, fields: dict) -> Certificate:
 
 
 # --------------------------------------------------------------------------
+# Pure parsers for ``openssl s_client -status -showcerts -msg`` (live checks)
+# --------------------------------------------------------------------------
+
+#: The ``-starttls`` protocols of ``openssl s_client`` (3.0) that ocsp-check offers.
+STARTTLS = ("smtp", "lmtp", "imap", "pop3", "ftp", "xmpp", "xmpp-server", "sieve", "nntp",
+            "ldap", "postgres", "mysql", "irc")
+
+_MSG_HEAD = re.compile(r"^(?P<dir><<<|>>>) (?P<version>[^,\[]+), (?P<kind>[A-Za-z ]+?) "
+                       r"\[length (?P<length>[0-9a-fA-F]+)\](?:, (?P<name>.*))?$")
+_HEX_BYTE = re.compile(r"^[0-9a-fA-F]{2}$")
+
+HS_CERTIFICATE = 11
+HS_CERTIFICATE_STATUS = 22
+EXT_STATUS_REQUEST = 5
+STATUS_TYPE_OCSP = 1
+
+
+@dataclass(frozen=True)
+class TlsMessage:
+    """One protocol message as ``s_client -msg`` printed it (header line + hex dump)."""
+
+    received: bool          # ``<<<`` (from the server) or ``>>>`` (sent)
+    version: str            # ``TLS 1.3``
+    kind: str               # ``Handshake``, ``RecordHeader``, ``Alert`` ...
+    name: str               # ``Certificate``, ``CertificateStatus`` ... ("" for record headers)
+    data: bytes
+
+
+def parse_msg_dump(text: str) -> List[TlsMessage]:
+    """Parse the ``-msg`` output of s_client into messages.
+
+    Every dump must hold exactly the number of bytes its header announces
+    (``[length 0777]``); anything else is a ValueError.  Headers of another
+    shape (``<<< Not TLS data or unknown version ...``) end the previous
+    message and are skipped with their bytes."""
+    messages: List[TlsMessage] = []
+    cur: Optional[dict] = None
+
+    def close() -> None:
+        if cur is not None:
+            data = bytes(cur["bytes"])
+            if len(data) != cur["length"]:
+                raise ValueError(f"-msg dump of {cur['kind']} {cur['name'] or ''} holds {len(data)} "
+                                 f"bytes, its header says {cur['length']}")
+            messages.append(TlsMessage(cur["received"], cur["version"], cur["kind"], cur["name"], data))
+
+    skipping = False
+    for raw in text.splitlines():
+        if raw.startswith(("<<<", ">>>")):
+            close()
+            cur = None
+            m = _MSG_HEAD.match(raw.rstrip())
+            skipping = m is None
+            if m:
+                cur = {"received": m.group("dir") == "<<<", "version": m.group("version").strip(),
+                       "kind": m.group("kind").strip(), "name": (m.group("name") or "").strip(),
+                       "length": int(m.group("length"), 16), "bytes": bytearray()}
+        elif raw.startswith((" ", "\t")) and raw.strip():
+            if skipping or cur is None:
+                continue
+            for token in raw.split():
+                if not _HEX_BYTE.match(token):
+                    raise ValueError(f"unexpected token {token!r} in the -msg hex dump")
+                cur["bytes"].append(int(token, 16))
+        elif raw.strip():
+            close()             # some other line: the dump of the current message is over
+            cur = None
+            skipping = False
+    close()
+    return messages
+
+
+class _Reader:
+    """Bounds-checked reading of TLS structures (ValueError on any overrun)."""
+
+    def __init__(self, data: bytes, what: str) -> None:
+        self.data, self.pos, self.what = data, 0, what
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise ValueError(f"truncated {self.what}")
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def uint(self, n: int) -> int:
+        return int.from_bytes(self.take(n), "big")
+
+    def vector(self, length_bytes: int) -> bytes:
+        return self.take(self.uint(length_bytes))
+
+    @property
+    def done(self) -> bool:
+        return self.pos == len(self.data)
+
+
+def _handshake_body(msg: TlsMessage) -> Tuple[int, bytes]:
+    r = _Reader(msg.data, f"{msg.name or 'handshake'} message")
+    hs_type = r.uint(1)
+    body = r.vector(3)
+    if not r.done:
+        raise ValueError(f"{msg.name or 'handshake'} message: trailing bytes after the body")
+    return hs_type, body
+
+
+def _certificate_status(data: bytes) -> bytes:
+    """The OCSPResponse DER of a CertificateStatus structure (status_type ocsp, 24-bit length)."""
+    r = _Reader(data, "CertificateStatus")
+    status_type = r.uint(1)
+    if status_type != STATUS_TYPE_OCSP:
+        raise ValueError(f"CertificateStatus of type {status_type}, not ocsp (1)")
+    der = r.vector(3)
+    if not r.done:
+        raise ValueError("CertificateStatus: trailing bytes after the OCSP response")
+    return der
+
+
+def _certificate_list(body: bytes, tls13: bool) -> Tuple[List[bytes], Optional[bytes]]:
+    """The certificates of a Certificate message and, in TLS 1.3, the leaf entry's staple."""
+    r = _Reader(body, "Certificate message")
+    if tls13:
+        r.vector(1)                              # certificate_request_context
+    lst = _Reader(r.vector(3), "certificate_list")
+    if not r.done:
+        raise ValueError("Certificate message: trailing bytes after the certificate list")
+    certs: List[bytes] = []
+    staple: Optional[bytes] = None
+    while not lst.done:
+        certs.append(lst.vector(3))
+        if tls13:
+            exts = _Reader(lst.vector(2), "certificate entry extensions")
+            while not exts.done:
+                ext_type = exts.uint(2)
+                ext_data = exts.vector(2)
+                if ext_type == EXT_STATUS_REQUEST and len(certs) == 1:
+                    staple = _certificate_status(ext_data)
+    return certs, staple
+
+
+@dataclass(frozen=True)
+class ServerHandshake:
+    """What the server sent, from the handshake bytes: its chain and the staple's exact DER."""
+
+    version: Optional[str] = None           # of the Certificate message (``TLS 1.3``)
+    chain: Tuple[bytes, ...] = ()
+    staple: Optional[bytes] = None          # None: the server sent no staple
+
+
+def server_handshake(messages: Sequence[TlsMessage]) -> ServerHandshake:
+    """Find the server's Certificate and (TLS 1.2) CertificateStatus messages and decode them.
+
+    TLS 1.2 carries the staple in a CertificateStatus message (type 22);
+    TLS 1.3 in the status_request extension of the first (leaf) entry of the
+    Certificate message (type 11).  The first of each counts."""
+    version = None
+    chain: Tuple[bytes, ...] = ()
+    staple: Optional[bytes] = None
+    seen_cert = seen_status = False
+    for msg in messages:
+        if not msg.received or msg.kind != "Handshake" or not msg.data:
+            continue
+        hs_type, body = _handshake_body(msg)
+        if hs_type == HS_CERTIFICATE and not seen_cert:
+            seen_cert = True
+            version = msg.version
+            certs, ext_staple = _certificate_list(body, msg.version == "TLS 1.3")
+            chain = tuple(certs)
+            if ext_staple is not None and staple is None:
+                staple = ext_staple
+        elif hs_type == HS_CERTIFICATE_STATUS and not seen_status:
+            seen_status = True
+            staple = _certificate_status(body)
+    return ServerHandshake(version=version, chain=chain, staple=staple)
+
+
+@dataclass(frozen=True)
+class SClientReport:
+    """What s_client printed (stdout and stderr) about one connection."""
+
+    connected: bool = False
+    protocol: Optional[str] = None          # ``TLSv1.3``; None when no handshake completed
+    cipher: Optional[str] = None
+    staple_said: Optional[str] = None       # sent | none | unparsable | None (no status line)
+    chain: Tuple[bytes, ...] = ()           # the -showcerts PEM blocks, in order
+    connect_errno: Optional[int] = None
+    starttls_error: Optional[str] = None
+    errors: Tuple[str, ...] = ()            # OpenSSL error-queue reasons from stderr
+
+    @property
+    def handshake_ok(self) -> bool:
+        return self.protocol is not None
+
+
+_NEW_SESSION = re.compile(r"^(?:New|Reused), (?P<proto>\S+), Cipher is (?P<cipher>\S+)")
+_STARTTLS_ERROR = re.compile(r"(?i)(starttls|stls|auth tls).*(not |n't |no )|"
+                             r"(not |n't |no ).*(starttls|stls|auth tls)")
+
+
+def parse_s_client(stdout: str, stderr: str) -> SClientReport:
+    """Interpret ``openssl s_client -status -showcerts`` output (both streams)."""
+    out = stdout.splitlines()
+    connected = any(l.startswith("CONNECTED(") for l in out)
+    protocol = cipher = None
+    staple_said = None
+    chain_lines: List[str] = []
+    in_chain = False
+    for line in out:
+        if in_chain:
+            if line.strip() == "---":
+                in_chain = False
+            else:
+                chain_lines.append(line)
+            continue
+        if line.strip() == "Certificate chain" and not chain_lines:
+            in_chain = True
+            continue
+        if staple_said is None and line.startswith("OCSP response:"):
+            rest = line[len("OCSP response:"):].strip()
+            staple_said = {"": "sent", "no response sent": "none"}.get(
+                rest, "unparsable" if "parse error" in rest else rest)
+            continue
+        m = _NEW_SESSION.match(line)
+        if m and protocol is None and cipher is None:
+            if m.group("proto") != "(NONE)" and m.group("cipher") != "(NONE)":
+                protocol, cipher = m.group("proto"), m.group("cipher")
+    chain = tuple(split_pem_certs("\n".join(chain_lines).encode("ascii", "replace")))
+    errno_ = None
+    starttls_error = None
+    for line in stderr.splitlines() + out:
+        m = re.match(r"^connect:errno=(\d+)", line.strip())
+        if m and errno_ is None:
+            errno_ = int(m.group(1))
+        if starttls_error is None and not _ERR_LINE.match(line.strip()) and _STARTTLS_ERROR.search(line):
+            starttls_error = line.strip()
+    return SClientReport(connected=connected, protocol=protocol, cipher=cipher,
+                         staple_said=staple_said, chain=chain, connect_errno=errno_,
+                         starttls_error=starttls_error,
+                         errors=tuple(openssl_error_reasons(stderr)))
+
+
+@dataclass(frozen=True)
+class LiveHandshake:
+    """One ``s_client`` run, interpreted: the text report, the decoded handshake, and whether
+    the two views agree."""
+
+    report: SClientReport
+    presented: ServerHandshake
+    timed_out: bool = False
+    budget: float = 0.0
+    disagreements: Tuple[str, ...] = ()     # openssl's views that contradict each other
+
+    @property
+    def chain(self) -> Tuple[bytes, ...]:
+        return self.presented.chain or self.report.chain
+
+    @property
+    def staple(self) -> Optional[bytes]:
+        return self.presented.staple
+
+
+def interpret_s_client(stdout: str, stderr: str, msg: str, *, timed_out: bool = False,
+                       budget: float = 0.0) -> LiveHandshake:
+    """Combine s_client's text and its ``-msg`` dump into one LiveHandshake (pure).
+
+    The staple and the chain are taken from the handshake bytes.  They are
+    cross-checked against the ``-showcerts`` PEM and the ``OCSP response:``
+    line; a contradiction is recorded in ``disagreements`` (the caller
+    refuses to judge the server on it)."""
+    report = parse_s_client(stdout, stderr)
+    problems: List[str] = []
+    try:
+        presented = server_handshake(parse_msg_dump(msg))
+    except ValueError as exc:
+        presented = ServerHandshake()
+        if report.connected:
+            problems.append(f"unreadable handshake dump ({exc})")
+    if presented.chain and report.chain and presented.chain != report.chain:
+        problems.append("the -showcerts chain differs from the Certificate message")
+    if report.staple_said == "none" and presented.staple is not None:
+        problems.append("s_client says no staple was sent, but the handshake carries one")
+    if report.staple_said == "sent" and presented.staple is None:
+        problems.append("s_client printed a staple that is missing from the handshake dump")
+    return LiveHandshake(report=report, presented=presented, timed_out=timed_out, budget=budget,
+                         disagreements=tuple(problems))
+
+
+# --------------------------------------------------------------------------
 # Running openssl
 # --------------------------------------------------------------------------
 
@@ -483,7 +774,12 @@ class OpenSSL:
             from plumbum import local
             from plumbum.commands.processes import CommandNotFound
             try:
-                cmd = local[self.binary] if os.sep not in self.binary else local[local.path(self.binary)]
+                if os.sep in self.binary:
+                    if not os.access(self.binary, os.X_OK) or os.path.isdir(self.binary):
+                        raise CommandNotFound(self.binary, [])
+                    cmd = local[local.path(self.binary)]
+                else:
+                    cmd = local[self.binary]
             except CommandNotFound:
                 raise OpensslError(
                     f"openssl not found ({self.binary!r}): install the openssl package "
@@ -522,6 +818,57 @@ class OpenSSL:
     def version(self) -> str:
         res = self.run(["version"])
         return res.stdout.strip()
+
+    # -- TLS: ocsp-check's live mode ---------------------------------------
+    def s_client(self, host: str, port: int, *, servername: Optional[str] = None,
+                 starttls: Optional[str] = None, timeout: Optional[float] = None) -> "LiveHandshake":
+        """Connect with ``openssl s_client -status`` and return what the server presented.
+
+        The handshake messages are dumped in hex (``-msg -msgfile`` into a
+        private file) so that the staple's exact DER and the presented chain
+        come from the bytes the server sent, not from openssl's text; the
+        ``-showcerts`` chain and the ``OCSP response:`` line are kept to
+        cross-check.  ``Q`` on stdin makes s_client close once the handshake
+        is done; a child that overstays TIMEOUT (or the handle's deadline) is
+        killed and ``timed_out`` is set (the partial output is still parsed).
+        No certificate store is loaded: the staple is verified separately."""
+        if starttls is not None and starttls not in STARTTLS:
+            raise ValueError(f"unsupported STARTTLS protocol {starttls!r}")
+        budget = self._budget(timeout)
+        connect = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+        with Scratch() as scratch:
+            msgfile = os.path.join(scratch.dir, "msg.txt")
+            args = ["s_client", "-connect", connect, "-status", "-showcerts", "-msg",
+                    "-msgfile", msgfile, "-no-CAfile", *NO_DEFAULT_STORE]
+            args += ["-servername", servername] if servername else ["-noservername"]
+            if starttls is not None:
+                args += ["-starttls", starttls]
+                if starttls.startswith("xmpp") and servername:
+                    args += ["-xmpphost", servername]
+            completed, timed_out = self._run_killable(args, b"Q\n", budget)
+            msg = _read_if_exists(msgfile).decode("utf-8", "replace")
+        return interpret_s_client(completed.stdout, completed.stderr, msg,
+                                  timed_out=timed_out, budget=budget)
+
+    def _run_killable(self, args: Sequence[str], stdin: bytes,
+                      budget: float) -> Tuple[Completed, bool]:
+        """Like ``run``, but a child killed on timeout still yields what it printed so far."""
+        cmd = self._command()
+        try:
+            proc = cmd.popen(list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise OpensslError(f"cannot run {self.binary}: {exc.strerror or exc}") from None
+        self.spawned += 1
+        timed_out = False
+        try:
+            out, err = proc.communicate(stdin, timeout=budget)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.kill()
+            out, err = proc.communicate()
+        return (Completed(tuple(args), proc.returncode, out.decode("utf-8", "replace"),
+                          err.decode("utf-8", "replace")), timed_out)
 
     # -- certificates ------------------------------------------------------
     def certificate_ders(self, data: bytes) -> List[bytes]:
@@ -630,6 +977,34 @@ class OpenSSL:
         verdict = parse_verdict(res.stdout, res.stderr, cert_file) if cert_file is not None else None
         return info, verdict
 
+    def examine_response_serial(self, resp_file: str, issuer_file: str, serial: int, *,
+                                hash_alg: str = "sha1") -> Tuple[ResponseInfo, Verdict]:
+        """Verify a DER response for the CertID (ISSUER, SERIAL) when the leaf itself is unknown
+        (ocsp-proxy): ``-issuer I -sha* -serial 0xHEX``, trust anchored at the issuer exactly as
+        in ``examine_response``.  The summary line starts with the ``-serial`` argument."""
+        if hash_alg not in HASHES:
+            raise ValueError(f"unsupported CertID hash {hash_alg!r}")
+        if serial < 0:
+            raise ValueError("negative serial numbers cannot be given to openssl -serial")
+        label = "0x" + format(serial, "X")
+        args = ["ocsp", "-respin", resp_file, "-issuer", issuer_file, f"-{hash_alg}",
+                "-serial", label, "-CAfile", issuer_file, "-partial_chain",
+                *NO_DEFAULT_STORE, "-no_nonce", "-resp_text"]
+        res = self.run(args)
+        if "OCSP Response Data:" not in res.stdout:
+            status = parse_responder_error(res.stdout)
+            if status is not None:
+                return ResponseInfo(response_status=status), parse_verdict(res.stdout, res.stderr, label)
+            reason = _first_reason(res.stderr)
+            raise ValueError("not a DER OCSP response" + (f" ({reason})" if reason else ""))
+        info, cert_fields = parse_resp_text(res.stdout)
+        ders = split_pem_certs(res.stdout.encode("ascii", "replace"))
+        if len(ders) == len(cert_fields):
+            certs = tuple(to_certificate(d, f) for d, f in zip(ders, cert_fields))
+            info = ResponseInfo(info.response_status, info.produced_at, info.responder_id,
+                                info.responses, certs)
+        return info, parse_verdict(res.stdout, res.stderr, label)
+
 
 def _read_if_exists(path: str) -> bytes:
     try:
@@ -660,3 +1035,178 @@ def hash_algorithms(info: ResponseInfo) -> Iterable[str]:
         if name in HASHES and name not in seen:
             seen.append(name)
     return seen
+
+
+# --------------------------------------------------------------------------
+# Batches (ocsp-renew-dir): one process for many certificates
+# --------------------------------------------------------------------------
+
+#: Certificates per batched openssl process (keeps argument lists and outputs modest).
+BATCH = 500
+
+
+def parse_verify_many(stdout: str, stderr: str, paths: Sequence[str]) -> dict:
+    """Interpret ``openssl verify ... -- P1 P2 ...``: path -> (ok, detail).
+
+    A path is OK only when stdout has the exact line ``P: OK``; a failure is
+    the stderr line ``error P: verification failed``, whose detail is the
+    ``error N at D depth lookup: ...`` line printed before it.  A path with
+    neither line has no verdict and counts as a failure."""
+    wanted = set(paths)
+    result: dict = {}
+    for line in stdout.splitlines():
+        if line.endswith(": OK") and line[:-4] in wanted:
+            result[line[:-4]] = (True, "")
+    detail = ""
+    for line in stderr.splitlines():
+        text = line.strip()
+        m = re.match(r"^error \d+ at \d+ depth lookup: (.*)$", text)
+        if m:
+            detail = m.group(1)
+            continue
+        if text.startswith("error ") and text.endswith(": verification failed"):
+            path = text[len("error "):-len(": verification failed")]
+            if path in wanted:
+                result[path] = (False, detail or "signature does not verify")
+            detail = ""
+    for path in paths:
+        if path in result and result[path][0] and any(
+                l.strip() == f"error {path}: verification failed" for l in stderr.splitlines()):
+            result[path] = (False, "openssl reported both OK and a failure")
+        result.setdefault(path, (False, "no verdict from openssl"))
+    return result
+
+
+def verify_issued_many(ossl: OpenSSL, issuer_file: str, leaf_files: Sequence[str]) -> dict:
+    """Which of LEAF_FILES did the (first) certificate in ISSUER_FILE sign?  path -> (ok, detail).
+
+    One ``openssl verify -partial_chain -no_check_time`` per BATCH leaves,
+    anchored at ISSUER_FILE alone (nothing else is trusted)."""
+    result: dict = {}
+    for start in range(0, len(leaf_files), BATCH):
+        chunk = list(leaf_files[start:start + BATCH])
+        res = ossl.run(["verify", "-partial_chain", "-no_check_time", "-CAfile", issuer_file,
+                        *NO_DEFAULT_STORE, "--", *chunk],
+                       timeout=ossl.timeout + 0.05 * len(chunk))
+        result.update(parse_verify_many(res.stdout, res.stderr, chunk))
+    return result
+
+
+def _der_tlv(buf: bytes, off: int) -> Tuple[int, int, int]:
+    """(tag, content start, content end) of the DER element at OFF; ValueError if malformed."""
+    if off + 2 > len(buf):
+        raise ValueError("truncated DER")
+    tag = buf[off]
+    length = buf[off + 1]
+    off += 2
+    if length & 0x80:
+        n = length & 0x7F
+        if n == 0 or n > 4 or off + n > len(buf):
+            raise ValueError("bad DER length")
+        length = int.from_bytes(buf[off:off + n], "big")
+        off += n
+    if off + length > len(buf):
+        raise ValueError("truncated DER")
+    return tag, off, off + length
+
+
+def _der_len(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _der_seq(content: bytes) -> bytes:
+    return b"\x30" + _der_len(len(content)) + content
+
+
+def split_ocsp_request(der: bytes) -> List[Tuple[bytes, int]]:
+    """Split an unsigned OCSPRequest with N Requests into N single requests (pure).
+
+    Returns (request DER, CertID serial) per Request, in order.  Version,
+    requestorName and requestExtensions of the TBSRequest are copied into
+    each; a signed request is refused."""
+    tag, s, e = _der_tlv(der, 0)
+    if tag != 0x30 or e != len(der):
+        raise ValueError("not an OCSPRequest")
+    ttag, ts, te = _der_tlv(der, s)
+    if ttag != 0x30:
+        raise ValueError("not an OCSPRequest (no TBSRequest)")
+    if te != e:
+        raise ValueError("signed OCSP requests cannot be split")
+    before, after = b"", b""
+    requests: List[Tuple[bytes, int]] = []
+    off = ts
+    seen_list = False
+    while off < te:
+        ctag, cs, ce = _der_tlv(der, off)
+        element = der[off:ce]
+        if ctag == 0x30 and not seen_list:
+            seen_list = True
+            roff = cs
+            while roff < ce:
+                rtag, rs, re_ = _der_tlv(der, roff)
+                if rtag != 0x30:
+                    raise ValueError("requestList holds something other than a Request")
+                # Request ::= SEQUENCE { reqCert CertID, ... }; CertID's last field is the serial
+                idtag, ids, ide = _der_tlv(der, rs)
+                if idtag != 0x30:
+                    raise ValueError("Request without a CertID")
+                foff = ids
+                serial = None
+                for _ in range(4):
+                    ftag, fs, fe = _der_tlv(der, foff)
+                    if ftag == 0x02:
+                        serial = int.from_bytes(der[fs:fe], "big", signed=True)
+                    foff = fe
+                if serial is None or foff != ide:
+                    raise ValueError("malformed CertID")
+                requests.append((der[roff:re_], serial))
+                roff = re_
+        elif not seen_list:
+            before += element
+        else:
+            after += element
+        off = ce
+    if not seen_list:
+        raise ValueError("OCSPRequest without a requestList")
+    return [(_der_seq(_der_seq(before + _der_seq(req) + after)), serial) for req, serial in requests]
+
+
+def build_requests(ossl: OpenSSL, issuer_file: str, cert_files: Sequence[str],
+                   serials: Sequence[int], *, hash_alg: str = "sha1") -> List[bytes]:
+    """One DER OCSP request (no nonce) per certificate issued by ISSUER_FILE's certificate.
+
+    openssl builds one request holding every CertID (``-issuer I -cert C1
+    -cert C2 ... -reqout``; one process per BATCH certificates), which is then
+    split into single requests; each part must carry the serial expected
+    for its certificate, in order, or nothing is returned."""
+    if hash_alg not in HASHES:
+        raise ValueError(f"unsupported CertID hash {hash_alg!r}")
+    if len(cert_files) != len(serials):
+        raise ValueError("one serial per certificate file is needed")
+    out: List[bytes] = []
+    with Scratch() as scratch:
+        for start in range(0, len(cert_files), BATCH):
+            chunk = list(cert_files[start:start + BATCH])
+            want = list(serials[start:start + BATCH])
+            req = os.path.join(scratch.dir, f"request-{start}.der")
+            args = ["ocsp", "-issuer", issuer_file, f"-{hash_alg}"]
+            for path in chunk:
+                args += ["-cert", path]
+            args += ["-no_nonce", "-reqout", req]
+            res = ossl.run(args, timeout=ossl.timeout + 0.05 * len(chunk))
+            data = _read_if_exists(req)
+            if res.returncode != 0 or not data:
+                raise OpensslError("openssl could not build the OCSP requests: "
+                                   + (_first_reason(res.stderr) or res.stderr.strip() or "no output"))
+            try:
+                parts = split_ocsp_request(data)
+            except ValueError as exc:
+                raise OpensslError(f"openssl built an unusable OCSP request ({exc})") from None
+            if [serial for _, serial in parts] != want:
+                raise OpensslError("openssl's batched OCSP request does not hold the expected "
+                                   "certificates in order; refusing it")
+            out.extend(der for der, _ in parts)
+    return out

@@ -1,0 +1,149 @@
+"""ocsp-fetch under hostile environments: time zones, locales, odd file names, symlinked trees,
+read-only and full file systems.  Whatever happens, the installed staple survives intact."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_one_line_error, run_cmd
+
+ENV = dict(os.environ, LC_ALL="C", SSL_CERT_FILE=os.devnull)
+
+
+def fetch(*args, **kw):
+    return run_cmd("ocsp-fetch", *args, **kw)
+
+
+def openssl_times(staple: Path):
+    text = subprocess.run(["openssl", "ocsp", "-respin", str(staple), "-resp_text", "-noverify"],
+                          capture_output=True, text=True, env=ENV).stdout
+    this = re.search(r"This Update: (.*)", text).group(1)
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.strptime(this.replace("  ", " "), "%b %d %H:%M:%S %Y GMT"))
+
+
+@pytest.mark.parametrize("tz", ["America/New_York", "Asia/Kolkata", "Pacific/Kiritimati", "UTC"])
+def test_time_zone_does_not_shift_anything(tz, tmp_path, pki, responder):
+    out = tmp_path / "s.der"
+    res = fetch(pki.leaves["good1"].fullchain, "-o", out, env={"TZ": tz})
+    assert res.returncode == 0, res.stderr
+    # the summary shows the response's own UTC thisUpdate, whatever the local zone
+    assert f"this update {openssl_times(out)}" in res.stderr.decode()
+
+
+@pytest.mark.parametrize("locale", ["de_DE.UTF-8", "C.UTF-8", "tr_TR.UTF-8"])
+def test_non_c_locale(locale, tmp_path, pki, responder):
+    res = fetch(pki.leaves["good1"].fullchain, "-o", tmp_path / "s.der",
+                env={"LC_ALL": locale, "LANG": locale, "LANGUAGE": "de"})
+    assert res.returncode == 0, res.stderr
+    assert b": good, this update" in res.stderr
+
+
+@pytest.mark.parametrize("name", ["with space.pem", "-leading-dash.pem", "n\u00e4me-\u00fc\u00f1\u00ee.pem",
+                                  "quote'and\"dq.pem", "semi;colon$(x).pem"])
+def test_odd_file_names(name, tmp_path, pki, responder):
+    cert = tmp_path / name
+    shutil.copy(pki.leaves["good1"].fullchain, cert)
+    staple = tmp_path / (name + ".ocsp")
+    res = fetch("-o", staple, "--", name, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert staple.exists() and staple.read_bytes()[:1] == b"\x30"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, name + ".ocsp"])
+
+
+def test_symlinked_certbot_tree(tmp_path, pki, responder):
+    """certbot: live/<name>/{cert,chain}.pem are symlinks into archive/; the staple path may be one too."""
+    archive = tmp_path / "archive" / "site"
+    live = tmp_path / "live" / "site"
+    archive.mkdir(parents=True)
+    live.mkdir(parents=True)
+    shutil.copy(pki.leaves["good1"].cert, archive / "cert1.pem")
+    shutil.copy(pki.leaves["good1"].chain, archive / "chain1.pem")
+    (live / "cert.pem").symlink_to("../../archive/site/cert1.pem")
+    (live / "chain.pem").symlink_to("../../archive/site/chain1.pem")
+    (archive / "staple1.ocsp").write_bytes(b"")
+    (live / "staple.ocsp").symlink_to("../../archive/site/staple1.ocsp")
+    res = fetch(live / "cert.pem", "-o", live / "staple.ocsp", "-v")
+    assert res.returncode == 0, res.stderr
+    assert "chain.pem" in res.stderr.decode()
+    assert (live / "staple.ocsp").is_symlink()                   # the link is kept...
+    assert (archive / "staple1.ocsp").read_bytes()[:1] == b"\x30"  # ...and its target replaced
+
+
+@contextlib.contextmanager
+def tmpfs(size: str, *, readonly: bool = False, populate=None):
+    """A private tmpfs (root only); skip the test where mounting is not permitted."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a tmpfs")
+    d = tempfile.mkdtemp(prefix="ocsptools-tmpfs-")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", d],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        os.rmdir(d)
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        if populate:
+            populate(Path(d))
+        if readonly:
+            subprocess.run(["mount", "-o", "remount,ro", d], check=True)
+        yield Path(d)
+    finally:
+        subprocess.run(["umount", "-l", d], capture_output=True)
+        os.rmdir(d)
+
+
+@pytest.fixture
+def good_staple(tmp_path, pki, responder):
+    out = tmp_path / "good.der"
+    assert fetch(pki.leaves["good1"].fullchain, "-o", out).returncode == 0
+    time.sleep(1.1)          # so the next answer is strictly newer
+    return out.read_bytes()
+
+
+def test_read_only_staple_directory(good_staple, pki, responder):
+    with tmpfs("1m", readonly=True, populate=lambda d: (d / "s.ocsp").write_bytes(good_staple)) as d:
+        res = fetch(pki.leaves["good1"].fullchain, "-o", d / "s.ocsp")
+        assert res.returncode == 1
+        line = assert_one_line_error(res.stderr)
+        assert "Read-only file system" in line and "untouched" in line
+        assert (d / "s.ocsp").read_bytes() == good_staple
+
+
+def test_full_disk(good_staple, pki, responder):
+    def fill(d: Path):
+        (d / "s.ocsp").write_bytes(good_staple)
+        try:
+            with open(d / "filler", "wb") as fh:
+                while True:
+                    fh.write(b"\0" * 4096)
+                    fh.flush()
+        except OSError:
+            pass                    # the file system is full now
+    with tmpfs("64k", populate=fill) as d:
+        res = fetch(pki.leaves["good1"].fullchain, "-o", d / "s.ocsp")
+        assert res.returncode == 1
+        line = assert_one_line_error(res.stderr)
+        assert "no space left" in line
+        assert (d / "s.ocsp").read_bytes() == good_staple
+        assert sorted(p.name for p in d.iterdir()) == ["filler", "s.ocsp"]
+
+
+def test_staple_path_is_a_directory(tmp_path, pki, responder):
+    (tmp_path / "dir.ocsp").mkdir()
+    res = fetch(pki.leaves["good1"].fullchain, "-o", tmp_path / "dir.ocsp")
+    assert res.returncode == 1
+    assert "not a regular file" in assert_one_line_error(res.stderr) or "directory" in res.stderr.decode()
+
+
+def test_missing_openssl_is_one_line(tmp_path, pki):
+    res = fetch(pki.leaves["good1"].fullchain, "--openssl", "/nonexistent/openssl", "-o", tmp_path / "s")
+    assert res.returncode == 1
+    assert "openssl not found" in assert_one_line_error(res.stderr)

@@ -49,7 +49,8 @@ class Request:
 
 
 class FakeResponder:
-    def __init__(self) -> None:
+    def __init__(self, *, tls: Optional[Tuple[str, str]] = None) -> None:
+        """TLS=(certfile, keyfile) serves HTTPS instead of HTTP."""
         self.answer = Answer()
         self.handler: Optional[Callable[[Request], Answer]] = None
         self.requests: List[Request] = []
@@ -111,6 +112,12 @@ class FakeResponder:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/"
+        if tls is not None:
+            import ssl
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{self.port}/"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def set(self, **kwargs) -> "FakeResponder":

@@ -459,3 +459,61 @@ def test_nonce_echo_checked(tmp_path, pki, responder, fake):
     fake.set(body=plain.read_bytes())
     res = fetch(pki.leaves["good1"].fullchain, "--nonce", "-u", fake.url, "-o", tmp_path / "p.der")
     assert res.returncode == 0 and b"did not echo the nonce" in res.stderr
+
+
+# --- transport: HTTPS responders and proxies --------------------------------------
+
+def test_https_responder(tmp_path, pki, installed):
+    from fake_responder import FakeResponder
+    server = pki.make_leaf("ocsp-https", dns_names=["localhost"])
+    body = installed.read_bytes()
+    with FakeResponder(tls=(str(server.fullchain), str(server.key))) as https:
+        https.set(body=body)
+        # trusted through SSL_CERT_FILE (the private root), as an admin of a private PKI would
+        res = fetch(pki.leaves["good1"].fullchain, "-u", https.url, "-o", tmp_path / "s.der",
+                    env={"SSL_CERT_FILE": str(pki.root_cert)})
+        assert res.returncode == 0, res.stderr
+        assert https.requests and https.requests[0].method == "GET"
+        # an untrusted TLS certificate is a clear failure
+        res = fetch(pki.leaves["good1"].fullchain, "-u", https.url, "-o", tmp_path / "t.der",
+                    env={"SSL_CERT_FILE": str(pki.other_inter_cert)})
+        assert res.returncode == 1
+        assert "TLS error" in assert_one_line_error(res.stderr)
+
+
+def test_proxy_option_and_environment(tmp_path, pki, installed, fake):
+    fake.set(body=installed.read_bytes())
+    unreachable = "http://127.0.0.1:9/ocsp"          # only the proxy can "reach" it
+    res = fetch(pki.leaves["good1"].fullchain, "-u", unreachable, "--proxy", fake.url,
+                "-o", tmp_path / "a.der", "--method", "post")
+    assert res.returncode == 0, res.stderr
+    req = fake.requests[-1]
+    assert req.path == unreachable and req.headers["host"] == "127.0.0.1:9"
+    res = fetch(pki.leaves["good1"].fullchain, "-u", unreachable, "-o", tmp_path / "b.der",
+                env={"http_proxy": fake.url})
+    assert res.returncode == 0, res.stderr
+    assert fake.requests[-1].path.startswith("http://127.0.0.1:9/ocsp/")    # GET through the proxy
+    count = len(fake.requests)
+    res = fetch(pki.leaves["good1"].fullchain, "-u", unreachable, "-o", tmp_path / "c.der",
+                env={"http_proxy": fake.url, "no_proxy": "127.0.0.1"})
+    assert res.returncode == 1 and len(fake.requests) == count            # bypassed: direct, refused
+    assert "connection refused" in assert_one_line_error(res.stderr)
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("http://r.example/", "http://r.example/{}"),
+    ("http://r.example", "http://r.example/{}"),
+    ("http://r.example/ocsp", "http://r.example/ocsp/{}"),
+    ("http://r.example/ocsp/", "http://r.example/ocsp/{}"),
+    ("http://r.example:8080/a/b", "http://r.example:8080/a/b/{}"),
+])
+def test_get_url_joins_paths_and_percent_encodes(url, expected):
+    from ocsptools.transport import get_url
+    der = b"\xfb\xef\xff" * 20                        # base64 of this holds + and /
+    got = get_url(url, der)
+    enc = base64.b64encode(der).decode()
+    assert "+" in enc and "/" in enc
+    from urllib.parse import quote
+    assert got == expected.format(quote(enc, safe=""))
+    assert get_url(url, bytes(300)) is None          # too long: POST
+    assert get_url(url + "?x=1", der) is None        # a query string cannot take a path

@@ -118,3 +118,130 @@ def read_file(path: str, *, max_size: int = 16 * 1024 * 1024) -> Optional[bytes]
     if len(data) > max_size:
         raise StoreError(f"{path}: larger than {max_size} bytes; not a staple", path=path)
     return data
+
+
+# --------------------------------------------------------------------------
+# Locks and backups (ocsp-renew-dir)
+# --------------------------------------------------------------------------
+
+import fcntl  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from typing import List  # noqa: E402
+
+from .errors import LockBusy  # noqa: E402
+
+
+class FileLock:
+    """An exclusive ``flock`` on LOCK_PATH, held while the object is open.
+
+    The holder writes its pid and start time into the file, so a second run
+    can name it.  The lock dies with the process (no stale lock files)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+
+    def acquire(self, timeout: float = 0.0, *, what: str = "another run") -> "FileLock":
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot open the lock file: {exc.strerror}; "
+                             f"choose another place with --state", path=self.path) from None
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _lock_holder(fd)
+                    os.close(fd)
+                    waited = f" after waiting {timeout:g} s" if timeout > 0 else ""
+                    raise LockBusy(f"{self.path}: {what} is still running ({holder}){waited}; "
+                                   f"try again later or raise --lock-timeout", path=self.path) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        os.write(fd, f"pid {os.getpid()} since {stamp}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+            os.close(self.fd)           # closing drops the flock
+            self.fd = -1
+
+    def __enter__(self) -> "FileLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text or "holder unknown"
+
+
+BACKUP_RE = re.compile(r"-\d{8}-\d{6}$")
+
+
+def backup_name(path: str, when: datetime) -> str:
+    """``<staple>-YYYYmmdd-HHMMSS`` (UTC)."""
+    return f"{path}-{when.astimezone(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+
+
+def backup_copy(path: str, data: bytes, when: datetime, *, overwrite: bool = False) -> Optional[str]:
+    """Keep DATA (a staple's bytes) as ``backup_name(path, when)``, atomically, in PATH's mode.
+
+    Returns the backup's name, or None when a backup of that name exists
+    already (it is replaced only with OVERWRITE: a newer staple of the same second)."""
+    name = backup_name(path, when)
+    if os.path.lexists(name) and not overwrite:
+        return None
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = DEFAULT_MODE
+    atomic_write(name, data, mode=mode)
+    return name
+
+
+def list_backups(path: str) -> List[str]:
+    """PATH's backups, oldest first."""
+    directory = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    found = [n for n in names if n.startswith(base + "-") and len(n) == len(base) + 16
+             and BACKUP_RE.search(n)]
+    return [os.path.join(os.path.dirname(path), n) for n in sorted(found)]
+
+
+def prune_backups(path: str, keep: int) -> List[str]:
+    """Delete all but the KEEP newest backups of PATH; return the deleted names."""
+    backups = list_backups(path)
+    doomed = backups[:max(0, len(backups) - keep)]
+    removed = []
+    for name in doomed:
+        try:
+            os.unlink(name)
+            removed.append(name)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"{name}: cannot delete an old backup: {exc.strerror}", path=name) from None
+    return removed

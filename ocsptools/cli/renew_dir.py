@@ -1,0 +1,354 @@
+"""ocsp-renew-dir: make-style renewal of every staple under certificate trees."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import timedelta
+from typing import IO, List, Optional, Sequence
+
+from .. import config as configmod
+from .. import discovery, transport
+from ..driver import Driver, Report, RunOptions, run_hook
+from ..durations import parse_duration
+from ..errors import (ConfigError, InputError, LockBusy, OpensslError, StoreError, UsageError)
+from ..fetch import FetchOptions
+from ..openssl import HASHES, OpenSSL
+from ..policy import RenewOptions
+from ..statecache import StateCache, default_path
+from ..store import FileLock
+from ._common import ArgumentParser, ExitTable, positive_float, run, utcnow, version_string
+
+PROG = "ocsp-renew-dir"
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+EXITS = ExitTable(codes=(
+    (UsageError, EXIT_USAGE),
+    (ConfigError, EXIT_USAGE),
+    (InputError, EXIT_USAGE),
+    (LockBusy, EXIT_USAGE),
+    (StoreError, EXIT_FAILED),
+    (OpensslError, EXIT_FAILED),
+    (OSError, EXIT_FAILED),
+), internal=EXIT_FAILED)
+
+EPILOG = """\
+output (stdout, tab-separated, one line per certificate acted on; nothing
+when nothing happened):
+  ACTION<TAB>CERT<TAB>STAPLE<TAB>DETAIL
+  ACTION is renewed, failed, revoked, skipped, stale-staple; with -n
+  would-renew; with -v also fresh.
+
+exit status:
+  0  every staple is up to date or was renewed (skips are not failures);
+     with -q: everything is up to date
+  1  at least one certificate failed or is revoked (its old staple is kept),
+     or the --on-change command failed; with -q: something is due
+  2  usage or configuration error, or another run holds the lock
+"""
+
+
+def _percent(text: str) -> float:
+    s = text.strip().rstrip("%")
+    try:
+        value = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100: {text!r}")
+    return value
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}: {text!r}")
+        return value
+    return parse
+
+
+def _nonneg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Find every certificate under DIR (certbot, lego, acme.sh or plain bundles), "
+                    "decide which OCSP staples are out of date, renew those in parallel, and say "
+                    "exactly what was done.  '-' as DIR reads certificate paths from stdin.",
+        epilog=EPILOG)
+    a = p.add_argument
+    a("dirs", metavar="DIR", nargs="*", help="directory (or certificate file) to scan; - reads paths from stdin")
+    a("--config", metavar="FILE", help="YAML configuration (ocsptools.yaml(5); ocspbot files work as is)")
+    a("--layout", choices=discovery.LAYOUTS, default=None,
+      help="tree layout: auto (default), certbot, lego, acme.sh or bundle")
+    a("-r", "--recursive", action="store_true", default=None, help="bundle layout: descend into subdirectories")
+    a("-0", "--null", action="store_true", default=None, help="paths on stdin are NUL-separated (find -print0)")
+    a("-u", "--url", metavar="URL", action="append", default=None,
+      help="responder URL for every certificate, instead of the certificate's (repeatable)")
+    a("--timeout", metavar="SECONDS", type=positive_float, default=None,
+      help="limit for each HTTP exchange and each openssl run (default 10)")
+    a("--method", choices=transport.METHODS, default=None, help="HTTP method (default auto)")
+    a("--hash", choices=HASHES[:2], default=None, dest="hash_alg", help="CertID hash (default sha1)")
+    a("--proxy", metavar="URL", default=None, help="HTTP proxy (default: from the environment)")
+    a("--out-dir", metavar="DIR", default=None,
+      help="write staples to DIR/NAME.ocsp instead of next to each certificate as CERT.ocsp")
+    a("--renew-at", metavar="PCT", type=_percent, default=None,
+      help="renew when PCT%% of a staple's lifetime has elapsed (default 50)")
+    a("--min-validity", metavar="DUR", type=_duration, default=None,
+      help="renew when less than DUR (e.g. 3d, 12h) of validity is left")
+    a("-n", "--dry-run", action="store_true", default=None,
+      help="print what would be renewed and why; change nothing; exit 0")
+    a("-q", "--question", action="store_true", default=None,
+      help="print nothing, change nothing; exit 0 if everything is up to date, else 1")
+    a("-j", "--jobs", metavar="N", type=_count(1), default=None, help="parallel fetches (default 4)")
+    a("--per-responder", metavar="N", type=_count(1), default=None,
+      help="at most N fetches in flight to any one responder host (default 4)")
+    a("-k", "--keep-going", action="store_true", default=None,
+      help="go on after a failure (the default)")
+    a("-S", "--stop-on-error", action="store_true", default=None,
+      help="start no new fetch after the first failure")
+    a("-B", "--always-renew", action="store_true", default=None,
+      help="renew every staple, fresh or not")
+    a("--on-change", metavar="CMD", default=None,
+      help="shell command run once after the run if a staple changed; OCSP_CHANGED holds the paths")
+    a("--backup", action="store_true", default=None,
+      help="keep STAPLE-YYYYmmdd-HHMMSS copies of the staples written and replaced")
+    a("--backup-keep", metavar="N", type=_count(0), default=None,
+      help="keep only the N newest backups of each staple (implies --backup)")
+    a("--prune", action="store_true", default=None,
+      help="delete stale staples of certificates that have no OCSP responder")
+    a("--lock-timeout", metavar="SECONDS", type=_nonneg, default=None,
+      help="wait this long for another run to finish (default 0: fail at once)")
+    a("--state", metavar="FILE", default=None,
+      help="state cache file (default: in $XDG_CACHE_HOME/ocsptools, /var/cache/ocsptools for root)")
+    a("--no-aia", action="store_true", default=None, help="never download issuers from AIA caIssuers URLs")
+    a("--openssl", metavar="PATH", default=None, help="openssl binary (default: openssl)")
+    a("-v", "--verbose", action="store_true", default=None,
+      help="also print fresh, not applicable and ignored certificates")
+    a("-V", "--version", action="version", version=version_string(PROG))
+    return p
+
+
+DEFAULTS = {
+    "layout": "auto", "recursive": False, "null": False, "url": [], "timeout": 10.0,
+    "method": "auto", "hash_alg": "sha1", "proxy": None, "out_dir": None, "renew_at": 50.0,
+    "min_validity": None, "dry_run": False, "question": False, "jobs": 4, "per_responder": 4,
+    "keep_going": False, "stop_on_error": False, "always_renew": False, "on_change": None,
+    "backup": False, "backup_keep": None, "prune": False, "lock_timeout": 0.0, "state": None,
+    "no_aia": False, "openssl": "openssl", "verbose": False,
+}
+CONFIG_NAMES = {"hash": "hash_alg"}
+
+
+def _settings(args: argparse.Namespace, cfg: Optional[configmod.Config]) -> dict:
+    """Defaults, then the configuration file, then the command line."""
+    s = dict(DEFAULTS)
+    if cfg is not None:
+        for key, value in cfg.options.items():
+            s[CONFIG_NAMES.get(key, key)] = value
+    for key in DEFAULTS:
+        value = getattr(args, key, None)
+        if value is not None:
+            s[key] = value
+    if args.keep_going and args.stop_on_error:
+        raise UsageError("-k/--keep-going and -S/--stop-on-error contradict each other")
+    if args.keep_going:
+        s["stop_on_error"] = False
+    if s["backup_keep"] is not None:
+        s["backup"] = True
+    if s["dry_run"] and s["question"]:
+        raise UsageError("-n/--dry-run and -q/--question cannot be combined")
+    return s
+
+
+def _candidates(dirs: Sequence[str], s: dict, cfg: Optional[configmod.Config],
+                stdin) -> List[discovery.Candidate]:
+    out_dir = s["out_dir"]
+    cands: List[discovery.Candidate] = []
+    used_stdin = False
+    for d in dirs:
+        if d == "-":
+            if used_stdin:
+                raise UsageError("- (standard input) may be given only once")
+            used_stdin = True
+            cands += discovery.from_paths(discovery.read_paths(stdin, nul=s["null"]), out_dir)
+        else:
+            cands += discovery.discover(d, s["layout"], recursive=s["recursive"], out_dir=out_dir)
+    if cfg is not None:
+        for c in cfg.candidates:
+            if not c.staple:
+                c = discovery.with_overrides(c, staple=discovery.staple_path(c.cert, c.name, out_dir))
+            cands.append(c)
+    return cands
+
+
+class Printer:
+    """TSV lines to stdout (or ocspbot's output_log); progress on a terminal's stderr only."""
+
+    def __init__(self, out: IO[str], quiet: bool) -> None:
+        self.out = out
+        self.quiet = quiet
+        self.tty = _isatty(sys.stderr)
+        self._progress_shown = False
+
+    def line(self, rep: Report) -> None:
+        if self.quiet:
+            return
+        self.clear()
+        self.out.write(rep.tsv() + "\n")
+        self.out.flush()
+
+    def progress(self, done: int, total: int) -> None:
+        if not self.tty or total < 10:
+            return
+        sys.stderr.write(f"\r{PROG}: {done}/{total} renewed or tried ")
+        sys.stderr.flush()
+        self._progress_shown = True
+
+    def clear(self) -> None:
+        if self._progress_shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self._progress_shown = False
+
+
+def _isatty(stream) -> bool:
+    try:
+        return os.isatty(stream.fileno())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class _LazyFile:
+    """ocspbot's output_log/error_log: opened (append) only when something is written."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fh: Optional[IO[str]] = None
+
+    def write(self, text: str) -> None:
+        if self.fh is None:
+            try:
+                self.fh = open(self.path, "a")
+            except OSError as exc:
+                raise ConfigError(f"{self.path}: cannot open the log file: {exc.strerror}") from None
+        self.fh.write(text)
+
+    def flush(self) -> None:
+        if self.fh is not None:
+            self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+def main(argv: List[str]) -> int:
+    args = build_parser().parse_args(argv)
+    cfg = configmod.load(args.config) if args.config else None
+    s = _settings(args, cfg)
+    dirs = list(args.dirs) + (cfg.dirs if cfg is not None else [])
+    if not dirs and not (cfg is not None and cfg.candidates):
+        raise UsageError("nothing to do: give DIR(s), - for paths on stdin, or --config FILE")
+    for url in s["url"]:
+        transport.check_url(url)
+    if s["out_dir"] and not os.path.isdir(s["out_dir"]):
+        raise UsageError(f"{s['out_dir']}: --out-dir is not an existing directory")
+    now = utcnow()
+    out: IO[str] = sys.stdout
+    err_log: Optional[_LazyFile] = None
+    if cfg is not None and cfg.output_log:
+        out = _LazyFile(configmod.log_name(cfg.output_log, now))  # type: ignore[assignment]
+    if cfg is not None and cfg.error_log:
+        err_log = _LazyFile(configmod.log_name(cfg.error_log, now))
+
+    def warn(text: str) -> None:
+        line = f"{PROG}: {text}\n"
+        (err_log or sys.stderr).write(line)
+        (err_log or sys.stderr).flush()
+
+    try:
+        for w in (cfg.warnings if cfg is not None else []):
+            warn("warning: " + w)
+        cands = _candidates(dirs, s, cfg, sys.stdin.buffer)
+        inputs = sorted(os.path.abspath(d) if d != "-" else "-" for d in dirs)
+        if args.config:
+            inputs.append("config:" + os.path.abspath(args.config))
+        state_path = s["state"] or default_path(inputs)
+        cache = StateCache(state_path).load()
+        http = transport.HttpOptions(timeout=s["timeout"], proxy=s["proxy"])
+        opts = RunOptions(
+            fetch=FetchOptions(urls=tuple(s["url"]), method=s["method"], hash_alg=s["hash_alg"], http=http),
+            renew=RenewOptions(renew_at=s["renew_at"], min_validity=s["min_validity"],
+                               always=s["always_renew"]),
+            jobs=s["jobs"], per_responder=s["per_responder"], stop_on_error=s["stop_on_error"],
+            dry_run=s["dry_run"], question=s["question"], backup=s["backup"],
+            backup_keep=s["backup_keep"], prune=s["prune"], verbose=s["verbose"],
+            use_aia=not s["no_aia"])
+        ossl = OpenSSL(s["openssl"], timeout=s["timeout"])
+        printer = Printer(out, quiet=s["question"])
+        lock = None
+        if not (s["dry_run"] or s["question"]):
+            lock = FileLock(state_path + ".lock").acquire(s["lock_timeout"], what=f"another {PROG}")
+        try:
+            driver = Driver(opts, ossl, cache, lambda: utcnow())
+            driver.now = now
+            driver.emit = printer.line
+            driver.progress = printer.progress
+            result = driver.run(cands)
+            printer.clear()
+            cache.save()
+            if cache.warning and s["verbose"]:
+                warn("warning: " + cache.warning)
+            status = EXIT_OK if result.ok else EXIT_FAILED
+            if s["question"]:
+                return EXIT_FAILED if (result.pending or not result.ok) else EXIT_OK
+            if s["dry_run"]:
+                return EXIT_OK
+            if result.changed and s["on_change"]:
+                rc, problem = run_hook(s["on_change"], result.changed, stdout=sys.stderr)
+                if rc != 0:
+                    warn(problem)
+                    status = EXIT_FAILED
+            if s["verbose"]:
+                warn(f"{len(cands)} candidates, {len(result.changed)} renewed, "
+                     f"{result.failed} failed, {result.revoked} revoked, "
+                     f"{result.spawned} openssl processes")
+            return status
+        finally:
+            if lock is not None:
+                lock.release()
+    finally:
+        if isinstance(out, _LazyFile):
+            out.close()
+        if err_log is not None:
+            err_log.close()
+
+
+def entry(argv: Optional[Sequence[str]] = None) -> int:
+    return run(PROG, main, EXITS, argv)
+
+
+def console() -> None:
+    sys.exit(entry())

@@ -1,0 +1,805 @@
+"""The renewal driver of ocsp-renew-dir: establish facts, plan (pure), then carry the plan out.
+
+1. *Facts*: for each candidate certificate, either the state cache still
+   vouches for it (the identities of the certificate, issuer and staple files
+   are unchanged) or it is loaded: certificates parsed in batches (one
+   ``openssl storeutl`` for all), issuers found and signature-checked in
+   batches (one ``openssl verify`` per issuer), and the installed staple
+   verified strictly (one ``openssl ocsp`` each).
+2. *Plan*: ``plan()`` is a pure function of those facts, the options and
+   ``now``: one ``policy.Decision`` per certificate.
+3. *Run*: the staples due are fetched in parallel (``jobs`` threads, at
+   most ``per_responder`` in flight per responder host), each response is
+   verified for its certificate and installed atomically only if it is good
+   and newer than the installed one; backups, pruning, the state cache and
+   the on-change hook follow.
+
+Nothing here prints: every outcome is a ``Report`` the command prints.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from . import policy, store, transport, verify
+from .certs import IssuerFinder, read_input
+from .discovery import Candidate
+from .errors import FetchError, InputError, OcspToolsError, OpensslError, StoreError
+from .fetch import FetchOptions, FetchResult, Target
+from .openssl import OpenSSL, Scratch, build_requests, split_pem_certs, verify_issued_many
+from .policy import CertFacts, Decision, RenewOptions, StapleFacts
+from .staple import Certificate, Staple, decode_staple, iso
+from .statecache import StateCache, from_epoch, identity, pair_key, to_epoch
+
+Clock = Callable[[], datetime]
+
+# Output actions (the first column).
+RENEWED, FAILED, REVOKED, SKIPPED, STALE, WOULD_RENEW, FRESH = (
+    "renewed", "failed", "revoked", "skipped", "stale-staple", "would-renew", "fresh")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    fetch: FetchOptions = FetchOptions()
+    renew: RenewOptions = RenewOptions()
+    jobs: int = 4
+    per_responder: int = 4
+    stop_on_error: bool = False
+    dry_run: bool = False
+    question: bool = False
+    backup: bool = False
+    backup_keep: Optional[int] = None
+    prune: bool = False
+    verbose: bool = False
+    use_aia: bool = True
+
+
+@dataclass(frozen=True)
+class Report:
+    action: str
+    cert: str
+    staple: str
+    detail: str
+
+    def tsv(self) -> str:
+        return "\t".join(_field(v) for v in (self.action, self.cert, self.staple, self.detail))
+
+
+def _field(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+@dataclass
+class Item:
+    """One candidate through the run."""
+
+    cand: Candidate
+    key: str
+    cert_id: Optional[list] = None
+    staple_id: Optional[list] = None
+    entry: Optional[dict] = None            # the (valid) cache entry
+    kind: str = ""                          # leaf | ignore | failed
+    error: str = ""
+    target: Optional[Target] = None
+    issuer_path: Optional[str] = None
+    cert: Optional[CertFacts] = None
+    staple: Optional[StapleFacts] = None
+    decision: Optional[Decision] = None
+
+
+@dataclass
+class RunResult:
+    reports: List[Report] = field(default_factory=list)
+    changed: List[str] = field(default_factory=list)
+    failed: int = 0
+    revoked: int = 0
+    pending: int = 0                        # -n/-q: how many would be renewed or pruned
+    spawned: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.revoked == 0
+
+
+def renew_options_for(cand: Candidate, base: RenewOptions) -> RenewOptions:
+    if cand.renew_at is None and cand.min_validity is None:
+        return base
+    return replace(base, renew_at=base.renew_at if cand.renew_at is None else cand.renew_at,
+                   min_validity=base.min_validity if cand.min_validity is None else cand.min_validity)
+
+
+def responder_urls_for(item: Item, opts: RunOptions) -> Tuple[str, ...]:
+    if item.cand.urls:
+        return item.cand.urls
+    if opts.fetch.urls:
+        return opts.fetch.urls
+    return tuple(item.cert.ocsp_urls) if item.cert is not None else ()
+
+
+def cert_newer(item: Item) -> bool:
+    """make's rule: the certificate file was modified after its staple file."""
+    return bool(item.cert_id and item.staple_id and item.cert_id[3] > item.staple_id[3])
+
+
+# ---------------------------------------------------------------------------
+# Pure planning
+# ---------------------------------------------------------------------------
+
+def plan(items: Sequence[Item], now: datetime, opts: RunOptions) -> None:
+    """Decide every loaded leaf (sets ``item.decision``).  Pure: no I/O, no clock."""
+    for item in items:
+        if item.kind != "leaf" or item.cert is None:
+            continue
+        ropts = renew_options_for(item.cand, opts.renew)
+        applicable = bool(responder_urls_for(item, opts))
+        item.decision = policy.renewal_decision(item.cert, item.staple, now, ropts,
+                                                applicable=applicable,
+                                                cert_newer=cert_newer(item))
+
+
+# ---------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------
+
+class Driver:
+    def __init__(self, opts: RunOptions, ossl: OpenSSL, cache: StateCache, clock: Clock) -> None:
+        self.opts = opts
+        self.ossl = ossl
+        self.cache = cache
+        self.clock = clock
+        self.now = clock()
+        self.result = RunResult()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.progress: Optional[Callable[[int, int], None]] = None
+        self.emit: Optional[Callable[[Report], None]] = None
+
+    # -- output --------------------------------------------------------------
+    def report(self, action: str, item: Item, detail: str) -> None:
+        rep = Report(action, item.cand.cert, item.cand.staple, detail)
+        with self._lock:
+            self.result.reports.append(rep)
+            if action == FAILED:
+                self.result.failed += 1
+            elif action == REVOKED:
+                self.result.revoked += 1
+        if self.emit is not None:
+            self.emit(rep)
+
+    # -- the run -------------------------------------------------------------
+    def run(self, candidates: Sequence[Candidate]) -> RunResult:
+        items = self._items(candidates)
+        for it in items:
+            if it.kind == "":
+                self._from_cache(it)          # sets kind (and maybe the decision) when it can
+        todo = [it for it in items if it.kind == ""]
+        if todo:
+            self._load(todo)
+        plan([it for it in items if it.kind == "leaf" and it.decision is None], self.now, self.opts)
+        jobs = self._act(items)
+        if self.opts.stop_on_error and self.result.failed:
+            jobs = []
+        if jobs:
+            self._renew(jobs)
+        self.result.spawned = self.ossl.spawned
+        if not (self.opts.dry_run or self.opts.question):
+            self.cache.forget_unseen()
+        return self.result
+
+    # -- items and the cache -------------------------------------------------
+    def _items(self, candidates: Sequence[Candidate]) -> List[Item]:
+        items: List[Item] = []
+        seen: Dict[str, Item] = {}
+        by_staple: Dict[str, Item] = {}
+        for cand in candidates:
+            key = pair_key(cand.cert, cand.staple)
+            if key in seen:
+                continue
+            item = Item(cand, key)
+            seen[key] = item
+            items.append(item)
+            staple = os.path.abspath(cand.staple)
+            other = by_staple.get(staple)
+            if other is not None and os.path.realpath(other.cand.cert) != os.path.realpath(cand.cert):
+                msg = (f"{cand.cert} and {other.cand.cert} would share the staple {cand.staple}; "
+                       f"give them distinct names (or drop --out-dir)")
+                for it in (item, other):
+                    if it.kind != "failed":
+                        it.kind, it.error = "failed", msg
+                continue
+            by_staple.setdefault(staple, item)
+        for item in items:
+            if item.kind == "failed":
+                self.report(FAILED, item, item.error)
+        return items
+
+    def _from_cache(self, item: Item) -> bool:
+        """Take the item's facts from the cache if every identity still matches."""
+        cand = item.cand
+        item.cert_id = identity(cand.cert)
+        entry = self.cache.get(item.key)
+        if item.cert_id is None:
+            item.kind = "failed"
+            item.error = f"{cand.cert}: no such file"
+            self.report(FAILED, item, item.error)
+            return False
+        if entry is None or entry.get("cert_id") != item.cert_id:
+            return False
+        if entry.get("kind") == "ignore":
+            item.kind, item.entry = "ignore", entry
+            return True
+        item.staple_id = identity(cand.staple)
+        if entry.get("kind") != "leaf" or entry.get("staple_id") != item.staple_id \
+                or entry.get("issuer_spec") != cand.issuer:
+            return False
+        ipath = entry.get("issuer_path")
+        if ipath is not None and identity(ipath) != entry.get("issuer_id"):
+            return False
+        item.kind, item.entry = "leaf", entry
+        item.issuer_path = ipath
+        # the fast path: a good staple inside its fresh window needs no objects at all
+        ropts = renew_options_for(cand, self.opts.renew)
+        win = entry.get("win")
+        now = int(self.now.timestamp())
+        has_url = bool(cand.urls or self.opts.fetch.urls or entry.get("urls"))
+        if (win and has_url and not ropts.always and entry.get("win_key") == ropts.key()
+                and not cert_newer(item)
+                and win[0] <= now < win[1] and not self.opts.verbose):
+            item.decision = Decision(policy.FRESH, "fresh (state cache)")
+            return True
+        item.cert = _cert_facts(entry)
+        item.staple = _staple_facts(entry.get("staple"))
+        return True
+
+    def _store(self, item: Item) -> None:
+        """Record the item's established facts in the cache."""
+        if item.kind == "ignore":
+            self.cache.put(item.key, {"cert_id": item.cert_id, "kind": "ignore", "why": item.error})
+            return
+        if item.kind != "leaf" or item.cert is None:
+            self.cache.drop(item.key)
+            return
+        entry = {
+            "cert_id": item.cert_id, "kind": "leaf", "staple_id": item.staple_id,
+            "issuer_spec": item.cand.issuer, "issuer_path": item.issuer_path,
+            "issuer_id": identity(item.issuer_path) if item.issuer_path else None,
+            "serial": item.cert.serial, "nb": to_epoch(item.cert.not_before),
+            "na": to_epoch(item.cert.not_after), "urls": list(item.cert.ocsp_urls),
+            "staple": _staple_json(item.staple),
+        }
+        old = item.entry or {}
+        if old.get("reported"):
+            entry["reported"] = old["reported"]
+        st = item.staple
+        if st is not None and st.status == "good" and st.serial == item.cert.serial \
+                and st.next_update is not None and st.this_update is not None:
+            ropts = renew_options_for(item.cand, self.opts.renew)
+            start, due, _ = policy.renewal_window(item.cert, st, ropts)
+            entry["win"] = [to_epoch(start), to_epoch(due)]
+            entry["win_key"] = ropts.key()
+        item.entry = entry
+        self.cache.put(item.key, entry)
+
+    def _mark_reported(self, item: Item, token: str) -> bool:
+        """True if TOKEN was not reported before for this item (and remember it)."""
+        entry = item.entry
+        if entry is None:
+            return True
+        if entry.get("reported") == token:
+            return False
+        entry["reported"] = token
+        self.cache.put(item.key, entry)
+        return True
+
+    # -- loading -------------------------------------------------------------
+    def _load(self, items: List[Item]) -> None:
+        """Load certificates, find issuers, verify installed staples (batched); cache the facts."""
+        for item in items:
+            if item.cert_id is None:
+                item.cert_id = identity(item.cand.cert)
+            item.staple_id = identity(item.cand.staple)
+        with Scratch() as scratch:
+            self._load_targets(items, scratch)
+        leaves = [it for it in items if it.kind == "leaf"]
+        self._verify_staples(leaves)
+        for item in items:
+            if item.kind in ("leaf", "ignore"):
+                self._store(item)
+            if item.kind == "failed":
+                self.report(FAILED, item, item.error)
+
+    def _certs_of(self, data: bytes, label: str) -> List[bytes]:
+        ders = split_pem_certs(data)
+        if ders or b"-----BEGIN" in data or data[:1] != b"\x30":
+            return ders
+        try:
+            return self.ossl.certificate_ders(data)
+        except (ValueError, OpensslError):
+            return []
+
+    def _parse_all(self, ders: List[bytes]) -> Dict[bytes, Certificate]:
+        """Parse unique DERs in batches; isolate a corrupt one by halving."""
+        parsed: Dict[bytes, Certificate] = {}
+
+        def go(chunk: List[bytes]) -> None:
+            if not chunk:
+                return
+            try:
+                for der, cert in zip(chunk, self.ossl.parse_certificates(chunk)):
+                    parsed[der] = cert
+            except ValueError:
+                if len(chunk) == 1:
+                    return
+                mid = len(chunk) // 2
+                go(chunk[:mid])
+                go(chunk[mid:])
+        for start in range(0, len(ders), 500):
+            go(ders[start:start + 500])
+        return parsed
+
+    def _load_targets(self, items: List[Item], scratch: Scratch) -> None:
+        cert_ders: Dict[int, List[bytes]] = {}
+        for idx, item in enumerate(items):
+            cand = item.cand
+            try:
+                data = read_input(cand.cert)
+            except InputError as exc:
+                item.kind, item.error = "failed", str(exc)
+                continue
+            ders = self._certs_of(data, cand.cert)
+            if not ders:
+                what = "a private key" if b"PRIVATE KEY-----" in data else "no certificate"
+                item.kind, item.error = "ignore", f"holds {what}"
+                if cand.explicit:
+                    item.kind, item.error = "failed", f"{cand.cert}: holds {what}, not a certificate"
+                continue
+            cert_ders[idx] = ders
+        issuer_files: Dict[str, List[bytes]] = {}
+        for idx in cert_ders:
+            cand = items[idx].cand
+            paths = [cand.issuer] if cand.issuer else list(cand.issuer_files)
+            for path in paths:
+                if path in issuer_files or path is None:
+                    continue
+                try:
+                    issuer_files[path] = self._certs_of(read_input(path), path) if os.path.isfile(path) else []
+                except InputError as exc:
+                    if cand.issuer:
+                        issuer_files[path] = []
+                        items[idx].error = str(exc)
+                    else:
+                        issuer_files[path] = []
+        unique: Dict[bytes, None] = {}
+        for ders in cert_ders.values():
+            for d in ders:
+                unique.setdefault(d)
+        for ders in issuer_files.values():
+            for d in ders:
+                unique.setdefault(d)
+        parsed = self._parse_all(list(unique))
+
+        # Choose the leaf; list its issuer candidates in order.
+        pending: Dict[int, List[Tuple[Certificate, str]]] = {}
+        for idx, ders in cert_ders.items():
+            item = items[idx]
+            cand = item.cand
+            leaf = parsed.get(ders[0])
+            if leaf is None:
+                item.kind, item.error = "failed", f"{cand.cert}: not a valid certificate"
+                continue
+            if leaf.is_ca:
+                item.kind, item.error = "ignore", "a CA certificate, not a leaf"
+                if cand.explicit:
+                    item.kind, item.error = "failed", (f"{cand.cert}: holds a CA certificate "
+                                                        f"({leaf.subject}), not a leaf")
+                continue
+            item.kind = "leaf"
+            item.cert = CertFacts.of(leaf)
+            item.target = Target(leaf=leaf, issuer=leaf, label=cand.cert)   # issuer set below
+            options: List[Tuple[Certificate, str]] = []
+            if cand.issuer:
+                options = [(parsed[d], cand.issuer) for d in issuer_files.get(cand.issuer, [])[:1]
+                           if d in parsed]
+            else:
+                options = [(parsed[d], cand.cert) for d in ders[1:] if d in parsed]
+                for path in cand.issuer_files:
+                    options += [(parsed[d], path) for d in issuer_files.get(path, []) if d in parsed]
+            options = [(c, src) for c, src in options if c.der != leaf.der and c.may_have_issued(leaf)]
+            pending[idx] = options
+
+        # Signature-check candidates, one openssl verify per distinct issuer per round.
+        leaf_files: Dict[int, str] = {}
+        issuer_file_of: Dict[bytes, str] = {}
+        while True:
+            groups: Dict[bytes, List[int]] = {}
+            for idx, options in pending.items():
+                if options and items[idx].issuer_path is None:
+                    groups.setdefault(options[0][0].der, []).append(idx)
+            if not groups:
+                break
+            for der, idxs in groups.items():
+                if der not in issuer_file_of:
+                    issuer_file_of[der] = scratch.file(parsed[der].pem.encode(), "issuer.pem")
+                files = []
+                for idx in idxs:
+                    if idx not in leaf_files:
+                        leaf_files[idx] = scratch.file(items[idx].target.leaf.pem.encode(), "leaf.pem")
+                    files.append(leaf_files[idx])
+                try:
+                    verdicts = verify_issued_many(self.ossl, issuer_file_of[der], files)
+                except OpensslError as exc:
+                    for idx in idxs:
+                        items[idx].kind, items[idx].error = "failed", f"{items[idx].cand.cert}: {exc}"
+                        pending[idx] = []
+                    continue
+                for idx, path in zip(idxs, files):
+                    cert, src = pending[idx].pop(0)
+                    if verdicts[path][0]:
+                        item = items[idx]
+                        item.target = Target(leaf=item.target.leaf, issuer=cert,
+                                             label=item.cand.cert, issuer_source=src)
+                        item.issuer_path = src
+                        pending[idx] = []
+        # Whatever is left: AIA, or a clear failure.
+        finder = IssuerFinder(self.ossl, http=self.opts.fetch.http, use_aia=self.opts.use_aia)
+        for idx in pending:
+            item = items[idx]
+            if item.kind != "leaf" or item.issuer_path is not None:
+                continue
+            cand = item.cand
+            if cand.issuer:
+                item.kind = "failed"
+                item.error = item.error or (f"{cand.issuer}: did not issue {cand.cert}; give the "
+                                            f"certificate that signed it as its issuer")
+                continue
+            tried = ", ".join(["the bundle"] + [os.path.basename(p) for p in cand.issuer_files])
+            if self.opts.use_aia and item.target.leaf.ca_issuers_urls:
+                try:
+                    match = finder.find(item.target.leaf)
+                except OcspToolsError as exc:
+                    item.kind, item.error = "failed", f"{cand.cert}: {exc}"
+                    continue
+                item.target = Target(leaf=item.target.leaf, issuer=match.issuer,
+                                     label=cand.cert, issuer_source=match.source)
+                item.issuer_path = None
+                continue
+            item.kind = "failed"
+            item.error = (f"{cand.cert}: issuer not found (tried {tried}); append the chain to "
+                          f"the certificate file or put the issuer in {cand.cert}.issuer")
+
+    def _verify_staples(self, leaves: List[Item]) -> None:
+        todo = [it for it in leaves if it.staple_id is not None]
+
+        def one(item: Item) -> None:
+            try:
+                data = store.read_file(item.cand.staple)
+            except StoreError as exc:
+                item.staple = StapleFacts.unusable(str(exc))
+                return
+            if not data:
+                item.staple = StapleFacts.unusable("empty file")
+                return
+            try:
+                st = verify.verify(decode_staple(data), item.target.leaf, item.target.issuer,
+                                   self.ossl, label=item.cand.staple)
+            except FetchError as exc:
+                item.staple = StapleFacts.unusable(_strip_label(str(exc), item.cand.staple))
+                return
+            except OpensslError as exc:
+                item.staple = StapleFacts.unusable(str(exc))
+                return
+            item.staple = StapleFacts.of(st)
+        self._parallel(one, todo)
+
+    def _parallel(self, fn, items: List) -> None:
+        if len(items) <= 1 or self.opts.jobs <= 1:
+            for it in items:
+                fn(it)
+            return
+        with ThreadPoolExecutor(max_workers=self.opts.jobs) as pool:
+            list(pool.map(fn, items))
+
+    # -- acting on the plan ----------------------------------------------------
+    def _act(self, items: List[Item]) -> List[Item]:
+        jobs: List[Item] = []
+        dry = self.opts.dry_run or self.opts.question
+        for item in items:
+            if item.kind == "ignore" and self.opts.verbose:
+                why = item.error or (item.entry or {}).get("why", "")
+                self.report(SKIPPED, item, f"not a leaf certificate ({why})")
+            if item.kind != "leaf" or item.decision is None:
+                continue
+            d = item.decision
+            if d.action == policy.FRESH:
+                if self.opts.verbose:
+                    self.report(FRESH, item, d.reason)
+            elif d.action == policy.CERT_EXPIRED:
+                if self._mark_reported(item, f"expired:{item.cert_id}") or self.opts.verbose:
+                    if not self.opts.question:
+                        self.report(SKIPPED, item, d.reason)
+            elif d.action == policy.NOT_APPLICABLE:
+                self._not_applicable(item, dry)
+            elif d.action == policy.RENEW:
+                if dry:
+                    self.result.pending += 1
+                    if self.opts.dry_run:
+                        self.report(WOULD_RENEW, item, d.reason)
+                else:
+                    jobs.append(item)
+        return jobs
+
+    def _not_applicable(self, item: Item, dry: bool) -> None:
+        if item.staple_id is None:
+            if self.opts.verbose:
+                self.report(SKIPPED, item, item.decision.reason)
+            return
+        if self.opts.prune:
+            if dry:
+                self.result.pending += 1
+                if self.opts.dry_run:
+                    self.report(STALE, item, "stale staple for a certificate without OCSP; "
+                                             "would delete it (--prune)")
+                return
+            try:
+                os.unlink(item.cand.staple)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                self.report(FAILED, item, f"{item.cand.staple}: cannot delete the stale staple: "
+                                          f"{exc.strerror}")
+                return
+            store.fsync_dir(os.path.dirname(os.path.abspath(item.cand.staple)))
+            item.staple_id, item.staple = None, None
+            self._store(item)
+            self.report(STALE, item, "stale staple for a certificate without OCSP; deleted (--prune)")
+            return
+        token = f"stale:{item.staple_id}"
+        if self._mark_reported(item, token) or self.opts.verbose:
+            if not self.opts.question:
+                self.report(STALE, item, "stale staple for a certificate without OCSP; servers may "
+                                         "still serve it: delete it or run with --prune")
+
+    # -- renewing ------------------------------------------------------------
+    def _renew(self, jobs: List[Item]) -> None:
+        # Items planned from the cache still need their certificate and issuer as objects.
+        need = [it for it in jobs if it.target is None]
+        if need:
+            for it in need:
+                it.kind, it.issuer_path = "", None
+            with Scratch() as scratch:
+                self._load_targets(need, scratch)
+            for it in need:
+                if it.kind != "leaf":
+                    if it.kind == "ignore":
+                        it.error = f"{it.cand.cert}: no longer holds a leaf certificate"
+                    self.report(FAILED, it, it.error or f"{it.cand.cert}: cannot be loaded")
+            if self.opts.stop_on_error and self.result.failed:
+                return
+            jobs = [it for it in jobs if it.kind == "leaf"]
+        with Scratch() as scratch:
+            requests = self._requests(jobs, scratch)
+        total = len(jobs)
+        done = [0]
+        sems: Dict[str, threading.Semaphore] = {}
+        for it in jobs:
+            host = _host_key(responder_urls_for(it, self.opts))
+            sems.setdefault(host, threading.Semaphore(max(1, self.opts.per_responder)))
+
+        def one(item: Item) -> None:
+            if self._stop.is_set():
+                return
+            urls = responder_urls_for(item, self.opts)
+            with sems[_host_key(urls)]:
+                if self._stop.is_set():
+                    return
+                self._renew_one(item, urls, requests.get(item.key))
+            with self._lock:
+                done[0] += 1
+                if self.progress is not None:
+                    self.progress(done[0], total)
+            if self.opts.stop_on_error and (self.result.failed or self.result.revoked):
+                self._stop.set()
+        if self.opts.jobs <= 1 or total <= 1:
+            for it in jobs:
+                one(it)
+        else:
+            with ThreadPoolExecutor(max_workers=self.opts.jobs) as pool:
+                list(pool.map(one, jobs))
+
+    def _requests(self, jobs: List[Item], scratch: Scratch) -> Dict[str, bytes]:
+        """Prebuilt requests, one openssl per issuer (a failure leaves the item to build its own)."""
+        groups: Dict[bytes, List[Item]] = {}
+        for it in jobs:
+            groups.setdefault(it.target.issuer.der, []).append(it)
+        out: Dict[str, bytes] = {}
+        for der, its in groups.items():
+            issuer_file = scratch.file(its[0].target.issuer.pem.encode(), "issuer.pem")
+            files = [scratch.file(it.target.leaf.pem.encode(), "cert.pem") for it in its]
+            try:
+                reqs = build_requests(self.ossl, issuer_file, files,
+                                      [it.target.leaf.serial for it in its],
+                                      hash_alg=self.opts.fetch.hash_alg)
+            except (OpensslError, ValueError):
+                continue
+            for it, req in zip(its, reqs):
+                out[it.key] = req
+        return out
+
+    def _fetch(self, item: Item, urls: Tuple[str, ...], request: Optional[bytes]) -> FetchResult:
+        """Ask each responder in turn (as ``fetch.fetch_staple``, with a prebuilt request)."""
+        target = item.target
+        opts = self.opts.fetch
+        if request is None:
+            with Scratch() as scratch:
+                request = self.ossl.build_request(
+                    scratch.file(target.issuer.pem.encode(), "issuer.pem"),
+                    scratch.file(target.leaf.pem.encode(), "cert.pem"), hash_alg=opts.hash_alg)
+        failures: List[str] = []
+        for url in urls:
+            try:
+                body, method = transport.ocsp_query(url, request, method=opts.method, opts=opts.http)
+                staple = verify.verify(body, target.leaf, target.issuer, self.ossl,
+                                       hash_alg=opts.hash_alg, label=url)
+            except FetchError as exc:
+                failures.append(str(exc))
+                continue
+            problems = policy.time_problems(staple, self.clock())
+            errs = policy.errors(problems)
+            if errs:
+                failures.append(f"{url}: " + "; ".join(p.message for p in errs))
+                continue
+            return FetchResult(staple, url, method,
+                               [p.message for p in problems if p.severity == policy.WARNING])
+        raise FetchError(" | ".join(failures) or "no responder URL")
+
+    def _kept(self, item: Item) -> str:
+        st = item.staple
+        if st is not None and st.status == "good" and st.serial == item.target.leaf.serial \
+                and st.usable_until is not None and st.usable_until > self.now:
+            return f"; the installed staple was kept, valid until {iso(st.usable_until)}"
+        if item.staple_id is not None:
+            return "; the installed staple was kept (it is not valid)"
+        return "; no staple installed"
+
+    def _renew_one(self, item: Item, urls: Tuple[str, ...], request: Optional[bytes]) -> None:
+        try:
+            result = self._fetch(item, urls, request)
+        except (FetchError, OpensslError) as exc:
+            self.report(FAILED, item, _strip_label(str(exc), item.cand.cert) + self._kept(item))
+            return
+        staple = result.staple
+        if staple.cert_status == "revoked":
+            reason = staple.single.revocation_reason
+            self.report(REVOKED, item, f"REVOKED at {iso(staple.single.revocation_time)}"
+                        + (f" ({reason})" if reason else "") + f" according to {result.url}"
+                        + self._kept(item))
+            return
+        if staple.cert_status != "good":
+            self.report(FAILED, item, f"the responder {result.url} says {staple.cert_status}; "
+                                      f"check the issuer and responder URL" + self._kept(item))
+            return
+        try:
+            changed = self._install(item, staple)
+        except OcspToolsError as exc:
+            self.report(FAILED, item, _strip_label(str(exc), item.cand.cert) + self._kept(item))
+            return
+        if not changed:
+            if self.opts.verbose:
+                self.report(SKIPPED, item, f"the responder's answer is the installed one "
+                                           f"(thisUpdate {iso(staple.this_update)}); kept")
+            return
+        _, due, _ = policy.renewal_window(item.cert, StapleFacts.of(staple),
+                                          renew_options_for(item.cand, self.opts.renew))
+        detail = f"good until {iso(staple.usable_until)}, renewal due at {iso(due)}"
+        if result.warnings:
+            detail += "; warning: " + "; ".join(result.warnings)
+        self.report(RENEWED, item, detail)
+
+    def _install(self, item: Item, staple: Staple) -> bool:
+        path = item.cand.staple
+        target = item.target
+        new = StapleFacts.of(staple)
+        if identity(path) != item.staple_id:
+            # the file changed since it was examined: judge what is there now
+            from .fetch import installed_staple
+            cur = installed_staple(path, target, self.ossl, self.clock())
+            current = StapleFacts.of(cur) if cur is not None else None
+        else:
+            st = item.staple
+            current = st if (st is not None and st.status is not None
+                             and st.serial == target.leaf.serial) else None
+        newer = policy.newer_facts(new, current)
+        if newer is False:
+            from .errors import StaleResponse
+            raise StaleResponse(f"the responder's answer (thisUpdate {iso(new.this_update)}) is "
+                                f"older than the installed staple (thisUpdate "
+                                f"{iso(current.this_update)})", path=path)
+        if newer is None:
+            if cert_newer(item):
+                # the same response again, for a touched certificate: rewrite it (identical,
+                # verified bytes) so the staple is newer than the certificate, as make expects
+                store.atomic_write(path, staple.der)
+                with self._lock:
+                    item.staple_id = identity(path)
+                    item.staple = new
+                    self._store(item)
+            return False
+        old = store.read_file(path) if self.opts.backup else None
+        if old:
+            backups = store.list_backups(path)
+            if not backups or store.read_file(backups[-1]) != old:
+                store.backup_copy(path, old, _mtime(path))      # a staple installed without a copy
+        store.atomic_write(path, staple.der)
+        if self.opts.backup:
+            store.backup_copy(path, staple.der, _mtime(path), overwrite=True)
+            if self.opts.backup_keep is not None:
+                store.prune_backups(path, self.opts.backup_keep)
+        with self._lock:
+            self.result.changed.append(path)
+            item.staple_id = identity(path)
+            item.staple = new
+            self._store(item)
+        return True
+
+
+def _mtime(path: str) -> datetime:
+    from datetime import timezone
+    return datetime.fromtimestamp(int(os.stat(path).st_mtime), timezone.utc)
+
+
+def _host_key(urls: Sequence[str]) -> str:
+    if not urls:
+        return ""
+    parts = urllib.parse.urlsplit(urls[0])
+    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _strip_label(message: str, label: str) -> str:
+    prefix = label + ": "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def _cert_facts(entry: dict) -> CertFacts:
+    return CertFacts(entry["serial"], from_epoch(entry["nb"]), from_epoch(entry["na"]),
+                     tuple(entry.get("urls") or ()))
+
+
+def _staple_json(st: Optional[StapleFacts]) -> Optional[dict]:
+    if st is None:
+        return None
+    return {"status": st.status, "serial": st.serial, "tu": to_epoch(st.this_update),
+            "nu": to_epoch(st.next_update), "pa": to_epoch(st.produced_at),
+            "sna": to_epoch(st.signer_not_after), "problem": st.problem}
+
+
+def _staple_facts(data: Optional[dict]) -> Optional[StapleFacts]:
+    if data is None:
+        return None
+    return StapleFacts(data.get("status"), data.get("serial"), from_epoch(data.get("tu")),
+                       from_epoch(data.get("nu")), from_epoch(data.get("pa")),
+                       from_epoch(data.get("sna")), data.get("problem") or "")
+
+
+def run_hook(command: str, changed: Sequence[str], *, stdout=None) -> Tuple[int, str]:
+    """Run the user's ``--on-change`` command through the shell with OCSP_CHANGED set.
+
+    File names travel only in the environment, never in the command string.
+    Returns (exit status, a one-line description of a failure or "")."""
+    env = dict(os.environ)
+    env["OCSP_CHANGED"] = "\n".join(changed)
+    try:
+        proc = subprocess.run(command, shell=True, env=env, stdin=subprocess.DEVNULL, stdout=stdout)
+    except OSError as exc:
+        return 127, f"cannot run the --on-change command: {exc.strerror}"
+    if proc.returncode != 0:
+        how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
+               else f"exited with status {proc.returncode}")
+        return proc.returncode, f"the --on-change command {how}"
+    return 0, ""

@@ -1,0 +1,424 @@
+"""ocsp-proxy: a caching, verifying OCSP proxy (serve), and its cache tools (warm, purge, stats)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import stat
+import sys
+from typing import List, Optional, Sequence, Tuple
+
+from .. import transport
+from ..certs import CERT_SUFFIXES
+from ..errors import (FetchError, InputError, NotApplicable, OcspToolsError, OpensslError, StoreError,
+                      UsageError)
+from ..fetch import FetchOptions, fetch_staple, load_target
+from ..openssl import HASHES, OpenSSL
+from ..staple import iso
+from ..durations import format_duration, parse_percent
+from ._common import ArgumentParser, ExitTable, positive_float, run, utcnow, version_string
+
+PROG = "ocsp-proxy"
+DEFAULT_CACHE = "sqlite:///var/cache/ocsp-proxy/cache.sqlite"
+DEFAULT_LISTEN = "127.0.0.1:8008"
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REVOKED = 0, 1, 2, 4
+
+EXITS = ExitTable(codes=(
+    (UsageError, EXIT_USAGE),
+    (InputError, EXIT_USAGE),
+    (FetchError, EXIT_FAILED),
+    (StoreError, EXIT_FAILED),
+    (OpensslError, EXIT_FAILED),
+    (OSError, EXIT_FAILED),
+), internal=EXIT_FAILED)
+
+EPILOG = """\
+subcommands:
+  serve   run the proxy (until SIGTERM/SIGINT; SIGHUP re-reads --allow-from)
+  warm    fetch, verify and cache the responses for certificates
+  purge   drop the cached responses for certificates (or --serial)
+  stats   summarise (or --list) the cache
+
+exit status:
+  0  success (serve: stopped by a signal; warm: every certificate cached or
+     not applicable; purge/stats: done)
+  1  failure: cannot listen, cache unreachable, a certificate could not be
+     fetched or verified (warm), the running proxy refused the purge
+  2  usage or input error (bad option, unreadable certificate or directory)
+  4  warm: a certificate is revoked (its verified response is cached)
+"""
+
+
+def _env_cache() -> str:
+    return os.environ.get("OCSP_PROXY_CACHE") or DEFAULT_CACHE
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache", metavar="URL", default=None,
+                   help=f"sqlite:///PATH or redis://HOST:PORT/DB (default $OCSP_PROXY_CACHE or {DEFAULT_CACHE})")
+    p.add_argument("--openssl", metavar="PATH", default="openssl", help="openssl binary (default: openssl)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="more detail")
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="A caching, verifying OCSP proxy that keeps servers stapling "
+                                   "through responder outages.", epilog=EPILOG)
+    p.add_argument("-V", "--version", action="version", version=version_string(PROG))
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+
+    s = sub.add_parser("serve", help="run the proxy", description="Run the proxy.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    s.add_argument("--listen", metavar="ADDR:PORT", action="append", default=[],
+                   help=f"address to listen on (repeatable; default {DEFAULT_LISTEN}; [::1]:PORT for IPv6; "
+                        f"port 0 picks a free one)")
+    s.add_argument("--allow", metavar="URL", action="append", default=[],
+                   help="responder URL prefix the proxy may contact (repeatable)")
+    s.add_argument("--allow-from", metavar="DIR", action="append", default=[],
+                   help="allow the OCSP URLs of the certificates under DIR and trust their issuers "
+                        "(repeatable, recursive)")
+    s.add_argument("--refresh-at", metavar="PCT", default="50%",
+                   help="refresh each answer at PCT of its lifetime (default 50%%)")
+    s.add_argument("--admin-token-file", metavar="FILE",
+                   help="enable POST /admin/purge for requests bearing the token in FILE")
+    s.add_argument("--timeout", metavar="SECONDS", type=positive_float, default=10.0,
+                   help="limit for each responder exchange and each openssl run (default 10)")
+    s.add_argument("--request-timeout", metavar="SECONDS", type=positive_float, default=10.0,
+                   help="a client must send a whole request within this (default 10)")
+    s.add_argument("--idle-timeout", metavar="SECONDS", type=positive_float, default=30.0,
+                   help="close keep-alive connections idle this long (default 30)")
+    s.add_argument("--max-request-size", metavar="BYTES", type=int, default=65536,
+                   help="larger request bodies get 413 (default 65536)")
+    _common(s)
+
+    w = sub.add_parser("warm", help="fetch, verify and cache responses for certificates",
+                       description="Fetch, verify and cache the responses for certificates.")
+    w.add_argument("targets", metavar="DIR|CERT", nargs="+",
+                   help="certificate files, or directories searched recursively")
+    w.add_argument("--hash", choices=HASHES[:2], action="append", dest="hashes", default=None,
+                   help="CertID hash to cache (repeatable; default sha1, what Apache and nginx send)")
+    w.add_argument("--refresh-at", metavar="PCT", default="50%",
+                   help="when the proxy should refresh it (default 50%%; use serve's value)")
+    w.add_argument("--timeout", metavar="SECONDS", type=positive_float, default=10.0,
+                   help="limit for each responder exchange and each openssl run (default 10)")
+    _common(w)
+
+    g = sub.add_parser("purge", help="drop cached responses", description="Drop cached responses.")
+    g.add_argument("certs", metavar="CERT", nargs="*", help="certificates whose responses to drop")
+    g.add_argument("--serial", metavar="HEX", action="append", default=[],
+                   help="drop the responses for this serial number (repeatable)")
+    g.add_argument("--via", metavar="URL",
+                   help="ask a running proxy (http://HOST:PORT/) instead of writing the cache directly")
+    g.add_argument("--admin-token-file", metavar="FILE", help="the token for --via")
+    _common(g)
+
+    t = sub.add_parser("stats", help="summarise the cache", description="Summarise the cache.")
+    t.add_argument("--list", action="store_true", help="one line per cached response")
+    _common(t)
+    return p
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+def _logger(args) -> logging.Logger:
+    log = logging.getLogger(PROG)
+    log.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+
+    class Fmt(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            level = "" if record.levelno == logging.INFO else record.levelname.lower() + ": "
+            return f"{PROG}: {level}{record.getMessage()}".replace("\n", " ")
+
+    handler.setFormatter(Fmt())
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO)
+    return log
+
+
+def parse_listen(text: str) -> Tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"--listen {text}: use ADDR:PORT (e.g. {DEFAULT_LISTEN} or [::1]:8008)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "0.0.0.0", int(port)
+
+
+def read_token(path: str, log: Optional[logging.Logger] = None) -> str:
+    try:
+        st = os.stat(path)
+        with open(path, encoding="utf-8") as fh:
+            token = fh.read().strip()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the admin token: {exc.strerror}", path=path) from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: the admin token must be text", path=path) from None
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise InputError(f"{path}: the admin token must be one word of at least 16 characters "
+                         f"(e.g. from 'openssl rand -hex 32')", path=path)
+    if log is not None and st.st_mode & (stat.S_IROTH | stat.S_IWOTH):
+        log.warning(f"{path}: the admin token file is readable by everyone; chmod 600 it")
+    return token
+
+
+def _refresh_pct(text: str) -> float:
+    try:
+        return parse_percent(text)
+    except ValueError as exc:
+        raise UsageError(f"--refresh-at: {exc}") from None
+
+
+def _open_cache(args):
+    from ..proxy.cache import open_cache
+    return open_cache(args.cache or _env_cache())
+
+
+# --------------------------------------------------------------------------
+# serve
+# --------------------------------------------------------------------------
+
+def cmd_serve(args) -> int:
+    from ..proxy import issuers, server
+    from ..proxy.service import Proxy, Settings
+    log = _logger(args)
+    listen = [parse_listen(x) for x in (args.listen or [DEFAULT_LISTEN])]
+    pct = _refresh_pct(args.refresh_at)
+    if args.max_request_size < 256:
+        raise UsageError("--max-request-size must be at least 256 bytes")
+    token = read_token(args.admin_token_file, log) if args.admin_token_file else None
+    ossl = OpenSSL(args.openssl, timeout=args.timeout)
+    cache = _open_cache(args)
+    cache.ping()
+    known = issuers.load(args.allow, args.allow_from, ossl)
+    for warning in known.warnings:
+        log.warning(warning)
+    if not known.prefixes:
+        log.warning("no responder is allowed (give --allow URL or --allow-from DIR): only cached "
+                    "answers can be served, every other request gets 403")
+    settings = Settings(refresh_pct=pct, http=transport.HttpOptions(timeout=args.timeout),
+                        admin_token=token, own=listen)
+    limits = server.Limits(max_body=args.max_request_size, request_timeout=args.request_timeout,
+                           idle_timeout=args.idle_timeout)
+    return asyncio.run(_serve(args, cache, known, ossl, settings, limits, listen, log))
+
+
+async def _serve(args, cache, known, ossl, settings, limits, listen, log) -> int:
+    from ..proxy import issuers, server
+    from ..proxy.service import Proxy
+    proxy = Proxy(cache, known, ossl, settings, log)
+    try:
+        servers = await server.start(proxy.handle, listen, limits, proxy.http_stats, log)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on {', '.join(f'{h}:{p}' for h, p in listen)}: "
+                                 f"{exc.strerror or exc}") from None
+    bound = []
+    own = []
+    for srv in servers:
+        for sock in srv.sockets:
+            addr = sock.getsockname()
+            host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
+            bound.append(f"http://{host}:{addr[1]}/")
+            own.append((addr[0], addr[1]))
+    settings.own = tuple(own) + tuple(settings.own)
+    n_issuers = len({c.der for c in known.issuers.values()})
+    log.info(f"listening on {' '.join(bound)} (cache {cache.url}; {n_issuers} issuer(s), "
+             f"{len(known.prefixes)} responder prefix(es) allowed; refresh at {settings.refresh_pct:g}%)")
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def reload() -> None:
+        async def do() -> None:
+            try:
+                new = await loop.run_in_executor(proxy.executor, issuers.load, args.allow,
+                                                 args.allow_from, ossl)
+            except OcspToolsError as exc:
+                log.error(f"reload failed, keeping the old allow-list: {exc}")
+                return
+            proxy.known = new
+            proxy.memo.clear()
+            log.info(f"reloaded: {len({c.der for c in new.issuers.values()})} issuer(s), "
+                     f"{len(new.prefixes)} responder prefix(es) allowed")
+        loop.create_task(do())
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    refresher = loop.create_task(proxy.refresh_loop())
+    await stop.wait()
+    log.info("stopping")
+    proxy.stop()
+    for srv in servers:
+        srv.close()
+    await asyncio.wait([refresher], timeout=5)
+    proxy.executor.shutdown(wait=False, cancel_futures=True)
+    cache.close()
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------
+# warm / purge / stats
+# --------------------------------------------------------------------------
+
+def _expand(targets: Sequence[str]) -> List[str]:
+    files: List[str] = []
+    for target in targets:
+        if os.path.isdir(target):
+            for root, dirs, names in os.walk(target):
+                dirs.sort()
+                for name in sorted(names):
+                    low = name.lower()
+                    if low.endswith(CERT_SUFFIXES) and low not in ("chain.pem", "fullchain.pem") \
+                            and "key" not in low:
+                        files.append(os.path.join(root, name))
+        else:
+            files.append(target)
+    return files
+
+
+def cmd_warm(args) -> int:
+    from ..proxy import der
+    from ..proxy.upstream import make_entry
+    log = _logger(args)
+    pct = _refresh_pct(args.refresh_at)
+    ossl = OpenSSL(args.openssl, timeout=args.timeout)
+    cache = _open_cache(args)
+    http = transport.HttpOptions(timeout=args.timeout)
+    hashes = list(dict.fromkeys(args.hashes or ["sha1"]))
+    explicit = set(t for t in args.targets if not os.path.isdir(t))
+    failed = revoked = cached = skipped = 0
+    seen = set()
+    for path in _expand(args.targets):
+        try:
+            target = load_target(path, ossl, http=http)
+        except InputError as exc:
+            if path in explicit:
+                log.error(str(exc))
+                failed += 1
+            else:
+                log.debug(f"skipped {path}: {exc}")
+            continue
+        if target.leaf.der in seen:
+            continue
+        seen.add(target.leaf.der)
+        if not target.leaf.ocsp_urls:
+            skipped += 1
+            log.debug(f"{path}: not applicable (no OCSP URL)")
+            continue
+        for alg in hashes:
+            try:
+                result = fetch_staple(target, FetchOptions(hash_alg=alg, http=http), ossl, utcnow)
+                name_hash, key_hash = der.issuer_hashes(target.issuer.der, alg)
+                cid = der.CertID(alg, name_hash, key_hash, target.leaf.serial)
+                entry = make_entry(result.staple, cid, result.url, target.issuer, target.leaf,
+                                   utcnow(), pct)
+                stored = cache.put(entry)
+            except (FetchError, NotApplicable) as exc:
+                log.error(str(exc))
+                failed += 1
+                continue
+            status = result.staple.cert_status
+            revoked += status == "revoked"
+            cached += 1
+            if not args.quiet:
+                print(f"{path}: {status}, next update {iso(result.staple.next_update)}, "
+                      f"{'cached' if stored else 'already cached (as new)'} ({alg})")
+    cache.close()
+    log.debug(f"{cached} cached, {skipped} not applicable, {failed} failed")
+    if failed:
+        return EXIT_FAILED
+    return EXIT_REVOKED if revoked else EXIT_OK
+
+
+def _serials(args, ossl) -> List[str]:
+    from ..certs import load_file
+    serials = []
+    for text in args.serial:
+        t = text.strip().upper()
+        t = t[2:] if t.startswith("0X") else t
+        try:
+            serials.append(format(int(t.replace(":", ""), 16), "X"))
+        except ValueError:
+            raise UsageError(f"--serial {text}: not a hexadecimal serial number") from None
+    for path in args.certs:
+        serials.append(load_file(path, ossl)[0].serial_hex)
+    if not serials:
+        raise UsageError("name what to purge: CERT files or --serial HEX")
+    return serials
+
+
+def cmd_purge(args) -> int:
+    log = _logger(args)
+    ossl = OpenSSL(args.openssl)
+    serials = _serials(args, ossl)
+    if args.via:
+        if not args.admin_token_file:
+            raise UsageError("--via needs --admin-token-file")
+        token = read_token(args.admin_token_file)
+        base = args.via if args.via.endswith("/") else args.via + "/"
+        query = "&".join(f"serial={s}" for s in serials)
+        resp = transport.request("POST", f"{base}admin/purge?{query}", body=b"",
+                                 headers={"Authorization": f"Bearer {token}"},
+                                 opts=transport.HttpOptions(timeout=10, proxy=""))
+        text = resp.body.decode("utf-8", "replace").strip()
+        if resp.status != 200:
+            raise FetchError(f"{args.via}: purge refused: HTTP {resp.status} {text}")
+        if not args.quiet:
+            print(f"{', '.join(serials)}: {text}")
+        return EXIT_OK
+    cache = _open_cache(args)
+    for serial in serials:
+        keys = cache.purge_serial(serial)
+        if not args.quiet:
+            print(f"{serial}: purged {len(keys)}")
+    cache.close()
+    log.debug("a running proxy notices within a few seconds")
+    return EXIT_OK
+
+
+def cmd_stats(args) -> int:
+    import time
+    from ..proxy.cache import describe
+    from ..proxy.upstream import utc
+    cache = _open_cache(args)
+    now = time.time()
+    entries = list(cache.entries())
+    info = describe(entries, now)
+    print(f"cache: {cache.url}")
+    print(f"entries: {info['entries']}")
+    print(f"valid: {info['valid']}")
+    print(f"expired: {info['expired']}")
+    for status, count in info["by_status"].items():
+        print(f"status {status}: {count}")
+    print(f"oldest: {format_duration(utc(now) - utc(now - info['oldest_age']))}" if entries else "oldest: -")
+    print(f"next expiry: {iso(utc(info['next_expiry'])) if info['next_expiry'] else '-'}")
+    if args.list:
+        for e in entries:
+            print(f"{e.serial} {e.hash_alg} {e.cert_status} this-update={iso(utc(e.this_update))} "
+                  f"next-update={iso(utc(e.next_update))} refresh={iso(utc(e.due))} "
+                  f"failures={e.failures} {e.url}")
+    cache.close()
+    return EXIT_OK
+
+
+def main(argv: List[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        raise UsageError("name a subcommand: serve, warm, purge or stats")
+    return {"serve": cmd_serve, "warm": cmd_warm, "purge": cmd_purge, "stats": cmd_stats}[args.command](args)
+
+
+def entry(argv: Optional[Sequence[str]] = None) -> int:
+    return run(PROG, main, EXITS, argv)
+
+
+def console() -> None:
+    sys.exit(entry())

@@ -1,0 +1,306 @@
+"""A small, strict DER walker for what the proxy must read without spawning openssl.
+
+* ``parse_request(der)``: an RFC 6960 OCSPRequest -> its CertIDs, and whether it
+  carries a nonce, other extensions, a requestorName or a signature;
+* ``issuer_hashes(cert_der, alg)``: the issuerNameHash / issuerKeyHash a CertID
+  uses for a certificate as issuer (hash of the subject Name's DER, and of the
+  subjectPublicKey BIT STRING's bits);
+* ``encode_request(certid)``: the canonical one-CertID request without nonce
+  (what the refresher sends upstream).
+
+Everything raises ``DerError`` (a ValueError) on anything that is not exactly
+well-formed: indefinite lengths, lengths past the end, trailing bytes, wrong
+tags.  Pure functions; no I/O, no clock.  The tests check the results
+against ``openssl ocsp -req_text`` and ``openssl x509 -ocspid``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+__all__ = ["DerError", "CertID", "ParsedRequest", "parse_request", "issuer_hashes",
+           "encode_request", "HASH_OIDS", "MAX_CERT_IDS"]
+
+
+class DerError(ValueError):
+    """The bytes are not the DER structure they should be."""
+
+
+#: CertID hash algorithms the proxy understands (DER of the OID contents).
+HASH_OIDS = {
+    bytes.fromhex("2b0e03021a"): "sha1",
+    bytes.fromhex("608648016503040201"): "sha256",
+    bytes.fromhex("608648016503040202"): "sha384",
+    bytes.fromhex("608648016503040203"): "sha512",
+}
+OID_BY_HASH = {v: k for k, v in HASH_OIDS.items()}
+NONCE_OID = bytes.fromhex("2b0601050507300102")     # 1.3.6.1.5.5.7.48.1.2
+MAX_CERT_IDS = 100
+
+SEQUENCE, INTEGER, OCTET_STRING, OID, NULL, BIT_STRING = 0x30, 0x02, 0x04, 0x06, 0x05, 0x03
+
+
+def _tlv(buf: bytes, off: int, end: int) -> Tuple[int, int, int]:
+    """(tag, content start, content end) of the element at OFF, bounded by END."""
+    if off + 2 > end:
+        raise DerError("truncated element")
+    tag = buf[off]
+    if tag & 0x1F == 0x1F:
+        raise DerError("multi-byte tags are not used in OCSP")
+    first = buf[off + 1]
+    off += 2
+    if first < 0x80:
+        length = first
+    elif first == 0x80:
+        raise DerError("indefinite length is not DER")
+    else:
+        n = first & 0x7F
+        if n > 4 or off + n > end:
+            raise DerError("bad length")
+        length = int.from_bytes(buf[off:off + n], "big")
+        if length < 0x80 or buf[off] == 0:
+            raise DerError("non-minimal length is not DER")
+        off += n
+    if off + length > end:
+        raise DerError("element runs past its container")
+    return tag, off, off + length
+
+
+def _expect(buf: bytes, off: int, end: int, tag: int, what: str) -> Tuple[int, int]:
+    t, s, e = _tlv(buf, off, end)
+    if t != tag:
+        raise DerError(f"{what}: expected tag 0x{tag:02x}, found 0x{t:02x}")
+    return s, e
+
+
+def _children(buf: bytes, start: int, end: int) -> List[Tuple[int, int, int, int]]:
+    """(tag, element start, content start, content end) of each child in [start, end)."""
+    out = []
+    off = start
+    while off < end:
+        t, s, e = _tlv(buf, off, end)
+        out.append((t, off, s, e))
+        off = e
+    return out
+
+
+@dataclass(frozen=True)
+class CertID:
+    hash_alg: Optional[str]          # sha1 | sha256 | sha384 | sha512 | None (unknown OID)
+    name_hash: bytes
+    key_hash: bytes
+    serial: int
+
+    @property
+    def serial_hex(self) -> str:
+        return format(self.serial, "X") if self.serial >= 0 else "-" + format(-self.serial, "X")
+
+    @property
+    def key(self) -> str:
+        """The canonical cache key: a digest of (hash algorithm, name hash, key hash, serial)."""
+        text = f"{self.hash_alg}:{self.name_hash.hex()}:{self.key_hash.hex()}:{self.serial_hex}"
+        return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+    @property
+    def issuer_ref(self) -> Tuple[Optional[str], bytes, bytes]:
+        return (self.hash_alg, self.name_hash, self.key_hash)
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    cert_ids: Tuple[CertID, ...]
+    nonce: bool = False
+    extensions: bool = False         # any request or single-request extension (nonce included)
+    requestor_name: bool = False
+    signed: bool = False
+
+    @property
+    def cacheable(self) -> bool:
+        """One CertID with a known hash, and nothing that makes the answer request-specific."""
+        return (len(self.cert_ids) == 1 and self.cert_ids[0].hash_alg is not None
+                and not self.extensions and not self.requestor_name and not self.signed)
+
+    @property
+    def why_not_cacheable(self) -> str:
+        if self.nonce:
+            return "nonce"
+        if len(self.cert_ids) != 1:
+            return "several certificates"
+        if self.cert_ids[0].hash_alg is None:
+            return "unknown CertID hash"
+        if self.signed:
+            return "signed request"
+        return "request extensions" if self.extensions else "requestor name"
+
+
+def _integer(buf: bytes, s: int, e: int) -> int:
+    if s == e:
+        raise DerError("empty INTEGER")
+    if e - s > 1 and ((buf[s] == 0 and buf[s + 1] < 0x80) or (buf[s] == 0xFF and buf[s + 1] >= 0x80)):
+        raise DerError("non-minimal INTEGER")
+    if e - s > 64:
+        raise DerError("INTEGER too long for a serial number")
+    return int.from_bytes(buf[s:e], "big", signed=True)
+
+
+def _cert_id(buf: bytes, s: int, e: int) -> CertID:
+    kids = _children(buf, s, e)
+    if len(kids) != 4:
+        raise DerError("CertID must have 4 fields")
+    (t0, _, a0, a1), (t1, _, n0, n1), (t2, _, k0, k1), (t3, _, i0, i1) = kids
+    if (t0, t1, t2, t3) != (SEQUENCE, OCTET_STRING, OCTET_STRING, INTEGER):
+        raise DerError("CertID fields have the wrong types")
+    alg = _children(buf, a0, a1)
+    if not alg or alg[0][0] != OID or len(alg) > 2:
+        raise DerError("bad hashAlgorithm")
+    if len(alg) == 2 and alg[1][0] == NULL and alg[1][2] != alg[1][3]:
+        raise DerError("bad NULL parameters")
+    hash_alg = HASH_OIDS.get(bytes(buf[alg[0][2]:alg[0][3]]))
+    return CertID(hash_alg, bytes(buf[n0:n1]), bytes(buf[k0:k1]), _integer(buf, i0, i1))
+
+
+def _extensions_have_nonce(buf: bytes, s: int, e: int) -> bool:
+    """[2] EXPLICIT Extensions: SEQUENCE OF Extension {OID, BOOLEAN?, OCTET STRING}."""
+    s0, e0 = _expect(buf, s, e, SEQUENCE, "Extensions")
+    if e0 != e:
+        raise DerError("trailing bytes after Extensions")
+    found = False
+    for t, _, xs, xe in _children(buf, s0, e0):
+        if t != SEQUENCE:
+            raise DerError("Extension is not a SEQUENCE")
+        fields = _children(buf, xs, xe)
+        if not fields or fields[0][0] != OID or fields[-1][0] != OCTET_STRING:
+            raise DerError("malformed Extension")
+        if bytes(buf[fields[0][2]:fields[0][3]]) == NONCE_OID:
+            found = True
+    return found
+
+
+def parse_request(der: bytes) -> ParsedRequest:
+    """Read an OCSPRequest strictly; raise DerError on anything malformed."""
+    if not der:
+        raise DerError("empty request")
+    t, s, e = _tlv(der, 0, len(der))
+    if t != SEQUENCE or e != len(der):
+        raise DerError("not a single DER SEQUENCE")
+    top = _children(der, s, e)
+    if not top or top[0][0] != SEQUENCE or len(top) > 2:
+        raise DerError("not an OCSPRequest")
+    signed = False
+    if len(top) == 2:
+        if top[1][0] != 0xA0:
+            raise DerError("unexpected field after tbsRequest")
+        signed = True
+    _, _, ts, te = top[0]
+    fields = _children(der, ts, te)
+    idx = 0
+    requestor = False
+    if idx < len(fields) and fields[idx][0] == 0xA0:          # version [0] EXPLICIT
+        vs, ve = _expect(der, fields[idx][2], fields[idx][3], INTEGER, "version")
+        if _integer(der, vs, ve) != 0:
+            raise DerError("unsupported OCSPRequest version")
+        idx += 1
+    if idx < len(fields) and fields[idx][0] == 0xA1:          # requestorName [1]
+        requestor = True
+        idx += 1
+    if idx >= len(fields) or fields[idx][0] != SEQUENCE:
+        raise DerError("missing requestList")
+    _, _, ls, le = fields[idx]
+    idx += 1
+    ids: List[CertID] = []
+    extensions = False
+    nonce = False
+    for rt, _, rs, re_ in _children(der, ls, le):
+        if rt != SEQUENCE:
+            raise DerError("Request is not a SEQUENCE")
+        parts = _children(der, rs, re_)
+        if not parts or parts[0][0] != SEQUENCE or len(parts) > 2:
+            raise DerError("malformed Request")
+        if len(parts) == 2:
+            if parts[1][0] != 0xA0:
+                raise DerError("unexpected field in Request")
+            extensions = True
+            nonce = _extensions_have_nonce(der, parts[1][2], parts[1][3]) or nonce
+        ids.append(_cert_id(der, parts[0][2], parts[0][3]))
+        if len(ids) > MAX_CERT_IDS:
+            raise DerError(f"more than {MAX_CERT_IDS} certificates in one request")
+    if not ids:
+        raise DerError("empty requestList")
+    if idx < len(fields):
+        if fields[idx][0] != 0xA2:
+            raise DerError("unexpected field in TBSRequest")
+        extensions = True
+        nonce = _extensions_have_nonce(der, fields[idx][2], fields[idx][3]) or nonce
+        idx += 1
+    if idx != len(fields):
+        raise DerError("trailing fields in TBSRequest")
+    return ParsedRequest(tuple(ids), nonce=nonce, extensions=extensions,
+                         requestor_name=requestor, signed=signed)
+
+
+def _subject_and_key(cert_der: bytes) -> Tuple[bytes, bytes]:
+    """The subject Name's full DER and the subjectPublicKey bits of a Certificate."""
+    t, s, e = _tlv(cert_der, 0, len(cert_der))
+    if t != SEQUENCE or e != len(cert_der):
+        raise DerError("not a DER certificate")
+    ts, te = _expect(cert_der, s, e, SEQUENCE, "tbsCertificate")
+    kids = _children(cert_der, ts, te)
+    i = 1 if kids and kids[0][0] == 0xA0 else 0
+    # serial, signature, issuer, validity, subject, subjectPublicKeyInfo
+    if len(kids) < i + 6:
+        raise DerError("tbsCertificate too short")
+    subj = kids[i + 4]
+    spki = kids[i + 5]
+    if subj[0] != SEQUENCE or spki[0] != SEQUENCE:
+        raise DerError("malformed subject or subjectPublicKeyInfo")
+    name_der = bytes(cert_der[subj[1]:subj[3]])
+    parts = _children(cert_der, spki[2], spki[3])
+    if len(parts) != 2 or parts[1][0] != BIT_STRING or parts[1][2] == parts[1][3]:
+        raise DerError("malformed subjectPublicKeyInfo")
+    key_bits = bytes(cert_der[parts[1][2] + 1:parts[1][3]])
+    return name_der, key_bits
+
+
+def issuer_hashes(cert_der: bytes, alg: str) -> Tuple[bytes, bytes]:
+    """(issuerNameHash, issuerKeyHash) that CertIDs with hash ALG use for this issuer certificate."""
+    name_der, key_bits = _subject_and_key(cert_der)
+    return hashlib.new(alg, name_der).digest(), hashlib.new(alg, key_bits).digest()
+
+
+def _enc(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    if n < 0x80:
+        return bytes([tag, n]) + content
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + content
+
+
+def _enc_int(value: int) -> bytes:
+    length = max(1, (value.bit_length() + 8) // 8)
+    return _enc(INTEGER, value.to_bytes(length, "big", signed=True))
+
+
+def encode_request(cid: CertID) -> bytes:
+    """The canonical OCSPRequest for one CertID: no version, no extensions, no nonce."""
+    if cid.hash_alg not in OID_BY_HASH:
+        raise DerError(f"cannot encode a CertID with hash {cid.hash_alg!r}")
+    alg = _enc(SEQUENCE, _enc(OID, OID_BY_HASH[cid.hash_alg]) + _enc(NULL, b""))
+    certid = _enc(SEQUENCE, alg + _enc(OCTET_STRING, cid.name_hash) + _enc(OCTET_STRING, cid.key_hash)
+                  + _enc_int(cid.serial))
+    request = _enc(SEQUENCE, certid)
+    return _enc(SEQUENCE, _enc(SEQUENCE, _enc(SEQUENCE, request)))
+
+
+def cert_serial(cert_der: bytes) -> int:
+    """The serialNumber of a DER certificate."""
+    t, s, e = _tlv(cert_der, 0, len(cert_der))
+    if t != SEQUENCE or e != len(cert_der):
+        raise DerError("not a DER certificate")
+    ts, te = _expect(cert_der, s, e, SEQUENCE, "tbsCertificate")
+    kids = _children(cert_der, ts, te)
+    i = 1 if kids and kids[0][0] == 0xA0 else 0
+    if len(kids) <= i or kids[i][0] != INTEGER:
+        raise DerError("certificate without serialNumber")
+    return _integer(cert_der, kids[i][2], kids[i][3])

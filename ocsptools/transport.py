@@ -74,7 +74,7 @@ def _proxy_for(url: str, opts: HttpOptions) -> Optional[str]:
     if opts.proxy is not None:
         return opts.proxy or None
     host = parts.hostname or ""
-    if urllib.request.proxy_bypass_environment(host):
+    if urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]
         return None
     return urllib.request.getproxies_environment().get(parts.scheme)
 
@@ -87,6 +87,7 @@ def request(method: str, url: str, *, body: Optional[bytes] = None,
     check_url(url)
     name = label or url
     parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
     deadline = time.monotonic() + opts.timeout
     target_port = parts.port or (443 if parts.scheme == "https" else 80)
     proxy = _proxy_for(url, opts)
@@ -100,15 +101,15 @@ def request(method: str, url: str, *, body: Optional[bytes] = None,
                 conn: http.client.HTTPConnection = http.client.HTTPSConnection(
                     pp.hostname, pp.port or 3128, timeout=opts.timeout,
                     context=ssl.create_default_context())
-                conn.set_tunnel(parts.hostname, target_port)
+                conn.set_tunnel(host, target_port)
             else:
                 conn = http.client.HTTPConnection(pp.hostname, pp.port or 3128, timeout=opts.timeout)
                 send_path = url
         elif parts.scheme == "https":
-            conn = http.client.HTTPSConnection(parts.hostname, target_port, timeout=opts.timeout,
+            conn = http.client.HTTPSConnection(host, target_port, timeout=opts.timeout,
                                                context=ssl.create_default_context())
         else:
-            conn = http.client.HTTPConnection(parts.hostname, target_port, timeout=opts.timeout)
+            conn = http.client.HTTPConnection(host, target_port, timeout=opts.timeout)
         hdrs = {"User-Agent": USER_AGENT, "Accept": "application/ocsp-response, */*;q=0.1",
                 "Connection": "close"}
         hdrs.update(headers or {})

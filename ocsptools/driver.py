@@ -182,6 +182,7 @@ class Driver:
         todo = [it for it in items if it.kind == ""]
         if todo:
             self._load(todo)
+        self._collisions(items)
         plan([it for it in items if it.kind == "leaf" and it.decision is None], self.now, self.opts)
         jobs = self._act(items)
         if self.opts.stop_on_error and self.result.failed:
@@ -197,7 +198,6 @@ class Driver:
     def _items(self, candidates: Sequence[Candidate]) -> List[Item]:
         items: List[Item] = []
         seen: Dict[str, Item] = {}
-        by_staple: Dict[str, Item] = {}
         for cand in candidates:
             key = pair_key(cand.cert, cand.staple)
             if key in seen:
@@ -205,20 +205,22 @@ class Driver:
             item = Item(cand, key)
             seen[key] = item
             items.append(item)
-            staple = os.path.abspath(cand.staple)
-            other = by_staple.get(staple)
-            if other is not None and os.path.realpath(other.cand.cert) != os.path.realpath(cand.cert):
-                msg = (f"{cand.cert} and {other.cand.cert} would share the staple {cand.staple}; "
-                       f"give them distinct names (or drop --out-dir)")
-                for it in (item, other):
-                    if it.kind != "failed":
-                        it.kind, it.error = "failed", msg
-                continue
-            by_staple.setdefault(staple, item)
-        for item in items:
-            if item.kind == "failed":
-                self.report(FAILED, item, item.error)
         return items
+
+    def _collisions(self, items: List[Item]) -> None:
+        """Two different leaves must never share one staple file."""
+        by_staple: Dict[str, List[Item]] = {}
+        for item in items:
+            if item.kind == "leaf":
+                by_staple.setdefault(os.path.abspath(item.cand.staple), []).append(item)
+        for group in by_staple.values():
+            if len({os.path.realpath(it.cand.cert) for it in group}) < 2:
+                continue
+            msg = (f"{', '.join(it.cand.cert for it in group)} would share the staple "
+                   f"{group[0].cand.staple}; give them distinct names (or drop --out-dir)")
+            for it in group:
+                it.kind, it.error, it.decision = "failed", msg, None
+                self.report(FAILED, it, msg)
 
     def _from_cache(self, item: Item) -> bool:
         """Take the item's facts from the cache if every identity still matches."""
@@ -490,7 +492,14 @@ class Driver:
                 st = verify.verify(decode_staple(data), item.target.leaf, item.target.issuer,
                                    self.ossl, label=item.cand.staple)
             except FetchError as exc:
-                item.staple = StapleFacts.unusable(_strip_label(str(exc), item.cand.staple))
+                problem = _strip_label(str(exc), item.cand.staple)
+                serial = None
+                if "not a response for this certificate" in problem:
+                    try:        # which certificate is it for?  (the re-issued case)
+                        serial = verify.inspect(decode_staple(data), self.ossl).serial
+                    except (FetchError, OpensslError):
+                        serial = None
+                item.staple = StapleFacts(serial=serial, problem=problem)
                 return
             except OpensslError as exc:
                 item.staple = StapleFacts.unusable(str(exc))

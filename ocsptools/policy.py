@@ -202,7 +202,7 @@ def renewal_decision(cert: CertFacts, staple: Optional[StapleFacts], now: dateti
     if staple is None:
         return Decision(RENEW, "no staple yet")
     until = staple.usable_until
-    if staple.status is None:
+    if staple.status is None and (staple.serial is None or staple.serial == cert.serial):
         return Decision(RENEW, f"unusable staple: {staple.problem}")
     if staple.serial != cert.serial:
         return Decision(RENEW, f"the staple is for serial {_hex(staple.serial)}, the certificate "

@@ -1,0 +1,530 @@
+"""ocsp-renew-dir end to end: real trees in each layout, the real `openssl ocsp` responder, the real command."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_one_line_error, run_cmd
+from fake_responder import Answer, FakeResponder, status_only
+
+from ocsptools import verify
+from ocsptools.certs import load_file
+from ocsptools.openssl import OpenSSL
+
+LAYOUTS = ("certbot", "lego", "acme.sh", "bundle")
+
+
+# ---------------------------------------------------------------------------
+# trees
+
+def place(root: Path, layout: str, name: str, leaf, pki) -> tuple[Path, Path]:
+    """Put LEAF into ROOT in LAYOUT under NAME; return (certificate path, expected staple path)."""
+    cert_pem = Path(leaf.cert).read_text()
+    inter = Path(pki.inter_cert).read_text()
+    key = Path(leaf.key).read_text()
+    if layout == "certbot":
+        d = root / "live" / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cert.pem").write_text(cert_pem)
+        (d / "chain.pem").write_text(inter)
+        (d / "fullchain.pem").write_text(cert_pem + inter)
+        (d / "privkey.pem").write_text(key)
+        cert = d / "cert.pem"
+    elif layout == "lego":
+        d = root / "certificates"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{name}.crt").write_text(cert_pem + inter)
+        (d / f"{name}.issuer.crt").write_text(inter)
+        (d / f"{name}.key").write_text(key)
+        cert = d / f"{name}.crt"
+    elif layout == "acme.sh":
+        d = root / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{name}.cer").write_text(cert_pem)
+        (d / "ca.cer").write_text(inter)
+        (d / "fullchain.cer").write_text(cert_pem + inter)
+        (d / f"{name}.key").write_text(key)
+        cert = d / f"{name}.cer"
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / f"{name}.pem").write_text(cert_pem + inter)
+        (root / f"{name}-key.pem").write_text(key)          # a key: never a leaf
+        (root / "ca.pem").write_text(inter)                 # CA only: never a leaf
+        cert = root / f"{name}.pem"
+    return cert, Path(str(cert) + ".ocsp")
+
+
+@pytest.fixture
+def wrapper(tmp_path):
+    """An openssl that logs every call: the count cannot lie."""
+    log = tmp_path / "openssl-calls.log"
+    script = tmp_path / "openssl-logged"
+    real = shutil.which("openssl")
+    script.write_text(f'#!/bin/sh\necho "$1" >> "{log}"\nexec "{real}" "$@"\n')
+    script.chmod(0o755)
+
+    class W:
+        path = str(script)
+
+        @staticmethod
+        def calls() -> list[str]:
+            return log.read_text().split() if log.exists() else []
+
+        @staticmethod
+        def reset() -> None:
+            if log.exists():
+                log.unlink()
+    return W
+
+
+def renew(state, *args, **kw):
+    return run_cmd("ocsp-renew-dir", "--state", str(state), *args, **kw)
+
+
+def lines(res) -> list[list[str]]:
+    return [l.split("\t") for l in res.stdout.decode().splitlines()]
+
+
+def actions(res) -> dict:
+    return {Path(cert).name if False else cert: action for action, cert, *_ in lines(res)}
+
+
+def check_good(staple: Path, cert: Path, pki) -> None:
+    ossl = OpenSSL()
+    leaf = load_file(str(cert), ossl)[0]
+    issuer = load_file(str(pki.inter_cert), ossl)[0]
+    st = verify.verify(staple.read_bytes(), leaf, issuer, ossl)
+    assert st.cert_status == "good"
+
+
+def fresh_leaf(pki, responder, prefix="t", **kw):
+    leaf = pki.make_leaf(f"{prefix}{secrets.token_hex(4)}", **kw)
+    responder.restart()        # the responder sees index.txt changes only a request later
+    return leaf
+
+
+# ---------------------------------------------------------------------------
+# each layout: first run renews all, the second prints nothing and spawns no openssl
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_layout_first_run_renews_all_second_is_silent(tmp_path, pki, responder, wrapper, layout):
+    root = tmp_path / "tree"
+    placed = [place(root, layout, n, pki.leaves[n], pki) for n in ("good1", "good2")]
+    state = tmp_path / "state.json"
+    res = renew(state, "--openssl", wrapper.path, root)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == b""
+    got = lines(res)
+    assert sorted(l[0] for l in got) == ["renewed", "renewed"], got
+    assert sorted(l[2] for l in got) == sorted(str(s) for _, s in placed)
+    for cert, staple in placed:
+        check_good(staple, cert, pki)
+    wrapper.reset()
+    res2 = renew(state, "--openssl", wrapper.path, root)
+    assert res2.returncode == 0 and res2.stdout == b"" and res2.stderr == b""
+    assert wrapper.calls() == []                      # no openssl at all
+    # explicit layout gives the same result as auto
+    res3 = renew(state, "--layout", layout, "-v", "--openssl", wrapper.path, root)
+    assert sorted(l[0] for l in lines(res3) if l[0] != "skipped") == ["fresh", "fresh"]
+    skipped = {Path(l[1]).name: l[3] for l in lines(res3) if l[0] == "skipped"}
+    if layout == "bundle":      # -v names what was not taken for a leaf, and why
+        assert skipped == {"good1-key.pem": "not a leaf certificate (holds a private key)",
+                           "good2-key.pem": "not a leaf certificate (holds a private key)",
+                           "ca.pem": "not a leaf certificate (a CA certificate, not a leaf)"}
+    else:
+        assert skipped == {}
+
+
+def test_touching_or_reissuing_renews_only_that_one(tmp_path, pki, responder, wrapper):
+    root = tmp_path / "tree"
+    a = fresh_leaf(pki, responder, "ta")
+    b = fresh_leaf(pki, responder, "tb")
+    c = fresh_leaf(pki, responder, "tc")
+    (ca, sa), (cb, sb), (cc, sc) = (place(root, "certbot", n, l, pki)
+                                    for n, l in (("a", a), ("b", b), ("c", c)))
+    state = tmp_path / "s.json"
+    assert renew(state, root).returncode == 0
+    before = {p: p.read_bytes() for p in (sa, sb, sc)}
+    time.sleep(1.1)                    # a new response gets a later thisUpdate
+    os.utime(ca)                       # touched: now newer than its staple
+    res = renew(state, "--openssl", wrapper.path, root)
+    assert res.returncode == 0, res.stderr
+    assert [(l[0], l[1]) for l in lines(res)] == [("renewed", str(ca))]
+    assert sa.read_bytes() != before[sa]
+    assert sb.read_bytes() == before[sb] and sc.read_bytes() == before[sc]
+    # re-issued: a new certificate (new serial) in b's place
+    b2 = fresh_leaf(pki, responder, "tb")
+    shutil.copy(b2.cert, cb)
+    res = renew(state, root)
+    assert [(l[0], l[1]) for l in lines(res)] == [("renewed", str(cb))], res.stdout
+    check_good(sb, cb, pki)
+    assert sc.read_bytes() == before[sc]
+    # re-issued again, and the cache deleted: the stale staple (other serial) is still replaced
+    b3 = fresh_leaf(pki, responder, "tb")
+    shutil.copy(b3.cert, cb)
+    os.utime(cb, (time.time() - 3600, time.time() - 3600))   # even when it looks older
+    state.unlink()
+    res = renew(state, "-n", root)
+    assert [(l[0], l[1]) for l in lines(res)] == [("would-renew", str(cb))]
+    assert "re-issued" in lines(res)[0][3]
+
+
+def test_dead_responder_keeps_every_staple_byte_identical(tmp_path, pki, responder, fake):
+    root = tmp_path / "tree"
+    placed = [place(root, "bundle", n, pki.leaves[n], pki) for n in ("good1", "good2")]
+    state = tmp_path / "s.json"
+    assert renew(state, root).returncode == 0
+    before = {s: s.read_bytes() for _, s in placed}
+    modes = {s: stat.S_IMODE(s.stat().st_mode) for _, s in placed}
+    for answer in (dict(body=status_only("tryLater")), dict(status=500, body=b"oops"),
+                   dict(body=b"garbage, not DER")):
+        fake.set(**answer)
+        res = renew(state, "-B", "-u", fake.url, root)
+        assert res.returncode == 1, res.stdout
+        got = lines(res)
+        assert [l[0] for l in got] == ["failed", "failed"]
+        assert all("kept, valid until" in l[3] for l in got), got
+        for _, s in placed:
+            assert s.read_bytes() == before[s] and stat.S_IMODE(s.stat().st_mode) == modes[s]
+    # nothing listening at all
+    import pki as pkimod
+    port = pkimod.free_port()
+    res = renew(state, "-B", "--timeout", "2", "-u", f"http://127.0.0.1:{port}/", root)
+    assert res.returncode == 1
+    assert all(l[0] == "failed" and "connection refused" in l[3] for l in lines(res))
+    assert not list(root.glob("*.ocsptools-tmp")) and not list(root.glob(".*tmp"))
+    for _, s in placed:
+        assert s.read_bytes() == before[s]
+
+
+def test_dry_run_and_question_change_nothing(tmp_path, pki, responder, wrapper):
+    root = tmp_path / "tree"
+    placed = [place(root, "acme.sh", n, pki.leaves[n], pki) for n in ("good1", "good2")]
+    state = tmp_path / "s.json"
+    res = renew(state, "-n", root)
+    assert res.returncode == 0
+    assert sorted(l[0] for l in lines(res)) == ["would-renew", "would-renew"]
+    assert all(l[3] == "no staple yet" for l in lines(res))
+    assert not any(s.exists() for _, s in placed)
+    res = renew(state, "-q", root)
+    assert res.returncode == 1 and res.stdout == b"" and res.stderr == b""
+    assert not any(s.exists() for _, s in placed)
+    assert renew(state, root).returncode == 0
+    res = renew(state, "-q", "--openssl", wrapper.path, root)
+    assert res.returncode == 0 and res.stdout == b""
+    assert renew(state, "-n", root).stdout == b""
+    # -q sees a due staple through the freshness rule alone
+    res = renew(state, "-q", "--renew-at", "0", root)
+    assert res.returncode == 1
+    res = renew(state, "-n", "--min-validity", "2d", root)
+    assert [l[0] for l in lines(res)] == ["would-renew", "would-renew"]
+    assert "less than 2d" in lines(res)[0][3]
+
+
+def test_always_renew_and_on_change(tmp_path, pki, responder):
+    root = tmp_path / "tree"
+    placed = [place(root, "lego", n, pki.leaves[n], pki) for n in ("good1", "good2")]
+    state = tmp_path / "s.json"
+    out = tmp_path / "changed.txt"
+    hook = f'printf "%s" "$OCSP_CHANGED" > {out}; echo hook-ran'
+    res = renew(state, "--on-change", hook, root)
+    assert res.returncode == 0
+    assert sorted(out.read_text().split("\n")) == sorted(str(s) for _, s in placed)
+    assert b"hook-ran" not in res.stdout            # the hook's output never mixes into the TSV
+    out.unlink()
+    res = renew(state, "--on-change", hook, root)   # nothing changed: the hook does not run
+    assert res.stdout == b"" and not out.exists()
+    time.sleep(1.1)
+    before = {s: s.read_bytes() for _, s in placed}
+    res = renew(state, "-B", "--on-change", "exit 3", root)
+    assert [l[0] for l in lines(res)] == ["renewed", "renewed"]
+    assert all(s.read_bytes() != before[s] for _, s in placed)
+    assert res.returncode == 1
+    assert "--on-change command exited with status 3" in assert_one_line_error(res.stderr)
+
+
+def test_file_names_never_reach_the_shell(tmp_path, pki, responder):
+    root = tmp_path / "tree"
+    d = root / "live" / "x$(touch PWNED)'\";"
+    d.mkdir(parents=True)
+    shutil.copy(pki.leaves["good1"].cert, d / "cert.pem")
+    shutil.copy(pki.inter_cert, d / "chain.pem")
+    state = tmp_path / "s.json"
+    out = tmp_path / "changed.txt"
+    res = renew(state, "--on-change", f'printf "%s" "$OCSP_CHANGED" > {out}', root, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert out.read_text() == str(d / "cert.pem.ocsp")
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_stop_on_error_and_keep_going(tmp_path, pki, responder, fake):
+    root = tmp_path / "tree"
+    for n in ("good1", "good2"):
+        place(root, "bundle", n, pki.leaves[n], pki)
+    fake.set(body=status_only("tryLater"))
+    state = tmp_path / "s.json"
+    res = renew(state, "-j", "1", "-S", "-u", fake.url, root)
+    assert res.returncode == 1
+    assert [l[0] for l in lines(res)] == ["failed"]
+    assert len(fake.requests) == 1
+    res = renew(state, "-j", "1", "-k", "-u", fake.url, root)
+    assert [l[0] for l in lines(res)] == ["failed", "failed"]
+
+
+def test_jobs_and_per_responder_bound_concurrency(tmp_path, pki, responder):
+    """A delaying relay in front of the real responder measures how many fetches are in flight."""
+    root = tmp_path / "tree"
+    leaves = [fresh_leaf(pki, responder, "j") for _ in range(6)]
+    for i, leaf in enumerate(leaves):
+        place(root, "bundle", f"s{i}", leaf, pki)
+    lock = threading.Lock()
+    state = {"now": 0, "max": 0}
+
+    def relay(req):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        try:
+            time.sleep(0.3)
+            if req.method == "POST":
+                r = urllib.request.Request(responder.url, data=req.body,
+                                           headers={"Content-Type": "application/ocsp-request"})
+            else:
+                r = urllib.request.Request(responder.url.rstrip("/") + req.path)
+            with lock:    # the real responder answers one request at a time
+                body = urllib.request.urlopen(r, timeout=5).read()
+            return Answer(body=body)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    with FakeResponder() as relay_srv:
+        relay_srv.set(handler=relay)
+        for jobs, per, expect in (("1", "4", 1), ("4", "2", 2), ("3", "4", 3)):
+            state["max"] = 0
+            res = renew(tmp_path / f"s{jobs}{per}.json", "-B", "-j", jobs, "--per-responder", per,
+                        "-u", relay_srv.url, root)
+            assert res.returncode == 0, res.stdout + res.stderr
+            assert len(lines(res)) == 6
+            assert state["max"] == expect, (jobs, per, state["max"])
+            time.sleep(1.0)
+
+
+def test_revoked_certificate(tmp_path, pki, responder):
+    root = tmp_path / "tree"
+    cert, staple = place(root, "certbot", "rv", pki.leaves["revoked1"], pki)
+    place(root, "certbot", "ok", pki.leaves["good1"], pki)
+    state = tmp_path / "s.json"
+    res = renew(state, root)
+    assert res.returncode == 1
+    got = {l[1]: l for l in lines(res)}
+    assert got[str(cert)][0] == "revoked"
+    assert "REVOKED at" in got[str(cert)][3] and "keyCompromise" in got[str(cert)][3]
+    assert "no staple installed" in got[str(cert)][3]
+    assert not staple.exists()
+    assert renew(state, root).returncode == 1          # still news on the next run
+
+
+def test_revoked_keeps_old_staple_and_says_until_when(tmp_path, pki, responder):
+    leaf = fresh_leaf(pki, responder, "rk")
+    root = tmp_path / "tree"
+    cert, staple = place(root, "bundle", "rk", leaf, pki)
+    state = tmp_path / "s.json"
+    assert renew(state, root).returncode == 0
+    good = staple.read_bytes()
+    pki.revoke(leaf, "superseded")
+    responder.restart()
+    time.sleep(1.1)
+    res = renew(state, "-B", root)
+    assert res.returncode == 1
+    (action, _, _, detail), = lines(res)
+    assert action == "revoked" and "superseded" in detail
+    assert "the installed staple was kept, valid until" in detail
+    assert staple.read_bytes() == good
+
+
+def test_no_ocsp_certificate_quiet_and_stale_staple_reported_once(tmp_path, pki, responder):
+    root = tmp_path / "tree"
+    quiet = fresh_leaf(pki, responder, "nq", ocsp_urls=[])
+    stale = fresh_leaf(pki, responder, "ns", ocsp_urls=[])
+    place(root, "bundle", "quiet", quiet, pki)
+    cert, staple = place(root, "bundle", "stale", stale, pki)
+    staple.write_bytes(b"an old staple from when the CA still had OCSP")
+    state = tmp_path / "s.json"
+    res = renew(state, root)
+    assert res.returncode == 0
+    assert lines(res) == [["stale-staple", str(cert), str(staple),
+                           "stale staple for a certificate without OCSP; servers may still serve "
+                           "it: delete it or run with --prune"]]
+    res = renew(state, root)
+    assert res.returncode == 0 and res.stdout == b""         # reported once
+    assert staple.exists()
+    state.unlink()                                          # the cache only changes how often
+    res = renew(state, "-n", "--prune", root)
+    assert [l[0] for l in lines(res)] == ["stale-staple"] and "would delete" in lines(res)[0][3]
+    assert staple.exists()
+    res = renew(state, "--prune", root)
+    assert [l[0] for l in lines(res)] == ["stale-staple"] and "deleted" in lines(res)[0][3]
+    assert not staple.exists()
+    assert renew(state, "--prune", root).stdout == b""
+
+
+def test_expired_certificate_skipped_with_a_message(tmp_path, pki, responder):
+    from datetime import timedelta
+    old = fresh_leaf(pki, responder, "ex", not_before=timedelta(days=-30), not_after=timedelta(days=-1))
+    root = tmp_path / "tree"
+    cert, staple = place(root, "bundle", "ex", old, pki)
+    state = tmp_path / "s.json"
+    res = renew(state, root)
+    assert res.returncode == 0
+    (action, c, _, detail), = lines(res)
+    assert action == "skipped" and c == str(cert) and "certificate expired at" in detail
+    assert not staple.exists()
+    assert renew(state, root).stdout == b""
+
+
+def test_lock_second_run_exits_2_or_waits(tmp_path, pki, responder):
+    root = tmp_path / "tree"
+    place(root, "bundle", "good1", pki.leaves["good1"], pki)
+    state = tmp_path / "s.json"
+    lockfile = tmp_path / "s.json.lock"
+    fd = os.open(lockfile, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, b"pid 4242 since 2026-01-01T00:00:00Z\n")
+    try:
+        res = renew(state, root)
+        assert res.returncode == 2 and res.stdout == b""
+        msg = assert_one_line_error(res.stderr)
+        assert str(lockfile) in msg and "pid 4242" in msg and "--lock-timeout" in msg
+        threading.Timer(0.5, lambda: os.close(fd)).start()
+        res = renew(state, "--lock-timeout", "10", root)
+        assert res.returncode == 0, res.stderr
+        assert [l[0] for l in lines(res)] == ["renewed"]
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def test_backup_and_backup_keep(tmp_path, pki, responder):
+    root = tmp_path / "tree"
+    cert, staple = place(root, "bundle", "good2", pki.leaves["good2"], pki)
+    state = tmp_path / "s.json"
+    assert renew(state, "--backup", root).returncode == 0
+    backups = sorted(root.glob("good2.pem.ocsp-*"))
+    assert len(backups) == 1 and backups[0].read_bytes() == staple.read_bytes()
+    for day in range(1, 6):
+        (root / f"good2.pem.ocsp-202001{day:02}-120000").write_bytes(b"old")
+    (root / "good2.pem.ocsp-notabackup").write_bytes(b"x")
+    time.sleep(1.1)
+    first = staple.read_bytes()
+    res = renew(state, "-B", "--backup-keep", "2", root)
+    assert res.returncode == 0
+    backups = sorted(root.glob("good2.pem.ocsp-2*"))
+    assert len(backups) == 2
+    assert backups[-1].read_bytes() == staple.read_bytes() != first
+    assert backups[0].read_bytes() == first
+    assert (root / "good2.pem.ocsp-notabackup").exists()
+
+
+def test_stdin_paths_and_nul(tmp_path, pki, responder):
+    root = tmp_path / "tree"
+    c1, s1 = place(root, "bundle", "good1", pki.leaves["good1"], pki)
+    c2, s2 = place(root / "sub dir", "bundle", "good2", pki.leaves["good2"], pki)
+    found = subprocess.run(["find", str(root), "-name", "*.pem"], capture_output=True).stdout
+    res = renew(tmp_path / "a.json", "-", input=found)
+    assert res.returncode == 0, res.stderr
+    assert sorted(l[1] for l in lines(res)) == sorted([str(c1), str(c2)])   # keys and CA files ignored
+    s1.unlink()
+    s2.unlink()
+    found0 = subprocess.run(["find", str(root), "-name", "*.pem", "-print0"], capture_output=True).stdout
+    res = renew(tmp_path / "b.json", "-0", "-", input=found0)
+    assert sorted(l[2] for l in lines(res)) == sorted([str(s1), str(s2)])
+    res = renew(tmp_path / "c.json", "-", input=str(root / "missing.pem").encode() + b"\n")
+    assert res.returncode == 1 and "no such file" in lines(res)[0][3]
+
+
+def test_out_dir_and_collisions(tmp_path, pki, responder):
+    root = tmp_path / "tree"
+    out = tmp_path / "staples"
+    out.mkdir()
+    place(root, "certbot", "site-a", pki.leaves["good1"], pki)
+    place(root, "certbot", "site-b", pki.leaves["good2"], pki)
+    res = renew(tmp_path / "s.json", "--out-dir", out, root)
+    assert res.returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == ["site-a.ocsp", "site-b.ocsp"]
+    flat = tmp_path / "flat"
+    place(flat / "a", "bundle", "same", pki.leaves["good1"], pki)
+    place(flat / "b", "bundle", "same", pki.leaves["good2"], pki)
+    res = renew(tmp_path / "t.json", "-r", "--out-dir", out, flat)
+    assert res.returncode == 1
+    assert [l[0] for l in lines(res)] == ["failed", "failed"]
+    assert "would share the staple" in lines(res)[0][3]
+    res = renew(tmp_path / "u.json", "--out-dir", tmp_path / "nope", root)
+    assert res.returncode == 2 and "--out-dir" in assert_one_line_error(res.stderr)
+
+
+def test_state_cache_deleted_midway_changes_no_decision(tmp_path, pki, responder):
+    root = tmp_path / "tree"
+    for n in ("good1", "good2"):
+        place(root, "certbot", n, pki.leaves[n], pki)
+    nocsp = fresh_leaf(pki, responder, "nc", ocsp_urls=[])
+    place(root, "certbot", "nocsp", nocsp, pki)
+    state = tmp_path / "s.json"
+    assert renew(state, root).returncode == 0
+    # the same decisions with and without the cache, at several thresholds
+    for extra in ((), ("--renew-at", "0"), ("--min-validity", "30h"), ("-B",)):
+        with_cache = renew(state, "-n", "-v", *extra, root)
+        backup = state.read_bytes()
+        state.unlink()
+        without = renew(state, "-n", "-v", *extra, root)
+        assert with_cache.returncode == without.returncode == 0
+        assert sorted(lines(with_cache)) == sorted(lines(without)), extra
+        state.write_bytes(backup)
+    # deleted between runs: the next real run still does nothing
+    state.unlink()
+    res = renew(state, root)
+    assert res.returncode == 0 and res.stdout == b""
+    # a corrupt cache is ignored, not fatal
+    state.write_text("{not json")
+    res = renew(state, root)
+    assert res.returncode == 0 and res.stdout == b""
+
+
+def test_usage_errors_exit_2_with_one_line(tmp_path):
+    for args in ((), ("--renew-at", "150", "x"), ("-j", "0", "x"), (str(tmp_path / "missing"),),
+                 ("-n", "-q", str(tmp_path)), ("--layout", "nginx", str(tmp_path)),
+                 ("-u", "ftp://x/", str(tmp_path)), ("--config", str(tmp_path / "none.yaml"))):
+        res = renew(tmp_path / "s.json", *args)
+        assert res.returncode == 2, args
+        assert_one_line_error(res.stderr)
+
+
+@pytest.mark.slow
+def test_256_renewals_exit_0_and_failures_exit_1(tmp_path, pki, responder, fake):
+    """ocspbot returned the number of renewals: 256 of them exited 0 (and negative codes 252-255)."""
+    root = tmp_path / "tree"
+    root.mkdir()
+    leaf = pki.leaves["good1"]
+    bundle = Path(leaf.cert).read_text() + Path(pki.inter_cert).read_text()
+    for i in range(256):
+        (root / f"c{i:03}.pem").write_text(bundle)
+    res = renew(tmp_path / "s.json", "-j", "8", root, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert len(lines(res)) == 256 and {l[0] for l in lines(res)} == {"renewed"}
+    fake.set(body=status_only("unauthorized"))
+    res = renew(tmp_path / "s.json", "-B", "-j", "8", "-u", fake.url, root, timeout=300)
+    assert res.returncode == 1
+    assert len(lines(res)) == 256 and {l[0] for l in lines(res)} == {"failed"}

@@ -1,0 +1,451 @@
+"""The check service: staple bytes (with their certificate, when known) -> a Nagios state.
+
+``ocsp-check`` stands on this module.  Deciding is kept apart from doing:
+
+* ``judge`` is pure: a Staple, ``now`` and the thresholds give the findings
+  (each a state and one message) -- status, times (``policy.time_problems``),
+  time left against the warning and critical thresholds;
+* ``check_file`` reads a staple file (or stdin), finds its certificate
+  (``--cert``, or by convention ``X.ocsp`` beside ``X``) and issuer, verifies
+  the response (``verify.verify``) or, without a certificate, only inspects
+  it (``verify.inspect``) and says so;
+* ``check_live`` takes the staple a TLS server actually sends
+  (``OpenSSL.s_client``) and runs the same checks on it against the
+  certificate chain the server presented.
+
+A problem with one staple (missing file, garbage, bad signature, expired...)
+is a finding in that staple's Result, never an exception: several staples
+are checked together and the worst state wins (``nagios.worst``).
+Exceptions escape only for what makes the whole run meaningless (openssl
+missing, an explicit ``--cert`` that cannot be used): the command maps them
+to UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import BinaryIO, List, Optional, Sequence, Tuple
+
+from . import nagios, policy, transport, verify
+from .certs import IssuerFinder, load_file
+from .durations import Threshold, format_duration, parse_threshold
+from .errors import (InputError, IssuerNotFound, OcspToolsError, ResponderStatusError,
+                     ResponseError)
+from .fetch import Target, load_target
+from .nagios import CRITICAL, OK, UNKNOWN, WARNING
+from .openssl import OpenSSL
+from .staple import CLOCK_SKEW, Certificate, Staple, decode_staple, iso
+
+#: Defaults for staples that live 1 to 10 days: a share of the lifetime, so that a 1-day staple
+#: is not WARNING all its life (as a fixed 3d would make it) and a 10-day one still warns days
+#: ahead.  A renewer that refreshes at half-life keeps every staple above 50%.
+DEFAULT_WARNING = "25%"
+DEFAULT_CRITICAL = "10%"
+#: Staple file names whose certificate can be found by convention (X.ocsp beside X).
+STAPLE_SUFFIXES = (".ocsp", ".ocsp-resp")
+CERT_CANDIDATE_SUFFIXES = ("", ".pem", ".crt")
+MAX_STAPLE_SIZE = transport.MAX_RESPONSE_SIZE
+#: Usual ports of the STARTTLS protocols (s_client's -starttls names).
+STARTTLS_PORTS = {"smtp": 25, "lmtp": 24, "imap": 143, "pop3": 110, "ftp": 21, "xmpp": 5222,
+                  "xmpp-server": 5269, "sieve": 4190, "nntp": 119, "ldap": 389,
+                  "postgres": 5432, "mysql": 3306, "irc": 6667}
+HTTPS_PORT = 443
+
+Finding = Tuple[int, str]
+
+
+class CheckTimeout(OcspToolsError):
+    """The whole run overstayed -t/--timeout (a hung stdin, a wedged child)."""
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    warning: Threshold = parse_threshold(DEFAULT_WARNING)
+    critical: Threshold = parse_threshold(DEFAULT_CRITICAL)
+    require_staple: bool = False
+    issuer_file: Optional[str] = None
+    ca_dirs: Tuple[str, ...] = ()
+    use_aia: bool = False
+    http: transport.HttpOptions = transport.HttpOptions()
+    skew: timedelta = CLOCK_SKEW
+
+
+@dataclass
+class Result:
+    """The verdict on one staple (a file, stdin, or what a live server sent)."""
+
+    label: str                               # the path as given, "standard input", or host:port
+    source: str                              # file | stdin | live
+    now: datetime
+    findings: List[Finding] = field(default_factory=list)   # most severe first
+    staple: Optional[Staple] = None
+    verified: bool = False
+    unverified_reason: Optional[str] = None  # why signature and CertID were not checked
+    certificate: Optional[Certificate] = None
+    certificate_source: Optional[str] = None  # the file, or "presented by the server"
+    issuer_source: Optional[str] = None
+    warning_seconds: Optional[float] = None
+    critical_seconds: Optional[float] = None
+    not_applicable: bool = False
+    response_status: Optional[str] = None
+    host: Optional[str] = None
+    port: Optional[int] = None
+    protocol: Optional[str] = None
+
+    @property
+    def state(self) -> int:
+        return nagios.worst(s for s, _ in self.findings)
+
+    @property
+    def messages(self) -> List[str]:
+        return [m for _, m in self.findings]
+
+    @property
+    def remaining_seconds(self) -> Optional[int]:
+        if self.staple is None or self.staple.next_update is None:
+            return None
+        return int((self.staple.next_update - self.now).total_seconds() // 1)
+
+    @property
+    def lifetime_seconds(self) -> Optional[int]:
+        if self.staple is None or self.staple.lifetime is None:
+            return None
+        return int(self.staple.lifetime.total_seconds())
+
+    def add(self, state: int, message: str) -> None:
+        self.findings.append((state, message))
+        self.findings[:] = nagios.by_severity(self.findings)
+
+
+# --------------------------------------------------------------------------
+# Pure decisions
+# --------------------------------------------------------------------------
+
+def human(seconds: float) -> str:
+    """``3d12h``, ``5h20m``, ``42m``, ``59s``: to the minute above an hour, to the second below."""
+    seconds = abs(seconds)
+    if seconds >= 3600:
+        seconds -= seconds % 60
+    return format_duration(timedelta(seconds=int(seconds)))
+
+
+def describe_threshold(threshold: Threshold, seconds: Optional[float],
+                       lifetime: Optional[timedelta]) -> str:
+    if threshold.percent is not None and seconds is not None and lifetime is not None:
+        return f"{human(seconds)} ({threshold.percent:g}% of {human(lifetime.total_seconds())})"
+    return human(seconds) if seconds is not None else threshold.text
+
+
+@dataclass(frozen=True)
+class Judgement:
+    findings: Tuple[Finding, ...]
+    warning_seconds: Optional[float]
+    critical_seconds: Optional[float]
+
+
+def judge(staple: Staple, now: datetime, warning: Threshold, critical: Threshold, *,
+          skew: timedelta = CLOCK_SKEW) -> Judgement:
+    """The findings about one staple at NOW (pure).
+
+    CRITICAL: revoked, unknown, expired, thisUpdate in the future, responder
+    certificate expired, time left below the critical threshold.  WARNING:
+    below the warning threshold, no nextUpdate, responder certificate
+    expiring before nextUpdate.  Critical is tested before warning."""
+    lifetime = staple.lifetime
+    warn_s, crit_s = warning.seconds(lifetime), critical.seconds(lifetime)
+    findings: List[Finding] = []
+    single = staple.single
+    status = staple.cert_status
+    if status == "revoked":
+        reason = f" ({single.revocation_reason})" if single.revocation_reason else ""
+        findings.append((CRITICAL, f"REVOKED at {iso(single.revocation_time)}{reason}"))
+    elif status == "unknown":
+        findings.append((CRITICAL, "certificate status unknown: the responder does not know "
+                                   "this certificate (wrong issuer or responder?)"))
+    elif status != "good":
+        findings.append((CRITICAL, f"unexpected certificate status {status!r}"))
+    problems = policy.time_problems(staple, now, skew=skew)
+    codes = {p.code for p in problems}
+    for p in problems:
+        if p.code == "expired":
+            ago = human((now - staple.next_update).total_seconds())  # type: ignore[operator]
+            findings.append((CRITICAL, f"expired at nextUpdate {iso(staple.next_update)}, {ago} ago"))
+        elif p.code == "no-next-update":
+            findings.append((WARNING, f"{status}, no nextUpdate: HAProxy and Exim refuse to staple "
+                                      f"such a response"))
+        elif p.code == "signer-expires-early":
+            left = (staple.signer_not_after - now).total_seconds()  # type: ignore[operator]
+            state = nagios.worst([WARNING, nagios.below(left, warn_s, crit_s)])
+            findings.append((state, f"{p.message} (in {human(left)})"))
+        else:
+            findings.append((CRITICAL if p.severity == policy.ERROR else WARNING, p.message))
+    if status == "good" and staple.next_update is not None and "expired" not in codes:
+        left = (staple.next_update - now).total_seconds()
+        state = nagios.below(left, warn_s, crit_s)
+        text = f"good, {human(left)} left (next update {iso(staple.next_update)})"
+        if state == CRITICAL:
+            text += f", below the critical threshold {describe_threshold(critical, crit_s, lifetime)}"
+        elif state == WARNING:
+            text += f", below the warning threshold {describe_threshold(warning, warn_s, lifetime)}"
+        findings.append((state, text))
+    return Judgement(tuple(nagios.by_severity(findings)), warn_s, crit_s)
+
+
+def certificate_candidates(staple_path: str) -> List[str]:
+    """Where the certificate of STAPLE_PATH lives by convention: ``X.ocsp`` -> ``X``, ``X.pem``,
+    ``X.crt`` (HAProxy's ``site.pem.ocsp`` beside ``site.pem``; ``.ocsp-resp`` too)."""
+    for suffix in STAPLE_SUFFIXES:
+        if staple_path.lower().endswith(suffix) and len(staple_path) > len(suffix):
+            base = staple_path[:-len(suffix)]
+            if base.endswith(os.sep):
+                return []
+            return [base + s for s in CERT_CANDIDATE_SUFFIXES]
+    return []
+
+
+def default_port(starttls: Optional[str]) -> int:
+    return STARTTLS_PORTS[starttls] if starttls else HTTPS_PORT
+
+
+def default_servername(host: str) -> Optional[str]:
+    """SNI is a DNS name: none for an IP address literal."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host
+    return None
+
+
+def live_label(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+# --------------------------------------------------------------------------
+# Doing: files, stdin, live servers
+# --------------------------------------------------------------------------
+
+def _strip_label(message: str, label: str) -> str:
+    prefix = label + ": "
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+class _Missing(InputError):
+    """The staple file does not exist (or is empty): no staple at all."""
+
+
+def read_staple(path: str, stdin: Optional[BinaryIO] = None) -> bytes:
+    """The bytes of a staple file (``-``: stdin), size-capped; InputError naming the problem."""
+    if path == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        data = stream.read(MAX_STAPLE_SIZE + 1)
+        label = "standard input"
+    else:
+        label = path
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_STAPLE_SIZE + 1)
+        except FileNotFoundError:
+            raise _Missing("no such file", path=path) from None
+        except IsADirectoryError:
+            raise InputError("is a directory, not a staple file", path=path) from None
+        except PermissionError:
+            raise InputError("permission denied (run the check as a user that can read the "
+                             "staple, e.g. the server's)", path=path) from None
+        except OSError as exc:
+            raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    if len(data) > MAX_STAPLE_SIZE:
+        raise InputError(f"larger than {MAX_STAPLE_SIZE} bytes: not an OCSP response", path=label)
+    if not data.strip():
+        raise _Missing("empty: no staple in it" + (" (HAProxy's placeholder?)" if path != "-" else ""),
+                       path=label)
+    return data
+
+
+def _no_staple(result: Result, what: str, cert: Optional[Certificate], opts: CheckOptions,
+               *, live: bool) -> Result:
+    """No staple at all (missing/empty file, or a server that sent none)."""
+    if cert is not None and cert.must_staple:
+        extra = "" if cert.ocsp_urls else " and it names no OCSP responder"
+        result.add(CRITICAL, f"{what}, but the certificate is Must-Staple (TLS Feature "
+                             f"status_request){extra}: clients will refuse the connection")
+    elif opts.require_staple:
+        result.add(CRITICAL, f"{what} (--require-staple)")
+    elif cert is not None and not cert.ocsp_urls:
+        result.not_applicable = True
+        result.add(OK, f"{what}; not applicable: the certificate names no OCSP responder")
+    elif live:
+        result.add(CRITICAL, f"{what}, although the certificate names an OCSP responder: "
+                             f"turn stapling on (or check why the server has no valid staple)")
+    else:
+        result.add(CRITICAL, what)
+    return result
+
+
+def check_der(result: Result, der: bytes, target: Optional[Target], opts: CheckOptions,
+              ossl: OpenSSL) -> Result:
+    """Verify (or, without a target, inspect) DER and judge it; findings go into RESULT."""
+    label = result.label
+    try:
+        if target is not None:
+            staple = verify.verify(der, target.leaf, target.issuer, ossl, label=label)
+        else:
+            staple = verify.inspect(der, ossl, label=label)
+    except ResponderStatusError as exc:
+        result.response_status = exc.status
+        result.add(CRITICAL, _strip_label(str(exc), label))
+        return result
+    except ResponseError as exc:
+        message = _strip_label(str(exc), label)
+        if target is not None and not target.leaf.ocsp_urls and "not a response for this" in message:
+            message += ("; the certificate names no OCSP responder, so this staple is left over "
+                        "from an earlier certificate: remove it and turn stapling off")
+        result.add(CRITICAL, message)
+        return result
+    result.staple = staple
+    result.verified = staple.verified
+    result.response_status = staple.info.response_status
+    judgement = judge(staple, result.now, opts.warning, opts.critical, skew=opts.skew)
+    result.warning_seconds = judgement.warning_seconds
+    result.critical_seconds = judgement.critical_seconds
+    for state, message in judgement.findings:
+        result.add(state, message)
+    cert = target.leaf if target is not None else result.certificate
+    if cert is not None and cert.must_staple and result.state == CRITICAL:
+        result.add(CRITICAL, "the certificate is Must-Staple: clients refuse connections "
+                             "without a valid staple")
+    return result
+
+
+def load_explicit_target(cert_path: str, opts: CheckOptions, ossl: OpenSSL) -> Target:
+    """``--cert FILE``: must be usable (InputError otherwise: the check is misconfigured)."""
+    return load_target(cert_path, ossl, issuer_file=opts.issuer_file, ca_dirs=opts.ca_dirs,
+                       http=opts.http, use_aia=opts.use_aia)
+
+
+def check_file(path: str, opts: CheckOptions, ossl: OpenSSL, now: datetime, *,
+               target: Optional[Target] = None, stdin: Optional[BinaryIO] = None) -> Result:
+    """Check one staple file (``-``: stdin) against TARGET, or its certificate by convention."""
+    result = Result(label="standard input" if path == "-" else path,
+                    source="stdin" if path == "-" else "file", now=now)
+    if target is None:
+        if path == "-":
+            result.unverified_reason = "no --cert given for standard input"
+        else:
+            target = _conventional_target(path, result, opts, ossl)
+    if target is not None:
+        result.certificate = target.leaf
+        result.certificate_source = target.label
+        result.issuer_source = target.issuer_source
+    try:
+        data = read_staple(path, stdin)
+    except _Missing as exc:
+        return _no_staple(result, str(exc), result.certificate, opts, live=False)
+    except InputError as exc:
+        result.add(CRITICAL, str(exc))
+        return result
+    return check_der(result, decode_staple(data), target, opts, ossl)
+
+
+def _conventional_target(path: str, result: Result, opts: CheckOptions,
+                         ossl: OpenSSL) -> Optional[Target]:
+    candidates = certificate_candidates(path)
+    found = next((c for c in candidates if os.path.isfile(c)), None)
+    if found is None:
+        where = f" (looked for {', '.join(candidates)})" if candidates else ""
+        result.unverified_reason = f"no certificate found beside the staple{where}; give --cert FILE"
+        return None
+    try:
+        target = load_explicit_target(found, opts, ossl)
+    except InputError as exc:
+        # the certificate is known even if its issuer is not: keep it for Must-Staple/no-URL rules
+        try:
+            result.certificate = load_file(found, ossl)[0]
+            result.certificate_source = found
+        except InputError:
+            pass
+        result.unverified_reason = (f"{_strip_label(str(exc), found)} (certificate {found}); "
+                                    f"give -i FILE")
+        return None
+    return target
+
+
+def check_live(host: str, port: int, opts: CheckOptions, ossl: OpenSSL, now: datetime, *,
+               servername: Optional[str] = None, starttls: Optional[str] = None,
+               timeout: Optional[float] = None) -> Result:
+    """Connect to HOST:PORT, take the staple the server sends, and judge it.
+
+    The staple is verified against the leaf the server presented and its
+    issuer (from the presented chain, ``-i``, ``--ca-dir`` or, with
+    ``--aia``, the caIssuers URL)."""
+    result = Result(label=live_label(host, port), source="live", now=now, host=host, port=port)
+    hs = ossl.s_client(host, port, servername=servername, starttls=starttls, timeout=timeout)
+    report = hs.report
+    result.protocol = report.protocol
+    if hs.disagreements:
+        result.add(UNKNOWN, "openssl's output contradicts itself (" + "; ".join(hs.disagreements)
+                   + "); not judging the server on it")
+        return result
+    if not report.connected:
+        if hs.timed_out:
+            result.add(CRITICAL, f"no connection within {hs.budget:g} s")
+        else:
+            reason = report.errors[0] if report.errors else "connection failed"
+            result.add(CRITICAL, f"cannot connect: {reason}")
+        return result
+    handshake_problem = None
+    if not report.handshake_ok:
+        if hs.timed_out:
+            handshake_problem = f"no complete TLS handshake within {hs.budget:g} s"
+        else:
+            detail = report.starttls_error or (report.errors[0] if report.errors else "no detail")
+            handshake_problem = f"TLS handshake failed: {detail}"
+    chain = hs.chain
+    if not chain:
+        result.add(CRITICAL, handshake_problem or "the server presented no certificate")
+        return result
+    try:
+        certs = ossl.parse_certificates(chain)
+    except ValueError as exc:
+        result.add(CRITICAL, f"the server presented an unreadable certificate ({exc})")
+        return result
+    leaf = certs[0]
+    result.certificate = leaf
+    result.certificate_source = "presented by the server"
+    target: Optional[Target] = None
+    try:
+        match = IssuerFinder(ossl, http=opts.http, use_aia=opts.use_aia).find(
+            leaf, bundle=certs[1:], issuer_file=opts.issuer_file, ca_dirs=opts.ca_dirs)
+        target = Target(leaf=leaf, issuer=match.issuer, label=result.label,
+                        issuer_source="the presented chain" if match.source.endswith("(bundle)")
+                        else match.source)
+        result.issuer_source = target.issuer_source
+    except IssuerNotFound as exc:
+        if opts.issuer_file is not None:
+            raise
+        result.unverified_reason = ("the server did not present the issuer of its certificate "
+                                    f"({_strip_label(str(exc), 'certificate')}); give -i FILE")
+    if hs.staple is None:
+        if handshake_problem:
+            result.add(CRITICAL, handshake_problem)
+            return result
+        return _no_staple(result, "no staple sent", leaf, opts, live=True)
+    check_der(result, hs.staple, target, opts, ossl)
+    if handshake_problem:
+        result.add(CRITICAL, handshake_problem)
+    return result
+
+
+def run_checks(staples: Sequence[str], opts: CheckOptions, ossl: OpenSSL, now: datetime, *,
+               cert_path: Optional[str] = None, live: Optional[dict] = None) -> List[Result]:
+    """Check every staple file, then the live server if one is given."""
+    target = load_explicit_target(cert_path, opts, ossl) if cert_path is not None else None
+    results = [check_file(path, opts, ossl, now, target=target) for path in staples]
+    if live is not None:
+        results.append(check_live(live["host"], live["port"], opts, ossl, now,
+                                  servername=live.get("servername"), starttls=live.get("starttls"),
+                                  timeout=live.get("timeout")))
+    return results

@@ -1,0 +1,225 @@
+"""ocsp-check: Nagios-style freshness check of OCSP staples (files, pipes, live servers)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from typing import Iterator, List, Optional, Sequence
+
+from .. import nagios, report, transport
+from ..check import (DEFAULT_CRITICAL, DEFAULT_WARNING, CheckOptions, CheckTimeout,
+                     default_port, default_servername, run_checks)
+from ..durations import parse_threshold
+from ..errors import OcspToolsError, UsageError
+from ..openssl import STARTTLS, OpenSSL
+from ._common import ArgumentParser, ExitTable, positive_float, run, utcnow, version_string
+
+PROG = "ocsp-check"
+
+# Monitoring Plugins exit statuses; every failure of the run itself is UNKNOWN.
+EXITS = ExitTable(codes=((OcspToolsError, nagios.UNKNOWN), (OSError, nagios.UNKNOWN)),
+                  internal=nagios.UNKNOWN, help=nagios.UNKNOWN, interrupted=nagios.UNKNOWN)
+
+#: Grace after -t before the alarm fires: openssl children are killed at -t already.
+ALARM_GRACE = 1.0
+
+EPILOG = f"""\
+states and exit status (worst wins: OK < UNKNOWN < WARNING < CRITICAL):
+  0 OK        good, and more time left than the thresholds
+  1 WARNING   below -w; no nextUpdate; responder certificate expires before nextUpdate
+  2 CRITICAL  missing, empty or unreadable file; not an OCSP response; tryLater,
+              unauthorized...; revoked or unknown; expired; thisUpdate in the future;
+              bad signature; not for this certificate; delegated responder not
+              embedded; below -c; live: no staple sent, handshake failure
+  3 UNKNOWN   bad arguments, --help, --version, openssl missing, --cert unusable
+
+thresholds: a duration (3d, 12h, 1d12h, '2 hours 5 minutes', seconds) or a share of
+the staple's lifetime (25%); defaults -w {DEFAULT_WARNING} -c {DEFAULT_CRITICAL}.
+"""
+
+
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+        description="Check OCSP staples (DER, PEM or base64 files, - for stdin) or the staple a "
+                    "live TLS server sends, the Nagios way: one status line, perfdata, "
+                    "exit 0/1/2/3.", epilog=EPILOG)
+    p.add_argument("staples", metavar="STAPLE", nargs="*",
+                   help="staple file(s); - reads stdin; several are checked together")
+    cert = p.add_argument_group("certificate (signature and CertID verification)")
+    cert.add_argument("--cert", metavar="FILE",
+                      help="the certificate the staples are for (PEM, may be a bundle); default: "
+                           "X for X.ocsp (also X.pem, X.crt), else status and times only")
+    cert.add_argument("-i", "--issuer", metavar="FILE", help="the issuer certificate (PEM)")
+    cert.add_argument("--ca-dir", metavar="DIR", action="append", default=[],
+                      help="search this directory for the issuer (repeatable)")
+    cert.add_argument("--aia", action="store_true",
+                      help="allow downloading the issuer from the AIA caIssuers URL "
+                           "(off by default: a check should not depend on the CA's web server)")
+    live = p.add_argument_group("live mode")
+    live.add_argument("-H", "--hostname", metavar="HOST",
+                      help="connect to HOST and check the staple it sends")
+    live.add_argument("-p", "--port", metavar="PORT", type=_port,
+                      help="port (default 443, or the STARTTLS protocol's port)")
+    live.add_argument("--servername", metavar="NAME",
+                      help="SNI name (default: HOST unless it is an IP address)")
+    live.add_argument("--starttls", metavar="PROTO", choices=STARTTLS,
+                      help="speak PROTO before TLS: " + ", ".join(STARTTLS))
+    live.add_argument("--require-staple", action="store_true",
+                      help="no staple is CRITICAL even for a certificate without OCSP URL")
+    thr = p.add_argument_group("thresholds")
+    thr.add_argument("-w", "--warning", metavar="TIME", default=DEFAULT_WARNING,
+                     help=f"WARNING when less time than this is left before nextUpdate "
+                          f"(duration or %% of the lifetime; default {_pct(DEFAULT_WARNING)})")
+    thr.add_argument("-c", "--critical", metavar="TIME", default=DEFAULT_CRITICAL,
+                     help=f"CRITICAL below this (default {_pct(DEFAULT_CRITICAL)})")
+    thr.add_argument("-t", "--timeout", metavar="SECONDS", type=positive_float, default=10.0,
+                     help="bound for the whole run, openssl children included (default 10)")
+    out = p.add_argument_group("output").add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="JSON Lines: one object per staple")
+    out.add_argument("--prometheus", action="store_true",
+                     help="Prometheus text format (node_exporter textfile collector)")
+    out.add_argument("--print", metavar="FIELD", dest="print_fields",
+                     help="print FIELD per staple, one line each (" + ", ".join(report.FIELDS)
+                          + "; comma-separated for several, tab-separated output)")
+    out.add_argument("-q", "--quiet", action="store_true", help="print nothing; exit status only")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more detail: responder id, serial, signer validity, sources")
+    p.add_argument("--openssl", metavar="PATH", default="openssl",
+                   help="openssl binary (default: openssl)")
+    p.add_argument("-V", "--version", action="version", version=version_string(PROG))
+    return p
+
+
+def _pct(text: str) -> str:
+    return text.replace("%", "%%")     # argparse %-formats help strings
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 1-65535: {text!r}")
+    return value
+
+
+def _options(args: argparse.Namespace) -> CheckOptions:
+    try:
+        warning, critical = parse_threshold(args.warning), parse_threshold(args.critical)
+    except ValueError as exc:
+        raise UsageError(f"{exc} (see --help)") from None
+    return CheckOptions(warning=warning, critical=critical, require_staple=args.require_staple,
+                        issuer_file=args.issuer, ca_dirs=tuple(args.ca_dir), use_aia=args.aia,
+                        http=transport.HttpOptions(timeout=args.timeout))
+
+
+def _live(args: argparse.Namespace) -> Optional[dict]:
+    if args.hostname is None:
+        for flag, value in (("-p/--port", args.port), ("--servername", args.servername),
+                            ("--starttls", args.starttls)):
+            if value is not None:
+                raise UsageError(f"{flag} needs -H/--hostname (see --help)")
+        return None
+    host = args.hostname.strip()
+    if not host or any(c.isspace() for c in host) or host.startswith("-"):
+        raise UsageError(f"not a host name or address: {args.hostname!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if args.cert is not None and not args.staples:
+        raise UsageError("--cert applies to STAPLE files; live mode uses the certificate the "
+                         "server presents")
+    # s_client gets most of the time; the rest is for verifying what it brought back.
+    budget = args.timeout - min(2.0, 0.25 * args.timeout)
+    return {"host": host, "port": args.port or default_port(args.starttls),
+            "servername": args.servername or default_servername(host),
+            "starttls": args.starttls, "timeout": budget}
+
+
+@contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    """Backstop for -t: anything not bounded by a child timeout (a hung stdin) ends the run."""
+    def expired(signum, frame):
+        raise CheckTimeout(f"no result within the {seconds - ALARM_GRACE:g} s timeout (-t)")
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def main(argv: List[str]) -> int:
+    args = build_parser().parse_args(argv)
+    live = _live(args)
+    if not args.staples and live is None:
+        raise UsageError("give STAPLE file(s) or -H HOST (see --help)")
+    if args.staples.count("-") > 1:
+        raise UsageError("standard input (-) can be read only once")
+    if args.cert == "-" and "-" in args.staples:
+        raise UsageError("--cert - and STAPLE - cannot both read standard input")
+    fields = None
+    if args.print_fields is not None:
+        try:
+            fields = report.parse_fields(args.print_fields)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    opts = _options(args)
+    with _alarm(args.timeout + ALARM_GRACE):
+        ossl = OpenSSL(args.openssl, timeout=args.timeout,
+                       deadline=time.monotonic() + args.timeout)
+        now = utcnow()
+        results = run_checks(args.staples, opts, ossl, now, cert_path=args.cert, live=live)
+    if args.json:
+        text = report.json_lines(results)
+    elif args.prometheus:
+        text = report.prometheus(results, now)
+    elif fields is not None:
+        text = report.print_fields(results, fields)
+    elif args.quiet:
+        text = ""
+    else:
+        text = report.nagios_output(results, verbose=args.verbose)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return nagios.worst(r.state for r in results)
+
+
+_QUIET = re.compile(r"^-[vq]*q[vq]*$")
+
+
+def _quiet_requested(argv: Sequence[str]) -> bool:
+    for arg in argv:
+        if arg == "--":
+            return False
+        if arg == "--quiet" or _QUIET.match(arg):
+            return True
+    return False
+
+
+def _format_error(quiet: bool):
+    """Errors of the whole run: ``OCSP UNKNOWN - ...`` first on stdout (what Nagios reads),
+    and the usual one line on stderr (what cron and scripts show)."""
+    def fmt(prog: str, exc: BaseException) -> str:
+        if not quiet:
+            try:
+                sys.stdout.write(report.error_line(str(exc)) + "\n")
+                sys.stdout.flush()
+            except (BrokenPipeError, OSError):
+                pass
+        return f"{prog}: {exc}"
+    return fmt
+
+
+def entry(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    return run(PROG, main, EXITS, args, format_error=_format_error(_quiet_requested(args)))
+
+
+def console() -> None:
+    sys.exit(entry())

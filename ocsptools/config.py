@@ -98,7 +98,7 @@ class _Doc:
                               f"mapping of keys to values", path=path)
 
     def _build(self, node: Any, loader: yaml.SafeLoader, path: Path) -> Any:
-        self.lines[path] = node.start_mark.line + 1
+        self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             out: Dict[Any, Any] = {}
             for knode, vnode in node.value:

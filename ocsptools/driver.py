@@ -745,6 +745,13 @@ class Driver:
             backups = store.list_backups(path)
             if not backups or store.read_file(backups[-1]) != old:
                 store.backup_copy(path, old, _mtime(path))      # a staple installed without a copy
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):       # e.g. ocspbot's scan_keys subfolders under ocsp_folder
+            try:
+                os.makedirs(parent, 0o755, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"{parent}: cannot create the staple directory: {exc.strerror}",
+                                 path=path) from None
         store.atomic_write(path, staple.der)
         if self.opts.backup:
             store.backup_copy(path, staple.der, _mtime(path), overwrite=True)

@@ -1,0 +1,225 @@
+"""The YAML configuration: errors that name file, key and line; includes; ocspbot's configuration as is."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_one_line_error, run_cmd
+
+from ocsptools import config
+from ocsptools.errors import ConfigError
+from test_renew import check_good, lines
+
+
+def write(p: Path, text: str) -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text, expect", [
+    ("layout: auto\njobs: zero\n", r"cfg\.yaml:2: key 'jobs': expected a whole number"),
+    ("jobs: 2\nrenew-at: 150\n", r"cfg\.yaml:2: key 'renew-at': expected a percentage between 0 and 100"),
+    ("min_validity: 3 fortnights\n", r"cfg\.yaml:1: key 'min_validity': unknown unit"),
+    ("\nparalel_threads: 4\n", r"cfg\.yaml:2: key 'paralel_threads': unknown key \(did you mean 'parallel_threads'\?\)"),
+    ("certificates:\n  - issuer: /x\n", r"cfg\.yaml:2: key 'certificates\[0\]': a certificate entry needs 'cert'"),
+    ("certificates:\n  - cert: a.pem\n    colour: red\n", r"cfg\.yaml:3: key 'certificates\[0\]\.colour': unknown key"),
+    ("url: ftp://x\n", r"cfg\.yaml:1: key 'url': ftp://x: not an http"),
+    ("jobs: 1\njobs: 2\n", r"cfg\.yaml:2: key 'jobs' appears twice"),
+    ("jobs: [1\n", r"cfg\.yaml:2: not valid YAML"),
+    ("- a\n- b\n", r"cfg\.yaml:1: the top level must be a mapping"),
+    ("domains:\n  example.com:\n    cert: a.pem\n", r"cfg\.yaml:2: key 'domains\.example\.com': domain 'example\.com' has no 'chain' record"),
+    ("stop_on_error: yes please\n", r"cfg\.yaml:1: key 'stop_on_error': expected true or false"),
+])
+def test_errors_name_file_key_and_line(tmp_path, text, expect):
+    path = write(tmp_path / "cfg.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        config.load(str(path))
+    assert re.search(expect, str(info.value)), str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_config_error_exits_2_with_one_line(tmp_path):
+    path = write(tmp_path / "cfg.yaml", "jobs: -1\n")
+    res = run_cmd("ocsp-renew-dir", "--config", path, "--state", tmp_path / "s.json")
+    assert res.returncode == 2
+    assert f"{path}:1: key 'jobs': must be at least 1" in assert_one_line_error(res.stderr)
+
+
+def test_options_keys_paths_relative_to_the_file_and_command_line_wins(tmp_path):
+    path = write(tmp_path / "etc" / "ocsptools.yaml", """\
+dirs: [certs, /abs/certs]
+out-dir: staples
+renew_at: 70%
+min-validity: 2 hours 5 minutes
+jobs: 8
+hash: sha256
+backup_keep: 3
+on_change: systemctl reload nginx
+certificates:
+  - cert: site.pem
+    url: http://127.0.0.1:9/
+    renew_at: 20
+  - other.pem
+""")
+    cfg = config.load(str(path))
+    etc = str(tmp_path / "etc")
+    assert cfg.dirs == [f"{etc}/certs", "/abs/certs"]
+    assert cfg.options["out_dir"] == f"{etc}/staples" and cfg.options["renew_at"] == 70.0
+    assert cfg.options["min_validity"].total_seconds() == 7500 and cfg.options["jobs"] == 8
+    assert cfg.options["hash"] == "sha256" and cfg.options["backup_keep"] == 3
+    a, b = cfg.candidates
+    assert a.cert == f"{etc}/site.pem" and a.urls == ("http://127.0.0.1:9/",) and a.renew_at == 20.0
+    assert b.cert == f"{etc}/other.pem" and b.explicit and b.staple == ""
+
+
+def test_includes_directories_of_yaml(tmp_path):
+    write(tmp_path / "conf.d" / "a.yml", "certificates:\n  - cert: a.pem\n")
+    write(tmp_path / "conf.d" / "b.yaml", "dirs: [trees]\n")
+    write(tmp_path / "conf.d" / "notes.txt", "ignored")
+    main = write(tmp_path / "main.yaml", "includes: [conf.d, missing.d]\n")
+    cfg = config.load(str(main))
+    assert [c.cert for c in cfg.candidates] == [str(tmp_path / "conf.d" / "a.pem")]
+    assert cfg.dirs == [str(tmp_path / "conf.d" / "trees")]
+    assert len(cfg.warnings) == 1 and "missing.d does not exist" in cfg.warnings[0]
+    write(tmp_path / "conf.d" / "c.yml", "\njobs: 3\n")
+    with pytest.raises(ConfigError, match=r"c\.yml:2: key 'jobs': only certificates"):
+        config.load(str(main))
+
+
+def test_native_config_end_to_end(tmp_path, pki, responder):
+    """Per-certificate entries: a responder URL for a certificate without one, its own threshold."""
+    from test_renew import fresh_leaf
+    noaia = fresh_leaf(pki, responder, "cfg", ocsp_urls=[])
+    d = tmp_path / "srv"
+    d.mkdir()
+    shutil.copy(noaia.cert, d / "mail.pem")
+    shutil.copy(pki.inter_cert, d / "mail.pem.issuer")
+    shutil.copy(pki.leaves["good1"].cert, d / "web.pem")
+    shutil.copy(pki.inter_cert, d / "chain.pem")
+    cfg = write(tmp_path / "o.yaml", f"""\
+certificates:
+  - cert: srv/mail.pem
+    url: {responder.url}
+    staple: out/mail.der
+  - cert: srv/web.pem
+    renew_at: 0
+""")
+    (tmp_path / "out").mkdir()
+    state = tmp_path / "s.json"
+    res = run_cmd("ocsp-renew-dir", "--config", cfg, "--state", state)
+    assert res.returncode == 0, res.stderr
+    assert sorted((l[0], Path(l[2]).name) for l in lines(res)) == [("renewed", "mail.der"),
+                                                                   ("renewed", "web.pem.ocsp")]
+    check_good(tmp_path / "out" / "mail.der", d / "mail.pem", pki)
+    res = run_cmd("ocsp-renew-dir", "--config", cfg, "--state", state, "-n")
+    assert [(l[0], Path(l[1]).name) for l in lines(res)] == [("would-renew", "web.pem")]
+
+
+OCSPBOT_README_EXAMPLE = """\
+---
+openssl_executable: openssl
+
+minimum_validity: 3d
+minimum_validity_percentage: 42.8
+
+ocsp_folder: /var/www/ocsp/responses
+
+parallel_threads: 1
+
+output_log: /var/www/ocsp/logs/example-{year}{month}{day}-{hour}{minute}{second}.log
+
+make_backups: True
+
+domains:
+  example.com:
+    cert: /var/www/tls/certs/example.com.pem
+    chain: /var/www/tls/certs/example.com-chain.pem
+    rootchain: /var/www/tls/certs/example.com-rootchain.pem
+    ocsp: example.com.ocsp-resp
+  example.org:
+    cert: /var/www/tls/certs/example.org.pem
+    chain: /var/www/tls/certs/example.org-chain.pem
+    rootchain: /var/www/tls/certs/example.org-rootchain.pem
+    ocsp: example.org.ocsp-resp
+"""
+
+
+def test_ocspbot_readme_example_produces_the_documented_files(tmp_path, pki, responder):
+    """ocspbot's README: after some hourly runs /var/www/ocsp/responses holds
+    example.com.ocsp-resp, example.com.ocsp-resp-YYYYmmdd-HHMMSS..., and the same for example.org;
+    the newest backup is the current response."""
+    www = tmp_path / "var" / "www"
+    certs = www / "tls" / "certs"
+    certs.mkdir(parents=True)
+    (www / "ocsp" / "responses").mkdir(parents=True)
+    (www / "ocsp" / "logs").mkdir(parents=True)
+    inter, root = Path(pki.inter_cert).read_text(), Path(pki.root_cert).read_text()
+    for domain, leaf in (("example.com", "good1"), ("example.org", "good2")):
+        shutil.copy(pki.leaves[leaf].cert, certs / f"{domain}.pem")
+        (certs / f"{domain}-chain.pem").write_text(inter)
+        (certs / f"{domain}-rootchain.pem").write_text(inter + root)
+    cfg = write(tmp_path / "ocspbot.yaml", OCSPBOT_README_EXAMPLE.replace("/var/www", str(www)))
+    state = tmp_path / "s.json"
+    for run in range(2):
+        res = run_cmd("ocsp-renew-dir", "--config", cfg, "--state", state)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == b"" and res.stderr == b""      # output goes to output_log
+        time.sleep(1.1)
+    responses = www / "ocsp" / "responses"
+    files = sorted(p.name for p in responses.iterdir())
+    pattern = re.compile(r"^example\.(com|org)\.ocsp-resp(-\d{8}-\d{6})?$")
+    assert all(pattern.match(f) for f in files), files
+    for domain, leaf in (("example.com", "good1"), ("example.org", "good2")):
+        current = responses / f"{domain}.ocsp-resp"
+        check_good(current, certs / f"{domain}.pem", pki)
+        backups = sorted(responses.glob(f"{domain}.ocsp-resp-*"))
+        # responses live 1 day here, less than minimum_validity 3d: every run renews (as ocspbot)
+        assert len(backups) == 2
+        assert backups[-1].read_bytes() == current.read_bytes()
+    logs = list((www / "ocsp" / "logs").iterdir())
+    assert logs and all(re.match(r"example-\d{8}-\d{6}\.log$", p.name) for p in logs)
+    text = "".join(p.read_text() for p in logs)
+    assert text.count("renewed\t") == 4
+
+
+def test_ocspbot_scan_keys_and_includes_from_elsewhere(tmp_path, pki, responder):
+    tree = tmp_path / "tls"
+    inter, root = Path(pki.inter_cert).read_text(), Path(pki.root_cert).read_text()
+    sub = tree / "shop"
+    sub.mkdir(parents=True)
+    shutil.copy(pki.leaves["good2"].cert, sub / "shop.example.pem")
+    (sub / "shop.example-chain.pem").write_text(inter)
+    (sub / "shop.example-rootchain.pem").write_text(inter + root)
+    (sub / "shop.example.pem.bak").write_text("not matched: masks match whole names")
+    shutil.copy(pki.leaves["good1"].cert, tree / "lonely.pem")         # no chain: not a triple
+    write(tmp_path / "inc" / "extra.yml", f"""\
+domains:
+  extra.example:
+    cert: {pki.leaves['good1'].cert}
+    chain: {pki.inter_cert}
+    rootchain: {pki.root_cert}
+    ocsp: extra.ocsp-resp
+    ocsp_responder_uri: {responder.url}
+""")
+    (tmp_path / "out").mkdir()
+    cfg = write(tmp_path / "ocspbot.yaml", f"""\
+ocsp_folder: out
+minimum_validity_percentage: 50
+scan_keys:
+  - folder: tls
+includes:
+  - {tmp_path / 'inc'}
+""")
+    # ocspbot paths are relative to the current directory (the include is absolute: ocspbot
+    # looked for its files in the current directory instead, a bug not kept)
+    res = run_cmd("ocsp-renew-dir", "--config", cfg, "--state", tmp_path / "s.json", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout.decode()
+    got = sorted(l[2] for l in lines(res))
+    assert got == ["out/extra.ocsp-resp", "out/shop/shop.example.ocsp-resp"]
+    assert (tmp_path / "out" / "shop" / "shop.example.ocsp-resp").stat().st_size > 0

@@ -196,9 +196,9 @@ def cmd_serve(args) -> int:
         raise UsageError("--max-request-size must be at least 256 bytes")
     token = read_token(args.admin_token_file, log) if args.admin_token_file else None
     ossl = OpenSSL(args.openssl, timeout=args.timeout)
+    known = issuers.load(args.allow, args.allow_from, ossl)
     cache = _open_cache(args)
     cache.ping()
-    known = issuers.load(args.allow, args.allow_from, ossl)
     for warning in known.warnings:
         log.warning(warning)
     if not known.prefixes:
@@ -218,8 +218,11 @@ async def _serve(args, cache, known, ossl, settings, limits, listen, log) -> int
     try:
         servers = await server.start(proxy.handle, listen, limits, proxy.http_stats, log)
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot listen on {', '.join(f'{h}:{p}' for h, p in listen)}: "
-                                 f"{exc.strerror or exc}") from None
+        detail = exc.strerror or str(exc)
+        if "address already in use" in str(exc).lower():
+            detail = "address already in use (another ocsp-proxy? choose another --listen)"
+        raise OcspToolsError(f"cannot listen on {', '.join(f'{h}:{p}' for h, p in listen)}: "
+                             f"{detail}") from None
     bound = []
     own = []
     for srv in servers:

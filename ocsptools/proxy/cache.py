@@ -299,17 +299,6 @@ redis.call('ZADD', KEYS[4], ARGV[7], ARGV[6])
 return 1
 """
 
-_RESCHEDULE_SCRIPT = """
-local cur = redis.call('GET', KEYS[1])
-if not cur then redis.call('ZREM', KEYS[2], ARGV[3]) return 0 end
-local c = cjson.decode(cur)
-c['due'] = tonumber(ARGV[1])
-c['failures'] = tonumber(ARGV[2])
-redis.call('SET', KEYS[1], cjson.encode(c), 'KEEPTTL')
-redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
-return 1
-"""
-
 _UNLOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -331,7 +320,6 @@ class RedisCache(Cache):
         self._redis = redis
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._put = self.client.register_script(_PUT_SCRIPT)
-        self._resched = self.client.register_script(_RESCHEDULE_SCRIPT)
         self._unlock = self.client.register_script(_UNLOCK_SCRIPT)
         self.due_key = self.PREFIX + "due"
         self.age_key = self.PREFIX + "this_update"
@@ -360,8 +348,29 @@ class RedisCache(Cache):
         return bool(res)
 
     def reschedule(self, key: str, due: float, failures: int) -> None:
-        self._call("write", self._resched, keys=[self._k(key), self.due_key],
-                   args=[repr(due), failures, key])
+        """Optimistic transaction (WATCH/MULTI): the JSON is rewritten in Python, never by Lua's
+        cjson, which would round the times to 14 digits."""
+        name = self._k(key)
+
+        def attempt() -> None:
+            with self.client.pipeline() as pipe:
+                for _ in range(10):
+                    try:
+                        pipe.watch(name)
+                        raw = pipe.get(name)
+                        pipe.multi()
+                        if raw:
+                            entry = replace(Entry.from_json(raw), due=due, failures=failures)
+                            pipe.set(name, entry.to_json(), keepttl=True)
+                            pipe.zadd(self.due_key, {key: due})
+                        else:
+                            for zset in self.sets:
+                                pipe.zrem(zset, key)
+                        pipe.execute()
+                        return
+                    except self._redis.WatchError:
+                        continue
+        self._call("write", attempt)
 
     def due(self, now: float, limit: int = 100) -> List[str]:
         keys = self._call("read", self.client.zrangebyscore, self.due_key, "-inf", now, 0, limit)

@@ -1,0 +1,170 @@
+"""The cache backends (sqlite file, real redis-server) and two proxies sharing Redis."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import replace
+
+import pytest
+
+import pki as pkimod
+from ocsptools.errors import UsageError
+from ocsptools.proxy import rules
+from ocsptools.proxy.cache import CacheError, Entry, RedisCache, SqliteCache, describe, open_cache
+from test_proxy_support import ProxyProc, RedisServer, received, request_der, wait_for
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+def make_entry(key="k1", serial="AB12", this_update=None, next_update=None, produced_at=None, due=None):
+    now = time.time()
+    tu = now - 60 if this_update is None else this_update
+    nu = now + 3600 if next_update is None else next_update
+    return Entry(key=key, url="http://127.0.0.1:1/", hash_alg="sha1", name_hash="00" * 20,
+                 key_hash="11" * 20, serial=serial, request=b"\x30\x00", response=b"\x30\x03\x0a\x01\x00",
+                 cert_status="good", this_update=tu, next_update=nu,
+                 produced_at=tu if produced_at is None else produced_at, fetched_at=now,
+                 issuer=b"\x30\x01", leaf=None, due=now + 1800 if due is None else due)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def cache(request, tmp_path):
+    if request.param == "sqlite":
+        c = open_cache(f"sqlite:///{tmp_path}/c.sqlite")
+    else:
+        server = request.getfixturevalue("redis_server")
+        server.client.flushdb()
+        c = open_cache(server.url)
+    yield c
+    c.close()
+
+
+def test_put_only_newer_and_get(cache):
+    e = make_entry()
+    assert cache.get("k1") is None
+    assert cache.put(e) is True
+    assert cache.get("k1") == e
+    assert cache.put(e) is False                                   # as new: no change
+    older = replace(e, this_update=e.this_update - 10, response=b"old")
+    assert cache.put(older) is False and cache.get("k1").response == e.response
+    tie_newer = replace(e, produced_at=e.produced_at + 1, response=b"tie")
+    assert cache.put(tie_newer) is True and cache.get("k1").response == b"tie"
+    newer = replace(e, this_update=e.this_update + 10, response=b"new")
+    assert cache.put(newer) is True and cache.get("k1").response == b"new"
+
+
+def test_due_reschedule_delete_purge_summary(cache):
+    now = time.time()
+    a = make_entry("a", serial="01", due=now - 5)
+    b = make_entry("b", serial="02", due=now + 100, next_update=now - 1, this_update=now - 7200)
+    c = make_entry("c", serial="01", due=now + 100)
+    for e in (a, b, c):
+        assert cache.put(e)
+    assert cache.due(now) == ["a"]
+    cache.reschedule("a", now + 50, 3)
+    assert cache.due(now) == [] and cache.get("a").failures == 3 and cache.get("a").due == now + 50
+    assert cache.due(now + 60) == ["a"]
+    s = cache.summary(now)
+    assert s["entries"] == 3 and s["expired"] == 1 and 7199 < s["oldest_age"] < 7300
+    assert sorted(cache.purge_serial("01")) == ["a", "c"]
+    assert cache.get("a") is None and cache.get("c") is None
+    assert [e.key for e in cache.entries()] == ["b"]
+    assert cache.delete("b") is True and cache.delete("b") is False
+    assert cache.summary(now)["entries"] == 0
+
+
+def test_lock_is_exclusive_and_expires(cache):
+    now = time.time()
+    assert cache.lock("k", "t1", 0.3, now)
+    assert not cache.lock("k", "t2", 0.3, now)
+    cache.unlock("k", "t2")                                          # not the holder: no effect
+    assert not cache.lock("k", "t2", 0.3, now)
+    cache.unlock("k", "t1")
+    assert cache.lock("k", "t2", 0.3, now)
+    time.sleep(0.4)
+    assert cache.lock("k", "t3", 0.3, now + 0.4)                     # the holder died: the lock lapses
+
+
+def test_sqlite_survives_reopen_and_uses_wal(tmp_path):
+    url = f"sqlite:///{tmp_path}/c.sqlite"
+    c = open_cache(url)
+    e = make_entry()
+    c.put(e)
+    c.close()
+    again = open_cache(url)
+    assert again.get("k1") == e
+    assert again._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    now = time.time()
+    again.put(make_entry("old", next_update=now - rules.KEEP_EXPIRED - 1, this_update=now - 2 * rules.KEEP_EXPIRED))
+    assert again.sweep(now) == 1 and again.get("old") is None and again.get("k1") is not None
+
+
+def test_redis_ttl_is_tied_to_next_update(redis_server):
+    redis_server.client.flushdb()
+    c = open_cache(redis_server.url)
+    now = time.time()
+    for hours in (2, 30):
+        e = make_entry(f"t{hours}", next_update=now + hours * 3600)
+        c.put(e)
+        pttl = redis_server.client.pttl(RedisCache.PREFIX + "entry:" + e.key) / 1000
+        expected = e.next_update + rules.KEEP_EXPIRED - now
+        assert abs(pttl - expected) < 5, (hours, pttl, expected)
+
+
+def test_cache_urls_and_errors(tmp_path):
+    for bad in ("sqlite://relative", "memcached://x", "redis://", "sqlite:///"):
+        with pytest.raises(UsageError):
+            open_cache(bad)
+    with pytest.raises(CacheError, match="does not exist"):
+        open_cache(f"sqlite:///{tmp_path}/missing/dir/c.sqlite")
+    port = pkimod.free_port()
+    c = open_cache(f"redis://127.0.0.1:{port}/0")
+    with pytest.raises(CacheError, match=f"127.0.0.1:{port}"):
+        c.get("x")
+
+
+def test_describe_counts():
+    now = time.time()
+    entries = [make_entry("a"), make_entry("b", next_update=now - 1)]
+    d = describe(entries, now)
+    assert d["entries"] == 2 and d["valid"] == 1 and d["expired"] == 1 and d["by_status"] == {"good": 2}
+
+
+def test_two_proxies_share_redis_with_one_refresher(pki, redis_server, tmp_path):
+    redis_server.client.flushdb()
+    issuer_dir = tmp_path / "issuer"
+    issuer_dir.mkdir()
+    shutil.copy(pki.inter_cert, issuer_dir / "inter.pem")
+    leaf = pki.leaves["good1"]
+    req = request_der(pki, leaf, tmp=tmp_path)
+    upstream = pkimod.Responder(pki, port=0, nmin=5).start()     # 5-minute answers
+    try:
+        args = ("--allow", upstream.url, "--allow-from", str(issuer_dir), "--refresh-at", "1%")
+        with ProxyProc(*args, cache=redis_server.url) as a, ProxyProc(*args, cache=redis_server.url) as b:
+            status, _, body = a.post(req, target=upstream.url)
+            assert status == 200 and received(upstream) == 1
+            status, _, body_b = b.post(req, target=upstream.url)
+            assert status == 200 and body_b == body and received(upstream) == 1     # B: from Redis
+            assert b.metrics()["ocsp_proxy_cache_hits_total"] == 1
+            key = next(iter(redis_server.client.scan_iter(RedisCache.PREFIX + "entry:*")))
+            pttl = redis_server.client.pttl(key) / 1000
+            assert 300 + rules.KEEP_EXPIRED - 30 < pttl <= 300 + rules.KEEP_EXPIRED   # nextUpdate-bound
+            time.sleep(8)                   # refresh due every 3 s: at least two refresh rounds
+            ma, mb = a.metrics(), b.metrics()
+            ok = ma["ocsp_proxy_refreshes_total{result=ok}"] + mb["ocsp_proxy_refreshes_total{result=ok}"]
+            dup = (ma["ocsp_proxy_refreshes_total{result=unchanged}"]
+                   + mb["ocsp_proxy_refreshes_total{result=unchanged}"])
+            assert ok >= 2
+            assert dup == 0                                 # never two proxies on one refresh
+            assert received(upstream) == 1 + ok             # one upstream request per refresh
+            # both keep serving the refreshed answer
+            fresh = wait_for(lambda: a.post(req, target=upstream.url)[2] != body, timeout=5)
+            assert fresh
+    finally:
+        upstream.stop()

@@ -1,0 +1,144 @@
+"""The proxy's DER walker against openssl's own reading, the pure rules, and the GET path splitter."""
+
+from __future__ import annotations
+
+import base64
+import re
+import urllib.parse
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import pki as pkimod
+from ocsptools.proxy import der, rules
+from ocsptools.proxy.service import split_get_path
+from test_proxy_support import request_der
+
+
+def pem_der(path) -> bytes:
+    text = open(path).read()
+    return base64.b64decode("".join(text.split("-----")[2].split()))
+
+
+def req_text(path) -> str:
+    text = pkimod.openssl("ocsp", "-reqin", path, "-req_text").stdout
+    return re.sub(r"\\\n\s*", "", text)           # openssl wraps long hashes with a backslash
+
+
+@pytest.mark.parametrize("alg", ["sha1", "sha256", "sha384", "sha512"])
+def test_parse_request_matches_openssl(pki, tmp_path, alg):
+    leaf = pki.leaves["good1"]
+    data = request_der(pki, leaf, hash_alg=alg, tmp=tmp_path)
+    parsed = der.parse_request(data)
+    path = tmp_path / "r.der"
+    path.write_bytes(data)
+    text = req_text(path)
+    assert parsed.cacheable and not parsed.nonce
+    cid = parsed.cert_ids[0]
+    assert cid.hash_alg == alg and f"Hash Algorithm: {alg}" in text
+    assert f"Issuer Name Hash: {cid.name_hash.hex().upper()}" in text
+    assert f"Issuer Key Hash: {cid.key_hash.hex().upper()}" in text
+    assert f"Serial Number: {cid.serial_hex}" in text
+    # the issuer hashes computed from the issuer certificate are the ones openssl put in the request
+    assert der.issuer_hashes(pem_der(pki.inter_cert), alg) == (cid.name_hash, cid.key_hash)
+    # our canonical encoding of the same CertID is byte-identical to openssl's -no_nonce request
+    assert der.encode_request(cid) == data
+
+
+def test_issuer_hashes_match_x509_ocspid(pki):
+    out = pkimod.openssl("x509", "-in", pki.inter_cert, "-noout", "-ocspid").stdout
+    name_hash, key_hash = der.issuer_hashes(pem_der(pki.inter_cert), "sha1")
+    assert f"Subject OCSP hash: {name_hash.hex().upper()}" in out
+    assert f"Public key OCSP hash: {key_hash.hex().upper()}" in out
+    assert der.cert_serial(pem_der(pki.leaves["good1"].cert)) == int(pki.leaves["good1"].serial, 16)
+
+
+def test_nonce_and_several_certificates(pki, tmp_path):
+    one = der.parse_request(request_der(pki, pki.leaves["good1"], nonce=True, tmp=tmp_path))
+    assert one.nonce and one.extensions and not one.cacheable and one.why_not_cacheable == "nonce"
+    two = der.parse_request(request_der(pki, pki.leaves["good1"], extra_certs=[pki.leaves["good2"]],
+                                        tmp=tmp_path))
+    assert len(two.cert_ids) == 2 and not two.cacheable and two.why_not_cacheable == "several certificates"
+    assert {c.serial for c in two.cert_ids} == {int(pki.leaves["good1"].serial, 16),
+                                                  int(pki.leaves["good2"].serial, 16)}
+
+
+def test_encoded_requests_are_accepted_by_openssl(tmp_path):
+    cid = der.CertID("sha256", b"\x01" * 32, b"\x02" * 32, 0x80)      # serial needing a 0x00 pad
+    data = der.encode_request(cid)
+    path = tmp_path / "ours.der"
+    path.write_bytes(data)
+    assert "Serial Number: 80" in req_text(path)
+    assert der.parse_request(data).cert_ids[0] == cid
+    big = der.CertID("sha1", b"\x03" * 20, b"\x04" * 20, 2 ** 150 + 7)
+    assert der.parse_request(der.encode_request(big)).cert_ids[0] == big
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\x30", b"\x30\x80\x00\x00", b"\x30\x81\x01\x00", b"\x31\x00", b"\x30\x00",
+    b"\x30\x02\x30\x00", b"\x30\x04\x30\x02\x30\x00", b"\x30\x03\x0a\x01\x03",
+])
+def test_malformed_requests_are_refused(data):
+    with pytest.raises(der.DerError):
+        der.parse_request(data)
+
+
+def test_trailing_bytes_and_bad_integers_are_refused(pki, tmp_path):
+    good = request_der(pki, pki.leaves["good1"], tmp=tmp_path)
+    with pytest.raises(der.DerError):
+        der.parse_request(good + b"\x00")
+    with pytest.raises(der.DerError):
+        der.parse_request(good[:-1])
+    cid = der.parse_request(good).cert_ids[0]
+    serial = cid.serial.to_bytes((cid.serial.bit_length() + 8) // 8, "big")
+    padded = good.replace(b"\x02" + bytes([len(serial)]) + serial,
+                          b"\x02" + bytes([len(serial) + 1]) + b"\x00" + serial)
+    if padded != good:
+        with pytest.raises(der.DerError):
+            der.parse_request(padded)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_walker_never_fails_other_than_der_error(data):
+    try:
+        der.parse_request(data)
+    except der.DerError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["sha1", "sha256", "sha384", "sha512"]), st.integers(min_value=1, max_value=2 ** 159))
+def test_encode_parse_round_trip(alg, serial):
+    size = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}[alg]
+    cid = der.CertID(alg, b"\xaa" * size, b"\xbb" * size, serial)
+    assert der.parse_request(der.encode_request(cid)).cert_ids[0] == cid
+
+
+def test_split_get_path(pki, tmp_path):
+    data = request_der(pki, pki.leaves["good1"], tmp=tmp_path)
+    b64 = base64.b64encode(data).decode()
+    assert split_get_path("/" + urllib.parse.quote(b64, safe=""))[:2] == ("/", data)
+    assert split_get_path("/ocsp/sub/" + urllib.parse.quote(b64, safe=""))[:2] == ("/ocsp/sub/", data)
+    assert split_get_path("/ocsp/" + b64)[:2] == ("/ocsp/", data)           # '/' and '+' unencoded
+    assert split_get_path("/ocsp/" + b64[:-4]) is None
+    assert split_get_path("/metrics") is None
+
+
+def test_rules():
+    assert rules.refresh_at(1000, 2000, 50) == 1500
+    assert rules.refresh_at(1000, 2000, 100) == 2000
+    now = 10_000.0
+    assert rules.backoff(1, now, now + 100_000) == now + rules.BACKOFF_BASE
+    assert rules.backoff(2, now, now + 100_000) == now + 2 * rules.BACKOFF_BASE
+    assert rules.backoff(30, now, now + 100_000) == now + rules.BACKOFF_MAX
+    assert rules.backoff(10, now, now + 600) == now + 300            # half the time left
+    assert rules.backoff(1, now, now - 5) == now + rules.BACKOFF_BASE  # expired: keep trying
+    assert rules.is_newer((2, None), (1, 5)) and not rules.is_newer((1, 5), (1, 5))
+    assert rules.is_newer((1, 6), (1, 5)) and rules.is_newer((1, None), None)
+    ts = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc).timestamp()
+    assert rules.http_date(ts) == "Sat, 21 Nov 2026 12:00:00 GMT"
+    assert rules.max_age(ts + 90.7, ts) == 90 and rules.max_age(ts - 1, ts) == 0
+    assert rules.usable(ts + 1, ts) and not rules.usable(ts, ts)
+    assert rules.keep_until(ts) == ts + rules.KEEP_EXPIRED

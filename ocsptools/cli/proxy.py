@@ -72,8 +72,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("-V", "--version", action="version", version=version_string(PROG))
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
 
-    s = sub.add_parser("serve", help="run the proxy", description="Run the proxy.",
-                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    s = sub.add_parser("serve", help="run the proxy", description="Run the proxy.")
     s.add_argument("--listen", metavar="ADDR:PORT", action="append", default=[],
                    help=f"address to listen on (repeatable; default {DEFAULT_LISTEN}; [::1]:PORT for IPv6; "
                         f"port 0 picks a free one)")
@@ -120,6 +119,9 @@ def build_parser() -> ArgumentParser:
     t = sub.add_parser("stats", help="summarise the cache", description="Summarise the cache.")
     t.add_argument("--list", action="store_true", help="one line per cached response")
     _common(t)
+    # `ocsp-proxy --help` shows every subcommand's options too (each also has its own --help)
+    p.epilog = EPILOG + "".join(f"\n{name}:\n" + sp.format_help()
+                                for name, sp in (("serve", s), ("warm", w), ("purge", g), ("stats", t)))
     return p
 
 

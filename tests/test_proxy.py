@@ -367,3 +367,28 @@ def test_metrics_healthz_and_purge_over_http(pki, responder, allow_dir, start_pr
                   leaf.cert)
     assert res.returncode == 2
     assert "missing" in assert_one_line_error(res.stderr)
+
+
+def test_half_closed_client_still_gets_its_answer(pki, responder, allow_dir, start_proxy, tmp_path):
+    proxy = start_proxy("--allow-from", str(allow_dir))
+    req = request_der(pki, pki.leaves["good1"], tmp=tmp_path)          # a miss: answered asynchronously
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+        s.sendall(b"POST / HTTP/1.0\r\nHost: x\r\nContent-Type: application/ocsp-request\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(req) + req)
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and b"\r\n\r\n\x30" in data
+
+
+def test_sighup_rereads_allow_from(pki, responder, tmp_path, start_proxy):
+    tree = tmp_path / "later"
+    tree.mkdir()
+    proxy = start_proxy("--allow-from", str(tree))
+    req = request_der(pki, pki.leaves["good1"], tmp=tmp_path)
+    assert proxy.post(req)[0] == 403
+    shutil.copy(pki.leaves["good1"].fullchain, tree / "good1.pem")
+    proxy.proc.send_signal(__import__("signal").SIGHUP)
+    assert wait_for(lambda: "reloaded" in proxy.log)
+    assert proxy.post(req)[0] == 200

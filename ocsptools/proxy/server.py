@@ -96,7 +96,7 @@ class Stats:
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("handler", "limits", "stats", "loop", "transport", "buf", "timer", "busy",
-                 "closed", "paused", "peer", "log", "_continued")
+                 "closed", "paused", "peer", "log", "_continued", "_eof")
 
     def __init__(self, handler: Handler, limits: Limits, stats: Stats, log) -> None:
         self.handler = handler
@@ -112,6 +112,7 @@ class HttpProtocol(asyncio.Protocol):
         self.paused = False
         self.peer = "?"
         self._continued = False
+        self._eof = False
 
     # -- connection events ---------------------------------------------------
     def connection_made(self, transport) -> None:  # type: ignore[override]
@@ -166,7 +167,11 @@ class HttpProtocol(asyncio.Protocol):
         self._process()
 
     def eof_received(self) -> bool:
-        return False   # close our side too (a half-closed client gets its pending answer first? no: drop)
+        """The client half-closed: answer what it already sent, then close."""
+        if self.busy:
+            self._eof = True
+            return True          # keep the transport open to write the pending answer
+        return False
 
     # -- timers ----------------------------------------------------------------
     def _arm(self, seconds: float) -> None:
@@ -257,7 +262,7 @@ class HttpProtocol(asyncio.Protocol):
         self.busy = False
         if self.closed:
             return
-        self._send(data, close=not keep_alive)
+        self._send(data, close=not keep_alive or self._eof)
         if not self.closed:
             self._arm(self.limits.request_timeout if self.buf else self.limits.idle_timeout)
             if self.transport is not None and not self.paused:

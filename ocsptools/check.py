@@ -86,7 +86,7 @@ class Result:
     verified: bool = False
     unverified_reason: Optional[str] = None  # why signature and CertID were not checked
     certificate: Optional[Certificate] = None
-    certificate_source: Optional[str] = None  # the file, or "presented by the server"
+    certificate_source: Optional[str] = None  # the file, or "the server"
     issuer_source: Optional[str] = None
     warning_seconds: Optional[float] = None
     critical_seconds: Optional[float] = None
@@ -389,19 +389,24 @@ def check_live(host: str, port: int, opts: CheckOptions, ossl: OpenSSL, now: dat
         result.add(UNKNOWN, "openssl's output contradicts itself (" + "; ".join(hs.disagreements)
                    + "); not judging the server on it")
         return result
+    if hs.timed_out and not report.handshake_ok and not hs.chain:
+        # a killed s_client loses its buffered stdout: connected or not is unknown here
+        result.add(CRITICAL, f"no TLS handshake within {hs.budget:g} s")
+        return result
     if not report.connected:
-        if hs.timed_out:
-            result.add(CRITICAL, f"no connection within {hs.budget:g} s")
-        else:
-            reason = report.errors[0] if report.errors else "connection failed"
-            result.add(CRITICAL, f"cannot connect: {reason}")
+        reason = report.errors[0] if report.errors else "connection failed"
+        result.add(CRITICAL, f"cannot connect: {reason}")
         return result
     handshake_problem = None
     if not report.handshake_ok:
         if hs.timed_out:
             handshake_problem = f"no complete TLS handshake within {hs.budget:g} s"
         else:
-            detail = report.starttls_error or (report.errors[0] if report.errors else "no detail")
+            reason = report.errors[0] if report.errors else None
+            if report.starttls_error:
+                detail = report.starttls_error + (f" ({reason})" if reason else "")
+            else:
+                detail = reason or "no detail from openssl"
             handshake_problem = f"TLS handshake failed: {detail}"
     chain = hs.chain
     if not chain:
@@ -414,7 +419,7 @@ def check_live(host: str, port: int, opts: CheckOptions, ossl: OpenSSL, now: dat
         return result
     leaf = certs[0]
     result.certificate = leaf
-    result.certificate_source = "presented by the server"
+    result.certificate_source = "the server"
     target: Optional[Target] = None
     try:
         match = IssuerFinder(ossl, http=opts.http, use_aia=opts.use_aia).find(

@@ -1,0 +1,263 @@
+"""The pure parts of ocsp-check: s_client/-msg parsers on recorded runs, Nagios rules, judge(),
+and the output formats on hand-built Results."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from ocsptools import check, nagios, report
+from ocsptools.cli.check import _quiet_requested
+from ocsptools.durations import parse_threshold
+from ocsptools.openssl import (TlsMessage, interpret_s_client, parse_msg_dump, parse_s_client,
+                               server_handshake)
+from ocsptools.staple import Certificate, ResponseInfo, SingleResponse, Staple
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "check"
+UTC = dt.timezone.utc
+T0 = dt.datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+DAY = dt.timedelta(days=1)
+HOUR = dt.timedelta(hours=1)
+
+
+def recorded(name: str) -> dict:
+    return json.loads((FIX / f"s_client_{name}.json").read_text())
+
+
+# --------------------------------------------------------------------------- s_client parsers
+
+@pytest.mark.parametrize("name, protocol, said", [
+    ("tls13_staple", "TLSv1.3", "sent"), ("tls12_staple", "TLSv1.2", "sent"),
+    ("tls13_no_staple", "TLSv1.3", "none"), ("tls12_no_staple", "TLSv1.2", "none"),
+    ("tls13_leaf_only", "TLSv1.3", "sent"), ("smtp_staple", "TLSv1.3", "sent"),
+])
+def test_recorded_handshakes_give_back_the_served_bytes(name, protocol, said):
+    rec = recorded(name)
+    hs = interpret_s_client(rec["stdout"], rec["stderr"], rec["msg"])
+    assert hs.disagreements == ()
+    assert hs.report.connected and hs.report.handshake_ok
+    assert hs.report.protocol == protocol and hs.report.staple_said == said
+    want_staple = base64.b64decode(rec["staple"]) if rec["staple"] else None
+    assert hs.staple == want_staple
+    assert [base64.b64encode(c).decode() for c in hs.chain] == rec["chain"]
+    assert hs.presented.chain == hs.report.chain          # both views of the chain agree
+    assert hs.presented.version == protocol.replace("TLSv", "TLS ")
+
+
+def test_recorded_failures():
+    refused = parse_s_client(**{k: recorded("refused")[k] for k in ("stdout", "stderr")})
+    assert not refused.connected and refused.connect_errno == 111
+    assert refused.errors[0] == "Connection refused"
+    plain = recorded("not_tls")
+    hs = interpret_s_client(plain["stdout"], plain["stderr"], plain["msg"])
+    assert hs.report.connected and not hs.report.handshake_ok and hs.staple is None
+    assert hs.report.errors == ("wrong version number",) and hs.disagreements == ()
+    smtp = parse_s_client(recorded("smtp_no_starttls")["stdout"], recorded("smtp_no_starttls")["stderr"])
+    assert smtp.starttls_error == "Didn't find STARTTLS in server response, trying anyway..."
+    assert not smtp.handshake_ok
+
+
+def test_msg_dump_lengths_are_checked():
+    rec = recorded("tls12_staple")
+    lines = rec["msg"].splitlines()
+    idx = next(i for i, l in enumerate(lines) if l.endswith("CertificateStatus"))
+    truncated = "\n".join(lines[:idx + 2] + lines[idx + 3:])        # drop one hex line
+    with pytest.raises(ValueError, match="header says"):
+        parse_msg_dump(truncated)
+    hs = interpret_s_client(rec["stdout"], rec["stderr"], truncated)
+    assert hs.staple is None
+    assert any("unreadable handshake dump" in d for d in hs.disagreements)
+    assert any("missing from the handshake dump" in d for d in hs.disagreements)
+    with pytest.raises(ValueError, match="unexpected token"):
+        parse_msg_dump("<<< TLS 1.2, Handshake [length 0002], Finished\n    14 zz\n")
+
+
+def test_views_that_contradict_each_other_are_reported():
+    staple_rec, none_rec = recorded("tls13_staple"), recorded("tls13_no_staple")
+    hs = interpret_s_client(none_rec["stdout"], none_rec["stderr"], staple_rec["msg"])
+    assert any("no staple was sent, but the handshake carries one" in d for d in hs.disagreements)
+    leaf_only = recorded("tls13_leaf_only")
+    hs = interpret_s_client(leaf_only["stdout"], leaf_only["stderr"], staple_rec["msg"])
+    assert hs.disagreements == ("the -showcerts chain differs from the Certificate message",)
+
+
+def _hs(hs_type: int, body: bytes, version="TLS 1.2") -> TlsMessage:
+    return TlsMessage(True, version, "Handshake", "x", bytes([hs_type]) + len(body).to_bytes(3, "big") + body)
+
+
+def test_certificate_status_of_another_type_is_refused():
+    body = bytes([2]) + (3).to_bytes(3, "big") + b"abc"
+    with pytest.raises(ValueError, match="not ocsp"):
+        server_handshake([_hs(22, body)])
+    ok = bytes([1]) + (3).to_bytes(3, "big") + b"abc"
+    assert server_handshake([_hs(22, ok)]).staple == b"abc"
+    with pytest.raises(ValueError, match="truncated"):
+        server_handshake([_hs(22, ok[:-1])])
+
+
+def test_tls13_staple_only_from_the_leaf_entry():
+    def entry(cert: bytes, staple: bytes | None) -> bytes:
+        exts = b""
+        if staple is not None:
+            status = bytes([1]) + len(staple).to_bytes(3, "big") + staple
+            exts = (5).to_bytes(2, "big") + len(status).to_bytes(2, "big") + status
+        return len(cert).to_bytes(3, "big") + cert + len(exts).to_bytes(2, "big") + exts
+    certs = entry(b"LEAF", None) + entry(b"INTER", b"not-the-leaf's")
+    body = b"\x00" + len(certs).to_bytes(3, "big") + certs
+    hs = server_handshake([_hs(11, body, "TLS 1.3")])
+    assert hs.chain == (b"LEAF", b"INTER") and hs.staple is None
+    certs = entry(b"LEAF", b"STAPLE") + entry(b"INTER", None)
+    body = b"\x00" + len(certs).to_bytes(3, "big") + certs
+    assert server_handshake([_hs(11, body, "TLS 1.3")]).staple == b"STAPLE"
+    sent = TlsMessage(False, "TLS 1.3", "Handshake", "Certificate", _hs(11, body, "TLS 1.3").data)
+    assert server_handshake([sent]).chain == ()            # our own messages never count
+
+
+# --------------------------------------------------------------------------- Nagios rules
+
+def test_worst_state_order():
+    O, W, C, U = nagios.OK, nagios.WARNING, nagios.CRITICAL, nagios.UNKNOWN
+    assert nagios.worst([O, U]) == U
+    assert nagios.worst([U, W]) == W
+    assert nagios.worst([W, C, U, O]) == C
+    assert nagios.worst([]) == O
+
+
+def test_below_tests_critical_first():
+    assert nagios.below(10, warn=100, crit=50) == nagios.CRITICAL
+    assert nagios.below(60, warn=100, crit=50) == nagios.WARNING
+    assert nagios.below(100, warn=100, crit=50) == nagios.OK
+    assert nagios.below(10, warn=5, crit=50) == nagios.CRITICAL    # inverted thresholds still sane
+    assert nagios.below(10, warn=None, crit=None) == nagios.OK
+
+
+def test_perfdata_syntax():
+    assert nagios.perfdata("a.ocsp", 302400, "s", warn="259200:", crit="86400:", minimum=0,
+                           maximum=604800) == "'a.ocsp'=302400s;259200:;86400:;0;604800"
+    assert nagios.perfdata("x", None) == "'x'=U"
+    assert nagios.perfdata("x", 1.5, "s") == "'x'=1.5s"
+    assert nagios.min_range(151200.0) == "151200:" and nagios.min_range(None) == ""
+    assert nagios.label("a'b=c|d\ne") == "a_b_c_d_e"
+    assert nagios.unique_labels(["a=b", "a'b", "a_b", "c"]) == ["a_b", "a_b#2", "a_b#3", "c"]
+    assert nagios.text("one | two\nthree") == "one / two three"
+
+
+# --------------------------------------------------------------------------- judge()
+
+def staple(*, status="good", this=T0, nxt=T0 + 7 * DAY, signer_not_after=None,
+           revoked_at=None, reason=None) -> Staple:
+    single = SingleResponse("sha1", "AA", "BB", 0x1234, status, this, nxt, revoked_at, reason)
+    info = ResponseInfo("successful", this, "CN=responder", (single,))
+    return Staple(b"\x30", info, single, verified=True, signer_not_after=signer_not_after)
+
+
+W25, C10 = parse_threshold("25%"), parse_threshold("10%")
+
+
+def findings(s, now, w=W25, c=C10):
+    return list(check.judge(s, now, w, c).findings)
+
+
+def test_judge_states():
+    OK, W, C = nagios.OK, nagios.WARNING, nagios.CRITICAL
+    assert findings(staple(), T0) == [(OK, "good, 7d left (next update 2026-12-08T12:00:00Z)")]
+    assert findings(staple(), T0 + 6 * DAY)[0][0] == W
+    assert findings(staple(), T0 + 6 * DAY + 12 * HOUR)[0][0] == C
+    assert findings(staple(), T0 + 8 * DAY) == [(C, "expired at nextUpdate 2026-12-08T12:00:00Z, 1d ago")]
+    assert findings(staple(nxt=None), T0) == [
+        (W, "good, no nextUpdate: HAProxy and Exim refuse to staple such a response")]
+    revoked = findings(staple(status="revoked", revoked_at=T0 - DAY, reason="keyCompromise"), T0)
+    assert revoked == [(C, "REVOKED at 2026-11-30T12:00:00Z (keyCompromise)")]
+    assert findings(staple(status="unknown"), T0)[0][0] == C
+    future = findings(staple(this=T0 + 10 * dt.timedelta(minutes=1)), T0)
+    assert future[0][0] == C and "in the future" in future[0][1]
+    assert findings(staple(this=T0 + 4 * dt.timedelta(minutes=1)), T0)[0][0] == OK   # within the skew
+
+
+def test_judge_signer_expiry():
+    s = staple(signer_not_after=T0 + 3 * DAY)
+    got = findings(s, T0)
+    assert got[0] == (nagios.WARNING, "the responder certificate expires at 2026-12-04T12:00:00Z, before "
+                      "nextUpdate 2026-12-08T12:00:00Z: the staple becomes unverifiable then (in 3d)")
+    assert findings(s, T0 + 2 * DAY + 12 * HOUR)[0][0] == nagios.CRITICAL   # 12h left < 16h48m
+    assert findings(staple(signer_not_after=T0 - HOUR), T0)[0][0] == nagios.CRITICAL
+
+
+def test_judge_thresholds_in_seconds():
+    j = check.judge(staple(), T0, parse_threshold("3d"), parse_threshold("25%"))
+    assert (j.warning_seconds, j.critical_seconds) == (259200, 151200)
+    j = check.judge(staple(nxt=None), T0, W25, C10)
+    assert (j.warning_seconds, j.critical_seconds) == (None, None)
+
+
+def test_human_durations():
+    assert check.human(7 * 86400) == "7d"
+    assert check.human(86400 + 3600 + 59) == "1d1h"
+    assert check.human(3599) == "59m59s"
+    assert check.human(-90) == "1m30s"
+
+
+def test_certificate_candidates_and_live_helpers():
+    assert check.certificate_candidates("/etc/haproxy/site.pem.ocsp") == [
+        "/etc/haproxy/site.pem", "/etc/haproxy/site.pem.pem", "/etc/haproxy/site.pem.crt"]
+    assert check.certificate_candidates("x.ocsp-resp")[0] == "x"
+    assert check.certificate_candidates("staple.der") == []
+    assert check.certificate_candidates(".ocsp") == []
+    assert check.default_servername("127.0.0.1") is None and check.default_servername("::1") is None
+    assert check.default_servername("mail.example.org") == "mail.example.org"
+    assert check.live_label("::1", 443) == "[::1]:443"
+    assert check.default_port("smtp") == 25 and check.default_port(None) == 443
+
+
+# --------------------------------------------------------------------------- output formats
+
+def result(label="a.ocsp", s=None, state_msgs=((nagios.OK, "good"),), **kw) -> check.Result:
+    r = check.Result(label=label, source="file", now=T0, staple=s, **kw)
+    for state, msg in state_msgs:
+        r.add(state, msg)
+    return r
+
+
+def test_nagios_output_single_and_several():
+    a = result(s=staple(), verified=True, warning_seconds=151200, critical_seconds=60480)
+    assert report.nagios_output([a]) == (
+        "OCSP OK - a.ocsp: good | 'a.ocsp'=604800s;151200:;60480:;0;604800\n")
+    b = result("b|c.ocsp", state_msgs=((nagios.CRITICAL, "no such file"),))
+    out = report.nagios_output([a, b]).splitlines()
+    assert out[0] == ("OCSP CRITICAL - 2 staples: 1 CRITICAL (b/c.ocsp), 1 OK | "
+                      "'a.ocsp'=604800s;151200:;60480:;0;604800 'b_c.ocsp'=U")
+    assert out[1:] == ["OK: a.ocsp: good", "CRITICAL: b/c.ocsp: no such file"]
+
+
+def test_unknown_state_summary():
+    u = result("h:1", state_msgs=((nagios.UNKNOWN, "openssl's output contradicts itself"),))
+    o = result("a.ocsp")
+    assert report.nagios_output([o, u]).splitlines()[0].startswith(
+        "OCSP UNKNOWN - 2 staples: 1 UNKNOWN (h:1), 1 OK")
+
+
+def test_prometheus_label_escaping():
+    from prometheus_client.parser import text_string_to_metric_families
+    odd = 'we"ird\\path\nx'
+    text = report.prometheus([result(odd, s=staple())], T0)
+    fam = {f.name: f for f in text_string_to_metric_families(text)}
+    assert fam["ocsp_staple_state"].samples[0].labels == {"path": odd}
+    assert fam["ocsp_staple_next_update_timestamp_seconds"].samples[0].value == (T0 + 7 * DAY).timestamp()
+
+
+def test_print_field_parsing():
+    assert report.parse_fields("state, remaining") == ["state", "remaining"]
+    with pytest.raises(ValueError, match="unknown --print field"):
+        report.parse_fields("state,nope")
+    with pytest.raises(ValueError):
+        report.parse_fields(",")
+
+
+def test_quiet_detection_for_error_output():
+    assert _quiet_requested(["-q", "x"]) and _quiet_requested(["-vq"]) and _quiet_requested(["--quiet"])
+    assert not _quiet_requested(["-w", "3d", "x"]) and not _quiet_requested(["--", "-q"])
+    assert not _quiet_requested(["-wq"])

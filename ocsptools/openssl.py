@@ -80,8 +80,19 @@ def parse_time(text: str) -> datetime:
     m = _TIME_RE.match(text)
     if not m:
         raise ValueError(f"not an openssl GMT time: {text!r}")
+    month = _MONTHS.get(m.group("mon"))
+    if month is not None:       # the fields are already checked: build the value directly (fast)
+        try:
+            return datetime(int(m.group("year")), month, int(m.group("day")), int(m.group("h")),
+                            int(m.group("m")), int(m.group("s")), tzinfo=UTC)
+        except ValueError:
+            pass                # e.g. Feb 30: let dateutil give its verdict
     value = dateparser.parse(text.replace(" GMT", ""), default=datetime(1970, 1, 1))
     return value.replace(microsecond=0, tzinfo=UTC)
+
+
+_MONTHS = {name: i + 1 for i, name in enumerate(
+    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"))}
 
 
 def _serial_from_text(text: str) -> int:

@@ -641,7 +641,7 @@ def test_print_fields(world, tmp_path):
     rc, out, _ = check("--print", "state,remaining,path", "-w", "7d", good, at=w.t0 + HOUR)
     assert rc == 1 and out == [f"WARNING\t{LIFE7 - 3600}\t{good}"]
     rc, out, err = check("--print", "bogus", good, at=w.t0)
-    assert rc == 3 and "unknown --print field 'bogus'" in out[0]
+    assert rc == 3 and out == [] and "unknown --print field 'bogus'" in err
 
 
 def test_quiet_prints_nothing_and_keeps_the_status(world):
@@ -665,7 +665,7 @@ def test_quiet_prints_nothing_and_keeps_the_status(world):
     (["-p", "443", "x"], "-p/--port needs -H/--hostname"),
     (["-H", "127.0.0.1", "-p", "99999"], "port out of range"),
     (["--starttls", "gopher", "-H", "127.0.0.1"], "invalid choice: 'gopher'"),
-    (["--json", "--prometheus", "x"], "not allowed with argument"),
+    (["x", "-c"], "expected one argument"),
     (["-", "-"], "standard input (-) can be read only once"),
     (["--quie", "x"], "unrecognized arguments: --quie"),
 ])
@@ -675,6 +675,12 @@ def test_usage_errors_are_unknown_never_argparse_2(args, fragment):
     out = res.stdout.decode().splitlines()
     assert len(out) == 1 and out[0].startswith("OCSP UNKNOWN - ") and fragment in out[0], out
     assert fragment in assert_one_line_error(res.stderr)
+
+
+def test_output_modes_exclude_each_other():
+    res = build.run_at(None, [command("ocsp-check"), "--json", "--prometheus", "x"])
+    assert res.returncode == 3 and res.stdout == b""
+    assert "not allowed with argument" in assert_one_line_error(res.stderr)
 
 
 def test_help_and_version_exit_unknown():
@@ -692,8 +698,10 @@ def test_openssl_missing_is_unknown(world):
     assert_one_line_error(res.stderr)
 
 
-def test_quiet_usage_error_prints_only_the_stderr_line():
-    res = build.run_at(None, [command("ocsp-check"), "-q", "-w", "nonsense", "x"])
+@pytest.mark.parametrize("mode", [["-q"], ["--json"], ["--prometheus"], ["--print", "state"]])
+def test_usage_error_in_machine_modes_prints_only_the_stderr_line(mode):
+    """stdout stays parseable (JSON, .prom file, $(...)) or empty (-q); stderr says why."""
+    res = build.run_at(None, [command("ocsp-check"), *mode, "-w", "nonsense", "x"])
     assert res.returncode == 3 and res.stdout == b""
     assert "not a duration" in assert_one_line_error(res.stderr)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ocsptools import check, nagios, report
-from ocsptools.cli.check import _quiet_requested
+from ocsptools.cli.check import _nagios_output_wanted
 from ocsptools.durations import parse_threshold
 from ocsptools.openssl import (TlsMessage, interpret_s_client, parse_msg_dump, parse_s_client,
                                server_handshake)
@@ -257,7 +257,9 @@ def test_print_field_parsing():
         report.parse_fields(",")
 
 
-def test_quiet_detection_for_error_output():
-    assert _quiet_requested(["-q", "x"]) and _quiet_requested(["-vq"]) and _quiet_requested(["--quiet"])
-    assert not _quiet_requested(["-w", "3d", "x"]) and not _quiet_requested(["--", "-q"])
-    assert not _quiet_requested(["-wq"])
+def test_error_line_only_where_stdout_is_the_nagios_output():
+    wanted = _nagios_output_wanted
+    assert wanted(["-w", "3d", "x"]) and wanted(["-wq"]) and wanted(["--", "-q"])
+    for args in (["-q", "x"], ["-vq"], ["--quiet"], ["--json", "x"], ["--prometheus"],
+                 ["--print", "state"], ["--print=state"]):
+        assert not wanted(args), args

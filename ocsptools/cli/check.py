@@ -6,6 +6,7 @@ import argparse
 import re
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Sequence
@@ -142,7 +143,13 @@ def _live(args: argparse.Namespace) -> Optional[dict]:
 
 @contextmanager
 def _alarm(seconds: float) -> Iterator[None]:
-    """Backstop for -t: anything not bounded by a child timeout (a hung stdin) ends the run."""
+    """Backstop for -t: anything not bounded by a child timeout (a hung stdin) ends the run.
+
+    Signals exist only in the main thread; elsewhere the child timeouts are the bound."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
     def expired(signum, frame):
         raise CheckTimeout(f"no result within the {seconds - ALARM_GRACE:g} s timeout (-t)")
     previous = signal.signal(signal.SIGALRM, expired)
@@ -191,22 +198,27 @@ def main(argv: List[str]) -> int:
 
 
 _QUIET = re.compile(r"^-[vq]*q[vq]*$")
+_MACHINE = ("--json", "--prometheus", "--print", "--quiet")
 
 
-def _quiet_requested(argv: Sequence[str]) -> bool:
+def _nagios_output_wanted(argv: Sequence[str]) -> bool:
+    """Is stdout the Nagios status line (not -q, --json, --prometheus or --print output)?
+
+    Decided from the raw arguments because a usage error happens before they are parsed."""
     for arg in argv:
         if arg == "--":
-            return False
-        if arg == "--quiet" or _QUIET.match(arg):
             return True
-    return False
+        if _QUIET.match(arg) or arg.split("=", 1)[0] in _MACHINE:
+            return False
+    return True
 
 
-def _format_error(quiet: bool):
+def _format_error(nagios_line: bool):
     """Errors of the whole run: ``OCSP UNKNOWN - ...`` first on stdout (what Nagios reads),
-    and the usual one line on stderr (what cron and scripts show)."""
+    unless stdout carries machine output or nothing (-q), and always the usual one line on
+    stderr (what cron and scripts show)."""
     def fmt(prog: str, exc: BaseException) -> str:
-        if not quiet:
+        if nagios_line:
             try:
                 sys.stdout.write(report.error_line(str(exc)) + "\n")
                 sys.stdout.flush()
@@ -218,7 +230,7 @@ def _format_error(quiet: bool):
 
 def entry(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    return run(PROG, main, EXITS, args, format_error=_format_error(_quiet_requested(args)))
+    return run(PROG, main, EXITS, args, format_error=_format_error(_nagios_output_wanted(args)))
 
 
 def console() -> None:

@@ -33,8 +33,8 @@ from typing import BinaryIO, List, Optional, Sequence, Tuple
 from . import nagios, policy, transport, verify
 from .certs import IssuerFinder, load_file
 from .durations import Threshold, format_duration, parse_threshold
-from .errors import (InputError, IssuerNotFound, OcspToolsError, ResponderStatusError,
-                     ResponseError)
+from .errors import (InputError, IssuerNotFound, OcspToolsError, OpensslError,
+                     ResponderStatusError, ResponseError)
 from .fetch import Target, load_target
 from .nagios import CRITICAL, OK, UNKNOWN, WARNING
 from .openssl import OpenSSL
@@ -384,6 +384,9 @@ def check_live(host: str, port: int, opts: CheckOptions, ossl: OpenSSL, now: dat
     result = Result(label=live_label(host, port), source="live", now=now, host=host, port=port)
     hs = ossl.s_client(host, port, servername=servername, starttls=starttls, timeout=timeout)
     report = hs.report
+    if report.usage_error:
+        raise OpensslError(f"{ossl.binary} s_client cannot do live checks here ({report.usage_error}); "
+                           f"use OpenSSL 1.1 or later, or name one with --openssl PATH")
     result.protocol = report.protocol
     if hs.disagreements:
         result.add(UNKNOWN, "openssl's output contradicts itself (" + "; ".join(hs.disagreements)

@@ -639,6 +639,7 @@ class SClientReport:
     connect_errno: Optional[int] = None
     starttls_error: Optional[str] = None
     errors: Tuple[str, ...] = ()            # OpenSSL error-queue reasons from stderr
+    usage_error: Optional[str] = None       # this s_client refused our arguments
 
     @property
     def handshake_ok(self) -> bool:
@@ -686,7 +687,12 @@ def parse_s_client(stdout: str, stderr: str) -> SClientReport:
             errno_ = int(m.group(1))
         if starttls_error is None and not _ERR_LINE.match(line.strip()) and _STARTTLS_ERROR.search(line):
             starttls_error = line.strip()
+    usage_error = None
+    if not connected and "Use -help for summary" in stderr:
+        usage_error = next((l.strip() for l in stderr.splitlines() if "option" in l.lower()),
+                           stderr.strip().splitlines()[0])
     return SClientReport(connected=connected, protocol=protocol, cipher=cipher,
+                         usage_error=usage_error,
                          staple_said=staple_said, chain=chain, connect_errno=errno_,
                          starttls_error=starttls_error,
                          errors=tuple(openssl_error_reasons(stderr)))

@@ -282,3 +282,20 @@ def test_live_and_files_together(live, tmp_path):
 def test_cert_option_is_for_files_only(live):
     rc, out, err, _ = run_check("-H", "127.0.0.1", "--cert", live.leaf("good1").cert)
     assert rc == 3 and out[0].startswith("OCSP UNKNOWN - --cert applies to STAPLE files")
+
+
+def test_openssl_whose_s_client_lacks_options_is_unknown(tmp_path):
+    """An old or stripped openssl (here: a wrapper refusing -msgfile) makes the check UNKNOWN."""
+    fake = tmp_path / "openssl"
+    fake.write_text("#!/bin/sh\n"
+                    'if [ "$1" = s_client ]; then\n'
+                    '  echo "s_client: Unknown option: -msgfile" >&2\n'
+                    '  echo "s_client: Use -help for summary." >&2\n'
+                    "  exit 1\n"
+                    "fi\n"
+                    f'exec {shutil.which("openssl")} "$@"\n')
+    fake.chmod(0o755)
+    rc, out, err, _ = run_check("--openssl", fake, "-H", "127.0.0.1", "-p", "1")
+    assert rc == 3
+    assert out == [f"OCSP UNKNOWN - {fake} s_client cannot do live checks here (s_client: Unknown option: "
+                   f"-msgfile); use OpenSSL 1.1 or later, or name one with --openssl PATH"]

@@ -61,6 +61,11 @@ def test_recorded_failures():
     assert not smtp.handshake_ok
 
 
+def test_an_s_client_that_refuses_our_options():
+    rep = parse_s_client("", "s_client: Unknown option: -msgfile\ns_client: Use -help for summary.\n")
+    assert rep.usage_error == "s_client: Unknown option: -msgfile" and not rep.connected
+
+
 def test_msg_dump_lengths_are_checked():
     rec = recorded("tls12_staple")
     lines = rec["msg"].splitlines()

@@ -160,6 +160,16 @@ class Driver:
         self._stop = threading.Event()
         self.progress: Optional[Callable[[int, int], None]] = None
         self.emit: Optional[Callable[[Report], None]] = None
+        self.scratch: Optional[Scratch] = None
+        self._pem_files: Dict[bytes, str] = {}
+
+    def pem_file(self, cert: Certificate) -> str:
+        """A scratch file holding CERT as PEM, written once per run."""
+        path = self._pem_files.get(cert.der)
+        if path is None:
+            assert self.scratch is not None
+            path = self._pem_files[cert.der] = self.scratch.file(cert.pem.encode(), "cert.pem")
+        return path
 
     # -- output --------------------------------------------------------------
     def report(self, action: str, item: Item, detail: str) -> None:
@@ -175,6 +185,20 @@ class Driver:
 
     # -- the run -------------------------------------------------------------
     def run(self, candidates: Sequence[Candidate]) -> RunResult:
+        try:
+            return self._run(candidates)
+        finally:
+            if self.scratch is not None:
+                self.scratch.close()
+                self.scratch = None
+                self._pem_files = {}
+
+    def _scratch(self) -> Scratch:
+        if self.scratch is None:
+            self.scratch = Scratch()
+        return self.scratch
+
+    def _run(self, candidates: Sequence[Candidate]) -> RunResult:
         items = self._items(candidates)
         for it in items:
             if it.kind == "":
@@ -307,8 +331,7 @@ class Driver:
             if item.cert_id is None:
                 item.cert_id = identity(item.cand.cert)
             item.staple_id = identity(item.cand.staple)
-        with Scratch() as scratch:
-            self._load_targets(items, scratch)
+        self._load_targets(items, self._scratch())
         leaves = [it for it in items if it.kind == "leaf"]
         self._verify_staples(leaves)
         for item in items:
@@ -428,11 +451,11 @@ class Driver:
                 break
             for der, idxs in groups.items():
                 if der not in issuer_file_of:
-                    issuer_file_of[der] = scratch.file(parsed[der].pem.encode(), "issuer.pem")
+                    issuer_file_of[der] = self.pem_file(parsed[der])
                 files = []
                 for idx in idxs:
                     if idx not in leaf_files:
-                        leaf_files[idx] = scratch.file(items[idx].target.leaf.pem.encode(), "leaf.pem")
+                        leaf_files[idx] = self.pem_file(items[idx].target.leaf)
                     files.append(leaf_files[idx])
                 try:
                     verdicts = verify_issued_many(self.ossl, issuer_file_of[der], files)
@@ -582,8 +605,7 @@ class Driver:
         if need:
             for it in need:
                 it.kind, it.issuer_path = "", None
-            with Scratch() as scratch:
-                self._load_targets(need, scratch)
+            self._load_targets(need, self._scratch())
             for it in need:
                 if it.kind != "leaf":
                     if it.kind == "ignore":
@@ -592,8 +614,7 @@ class Driver:
             if self.opts.stop_on_error and self.result.failed:
                 return
             jobs = [it for it in jobs if it.kind == "leaf"]
-        with Scratch() as scratch:
-            requests = self._requests(jobs, scratch)
+        requests = self._requests(jobs, self._scratch())
         total = len(jobs)
         done = [0]
         sems: Dict[str, threading.Semaphore] = {}
@@ -629,8 +650,8 @@ class Driver:
             groups.setdefault(it.target.issuer.der, []).append(it)
         out: Dict[str, bytes] = {}
         for der, its in groups.items():
-            issuer_file = scratch.file(its[0].target.issuer.pem.encode(), "issuer.pem")
-            files = [scratch.file(it.target.leaf.pem.encode(), "cert.pem") for it in its]
+            issuer_file = self.pem_file(its[0].target.issuer)
+            files = [self.pem_file(it.target.leaf) for it in its]
             try:
                 reqs = build_requests(self.ossl, issuer_file, files,
                                       [it.target.leaf.serial for it in its],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from datetime import timedelta
 from typing import IO, List, Optional, Sequence
 
@@ -264,8 +265,21 @@ class _LazyFile:
             self.fh.close()
 
 
+def _ram_scratch() -> None:
+    """openssl's input files (certificates, responses: public data) are small and short-lived:
+    unless TMPDIR says otherwise, keep them in RAM ($XDG_RUNTIME_DIR or /dev/shm), in a private
+    mode-0700 directory as always."""
+    if os.environ.get("TMPDIR"):
+        return
+    for d in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
+        if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK):
+            tempfile.tempdir = d
+            return
+
+
 def main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
+    _ram_scratch()
     cfg = configmod.load(args.config) if args.config else None
     s = _settings(args, cfg)
     dirs = list(args.dirs) + (cfg.dirs if cfg is not None else [])

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # command name -> module with build_parser(); each command adds itself here.
 COMMANDS = {
     "ocsp-fetch": "ocsptools.cli.fetch",
+    "ocsp-renew-dir": "ocsptools.cli.renew_dir",
     "ocsp-check": "ocsptools.cli.check",
     "ocsp-proxy": "ocsptools.cli.proxy",
 }

@@ -1,0 +1,74 @@
+"""The shipped cron file and systemd units: well-formed, hardened, and their command lines parse."""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ocsptools.cli.renew_dir import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def unit(name: str) -> configparser.ConfigParser:
+    cp = configparser.ConfigParser(strict=False, interpolation=None, comment_prefixes=("#",))
+    cp.optionxform = str
+    cp.read_string((ROOT / "contrib" / "systemd" / name).read_text())
+    return cp
+
+
+def parses(command: str) -> None:
+    argv = shlex.split(command)
+    assert Path(argv[0]).name == "ocsp-renew-dir"
+    build_parser().parse_args(argv[1:])          # raises UsageError on a bad option
+
+
+def test_service_is_a_hardened_oneshot():
+    svc = unit("ocsp-renew-dir.service")["Service"]
+    assert svc["Type"] == "oneshot"
+    parses(svc["ExecStart"])
+    for key, value in (("ProtectSystem", "strict"), ("NoNewPrivileges", "true"),
+                       ("PrivateTmp", "true"), ("ProtectHome", "true"), ("CacheDirectory", "ocsptools")):
+        assert svc[key] == value
+    assert "AF_INET" in svc["RestrictAddressFamilies"]
+    assert all(p.startswith("-/") for p in svc["ReadWritePaths"].split())   # missing trees are fine
+    text = (ROOT / "contrib" / "systemd" / "ocsp-renew-dir.service").read_text()
+    for line in re.findall(r"^# ExecStart=(.*)$", text, re.M):
+        parses(line)
+
+
+def test_timer_has_randomised_delay_and_catches_up():
+    t = unit("ocsp-renew-dir.timer")
+    assert t["Timer"]["OnCalendar"] == "hourly"
+    assert t["Timer"]["RandomizedDelaySec"] and t["Timer"]["Persistent"] == "true"
+    assert t["Install"]["WantedBy"] == "timers.target"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_units_verify_with_systemd_analyze(tmp_path):
+    for name in ("ocsp-renew-dir.service", "ocsp-renew-dir.timer"):
+        shutil.copy(ROOT / "contrib" / "systemd" / name, tmp_path / name)
+    res = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "ocsp-renew-dir.timer")],
+                         capture_output=True, text=True)
+    bad = [l for l in res.stderr.splitlines() if "ocsp-renew-dir" in l and "Unknown" in l]
+    assert not bad, res.stderr
+
+
+def test_cron_lines_are_valid():
+    entries = [l for l in (ROOT / "examples" / "cron").read_text().splitlines()
+               if l.strip() and not l.startswith("#") and "=" not in l.split()[0]]
+    commented = [l[2:] for l in (ROOT / "examples" / "cron").read_text().splitlines()
+                 if re.match(r"^# [\d*]", l)]
+    assert entries
+    for line in entries + commented:
+        fields = line.split(None, 6)
+        assert len(fields) == 7 and fields[5] == "root", line
+        for f in fields[:5]:
+            assert re.fullmatch(r"[\d*/,-]+", f), line
+        parses(fields[6])

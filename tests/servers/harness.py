@@ -486,6 +486,31 @@ SSLStaplingResponderTimeout 5
         return [self.errlog]
 
 
+class OcspProxy(ServerProcess):
+    """``ocsp-proxy serve`` on 127.0.0.1 with a sqlite cache (the toolkit's part for Apache)."""
+
+    name = "ocsp-proxy"
+
+    def __init__(self, workdir: Path, port: int, *args: str) -> None:
+        super().__init__(workdir, port)
+        self.cache = f"sqlite:///{self.dir / 'cache.sqlite'}"
+        self.token = self.dir / "admin-token"
+        self.token.write_text("t" + os.urandom(16).hex() + "\n")
+        os.chmod(self.token, 0o600)
+        self.args = list(args)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def argv(self) -> List[str]:
+        return [command("ocsp-proxy"), "serve", "--listen", f"127.0.0.1:{self.port}", "--cache", self.cache,
+                "--admin-token-file", str(self.token), *self.args]
+
+    def ready(self) -> bool:
+        return "listening on" in self.log()
+
+
 # --------------------------------------------------------------------------- #
 # probing: which staple does the server send?
 # --------------------------------------------------------------------------- #

@@ -392,3 +392,24 @@ def test_sighup_rereads_allow_from(pki, responder, tmp_path, start_proxy):
     proxy.proc.send_signal(__import__("signal").SIGHUP)
     assert wait_for(lambda: "reloaded" in proxy.log)
     assert proxy.post(req)[0] == 200
+
+
+def test_concurrent_misses_share_one_upstream_fetch(pki, responder, allow_dir, start_proxy, tmp_path):
+    proxy = start_proxy("--allow-from", str(allow_dir))
+    req = request_der(pki, pki.leaves["revoked1"], hash_alg="sha256", tmp=tmp_path)
+    barrier = threading.Barrier(12)
+    results = []
+
+    def client():
+        barrier.wait()
+        results.append(proxy.post(req))
+    before = received(responder)
+    threads = [threading.Thread(target=client) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert received(responder) - before == 1
+    assert len({b for _, _, b in results}) == 1 and all(s == 200 for s, _, _ in results)
+    m = proxy.metrics()
+    assert m["ocsp_proxy_cache_misses_total"] + m["ocsp_proxy_cache_hits_total"] == 12

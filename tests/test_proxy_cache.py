@@ -137,6 +137,10 @@ def test_describe_counts():
 
 
 def test_two_proxies_share_redis_with_one_refresher(pki, redis_server, tmp_path):
+    """A slow responder (1.5 s, longer than the refresher's 1 s tick) in front of the real one:
+    without the Redis lock both proxies would fetch every due entry."""
+    import urllib.request
+    from fake_responder import Answer, FakeResponder
     redis_server.client.flushdb()
     issuer_dir = tmp_path / "issuer"
     issuer_dir.mkdir()
@@ -144,27 +148,38 @@ def test_two_proxies_share_redis_with_one_refresher(pki, redis_server, tmp_path)
     leaf = pki.leaves["good1"]
     req = request_der(pki, leaf, tmp=tmp_path)
     upstream = pkimod.Responder(pki, port=0, nmin=5).start()     # 5-minute answers
+
+    def slow_relay(r):
+        if r.method == "GET":
+            real = urllib.request.Request(upstream.url + r.path.lstrip("/"))
+        else:
+            real = urllib.request.Request(upstream.url, data=r.body,
+                                          headers={"Content-Type": "application/ocsp-request"})
+        body = urllib.request.urlopen(real, timeout=10).read()
+        return Answer(body=body, delay=1.5)
     try:
-        args = ("--allow", upstream.url, "--allow-from", str(issuer_dir), "--refresh-at", "1%")
-        with ProxyProc(*args, cache=redis_server.url) as a, ProxyProc(*args, cache=redis_server.url) as b:
-            status, _, body = a.post(req, target=upstream.url)
-            assert status == 200 and received(upstream) == 1
-            status, _, body_b = b.post(req, target=upstream.url)
-            assert status == 200 and body_b == body and received(upstream) == 1     # B: from Redis
-            assert b.metrics()["ocsp_proxy_cache_hits_total"] == 1
-            key = next(iter(redis_server.client.scan_iter(RedisCache.PREFIX + "entry:*")))
-            pttl = redis_server.client.pttl(key) / 1000
-            assert 300 + rules.KEEP_EXPIRED - 30 < pttl <= 300 + rules.KEEP_EXPIRED   # nextUpdate-bound
-            time.sleep(8)                   # refresh due every 3 s: at least two refresh rounds
-            ma, mb = a.metrics(), b.metrics()
-            ok = ma["ocsp_proxy_refreshes_total{result=ok}"] + mb["ocsp_proxy_refreshes_total{result=ok}"]
-            dup = (ma["ocsp_proxy_refreshes_total{result=unchanged}"]
-                   + mb["ocsp_proxy_refreshes_total{result=unchanged}"])
-            assert ok >= 2
-            assert dup == 0                                 # never two proxies on one refresh
-            assert received(upstream) == 1 + ok             # one upstream request per refresh
-            # both keep serving the refreshed answer
-            fresh = wait_for(lambda: a.post(req, target=upstream.url)[2] != body, timeout=5)
-            assert fresh
+        with FakeResponder() as slow:
+            slow.set(handler=slow_relay)
+            args = ("--allow", slow.url, "--allow-from", str(issuer_dir), "--refresh-at", "1%")
+            with ProxyProc(*args, cache=redis_server.url) as a, ProxyProc(*args, cache=redis_server.url) as b:
+                status, _, body = a.post(req, target=slow.url)
+                assert status == 200 and len(slow.requests) == 1
+                status, _, body_b = b.post(req, target=slow.url)
+                assert status == 200 and body_b == body and len(slow.requests) == 1   # B: from Redis
+                assert b.metrics()["ocsp_proxy_cache_hits_total"] == 1
+                key = next(iter(redis_server.client.scan_iter(RedisCache.PREFIX + "entry:*")))
+                pttl = redis_server.client.pttl(key) / 1000
+                assert 300 + rules.KEEP_EXPIRED - 30 < pttl <= 300 + rules.KEEP_EXPIRED   # nextUpdate-bound
+                time.sleep(9)               # refresh due 3 s after each thisUpdate: two rounds at least
+                ma, mb = a.metrics(), b.metrics()
+                ok = ma["ocsp_proxy_refreshes_total{result=ok}"] + mb["ocsp_proxy_refreshes_total{result=ok}"]
+                dup = (ma["ocsp_proxy_refreshes_total{result=unchanged}"]
+                       + mb["ocsp_proxy_refreshes_total{result=unchanged}"])
+                assert ok >= 2
+                assert dup == 0                             # never two proxies on one refresh
+                assert len(slow.requests) - 1 <= ok + 1     # one upstream request per refresh (+1 in flight)
+                fresh = wait_for(lambda: a.post(req, target=slow.url)[2] != body, timeout=5)
+                assert fresh                                # both serve the refreshed answer
+                assert b.post(req, target=slow.url)[2] == a.post(req, target=slow.url)[2]
     finally:
         upstream.stop()

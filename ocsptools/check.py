@@ -397,8 +397,7 @@ def check_live(host: str, port: int, opts: CheckOptions, ossl: OpenSSL, now: dat
         result.add(CRITICAL, f"no TLS handshake within {hs.budget:g} s")
         return result
     if not report.connected:
-        reason = report.errors[0] if report.errors else "connection failed"
-        result.add(CRITICAL, f"cannot connect: {reason}")
+        result.add(CRITICAL, f"cannot connect: {report.error_detail or 'connection failed'}")
         return result
     handshake_problem = None
     if not report.handshake_ok:

@@ -640,6 +640,7 @@ class SClientReport:
     starttls_error: Optional[str] = None
     errors: Tuple[str, ...] = ()            # OpenSSL error-queue reasons from stderr
     usage_error: Optional[str] = None       # this s_client refused our arguments
+    error_detail: Optional[str] = None      # the first error, with its data for system errors
 
     @property
     def handshake_ok(self) -> bool:
@@ -649,6 +650,22 @@ class SClientReport:
 _NEW_SESSION = re.compile(r"^(?:New|Reused), (?P<proto>\S+), Cipher is (?P<cipher>\S+)")
 _STARTTLS_ERROR = re.compile(r"(?i)(starttls|stls|auth tls).*(not |n't |no )|"
                              r"(not |n't |no ).*(starttls|stls|auth tls)")
+
+
+def first_error_detail(stderr: str) -> Optional[str]:
+    """The reason of the first error-queue line; for a generic ``system lib`` reason, the data
+    openssl appends (``...:system lib:FILE:LINE:Name or service not known``) says more."""
+    for line in stderr.splitlines():
+        line = line.strip()
+        if not _ERR_LINE.match(line):
+            continue
+        parts = line.split(":")
+        reason = parts[5] if len(parts) > 5 else ""
+        data = ":".join(parts[8:]).strip() if len(parts) > 8 else ""
+        if reason.lower() in ("system lib", "system library") and data:
+            return data
+        return reason or None
+    return None
 
 
 def parse_s_client(stdout: str, stderr: str) -> SClientReport:
@@ -692,7 +709,7 @@ def parse_s_client(stdout: str, stderr: str) -> SClientReport:
         usage_error = next((l.strip() for l in stderr.splitlines() if "option" in l.lower()),
                            stderr.strip().splitlines()[0])
     return SClientReport(connected=connected, protocol=protocol, cipher=cipher,
-                         usage_error=usage_error,
+                         usage_error=usage_error, error_detail=first_error_detail(stderr),
                          staple_said=staple_said, chain=chain, connect_errno=errno_,
                          starttls_error=starttls_error,
                          errors=tuple(openssl_error_reasons(stderr)))

@@ -61,6 +61,15 @@ def test_recorded_failures():
     assert not smtp.handshake_ok
 
 
+def test_error_detail_prefers_the_system_message():
+    lookup = ("40C7E1F1B57F0000:error:10080002:BIO routines:BIO_lookup_ex:system lib:"
+              "../crypto/bio/bio_addr.c:738:Name or service not known\nconnect:errno=0\n")
+    assert parse_s_client("", lookup).error_detail == "Name or service not known"
+    refused = recorded("refused")
+    assert parse_s_client(refused["stdout"], refused["stderr"]).error_detail == "Connection refused"
+    assert parse_s_client("", "").error_detail is None
+
+
 def test_an_s_client_that_refuses_our_options():
     rep = parse_s_client("", "s_client: Unknown option: -msgfile\ns_client: Use -help for summary.\n")
     assert rep.usage_error == "s_client: Unknown option: -msgfile" and not rep.connected

@@ -234,9 +234,6 @@ async def _serve(args, cache, known, ossl, settings, limits, listen, log) -> int
             bound.append(f"http://{host}:{addr[1]}/")
             own.append((addr[0], addr[1]))
     settings.own = tuple(own) + tuple(settings.own)
-    n_issuers = len({c.der for c in known.issuers.values()})
-    log.info(f"listening on {' '.join(bound)} (cache {cache.url}; {n_issuers} issuer(s), "
-             f"{len(known.prefixes)} responder prefix(es) allowed; refresh at {settings.refresh_pct:g}%)")
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -257,6 +254,9 @@ async def _serve(args, cache, known, ossl, settings, limits, listen, log) -> int
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
+    n_issuers = len({c.der for c in known.issuers.values()})
+    log.info(f"listening on {' '.join(bound)} (cache {cache.url}; {n_issuers} issuer(s), "
+             f"{len(known.prefixes)} responder prefix(es) allowed; refresh at {settings.refresh_pct:g}%)")
     refresher = loop.create_task(proxy.refresh_loop())
     await stop.wait()
     log.info("stopping")

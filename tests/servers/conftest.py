@@ -28,12 +28,14 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def srv_leaves(pki, _session_responder) -> Dict[str, "pkimod.Leaf"]:
     """Two leaves of the session PKI for the server tests (SNI names srv-a, srv-b), plus
-    srv-a's successor (same name, new key and serial: a certificate renewal).  They were
+    srv-a's successor (same name, new key and serial: a certificate renewal), and srv-noocsp
+    without an OCSP URL (Let's Encrypt since 2025).  srv-a and srv-b were
     issued 30 days ago, so staples dated hours back are plausible for them."""
     issued = timedelta(days=-30)
     leaves = {name: pki.make_leaf(name, not_before=issued) for name in ("srv-a", "srv-b")}
     leaves["srv-a-v2"] = pki.make_leaf("srv-a-v2", dns_names=["srv-a", "localhost"],
                                        not_before=timedelta(minutes=-5))
+    leaves["srv-noocsp"] = pki.make_leaf("srv-noocsp", ocsp_urls=[])      # no AIA OCSP URL
     _session_responder.ensure_running()
     _session_responder.resync()         # the next answer must know the new serials
     return leaves

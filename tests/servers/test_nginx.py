@@ -132,6 +132,23 @@ def test_expired_staple_is_served_until_the_toolkit_reloads_nginx(
     assert_serves(served, site.staple, pki, leaf.cert, scratch)
 
 
+def test_staple_for_another_certificate_is_served_until_replaced(pki, make_site, renew, nginx, factory,
+                                                                  scratch, srv_leaves):
+    """nginx sends whatever the file holds, even a staple for another certificate (clients
+    reject it); ocsp-renew-dir sees the wrong serial, renews at once and reloads."""
+    site = make_site("srv-a")
+    site.staple.write_bytes(factory.response([srv_leaves["srv-b"].cert]))
+    server = nginx(site)
+    wrong = probe(server.port, site.name)
+    assert wrong.ok and wrong.staple == site.staple.read_bytes(), wrong.describe()
+    cp = renew(site.fullchain.parent, "--on-change", server.reload_command)
+    assert cp.returncode == 0 and cp.stdout.decode().startswith("renewed\t"), cp.stdout + cp.stderr
+    new = site.staple.read_bytes()
+    served = wait_until(lambda: (lambda s: s if s.staple == new else None)(probe(server.port, site.name)))
+    assert served, server.log()
+    assert_serves(served, site.staple, pki, srv_leaves["srv-a"].cert, scratch)
+
+
 def verify_text_after_expiry(pki, leaf, der: bytes, scratch: Path) -> str:
     f = scratch / "expired.der"
     f.write_bytes(der)
@@ -250,6 +267,16 @@ def test_certbot_deploy_hook_staples_the_renewed_certificate(
         probe(server.port, "srv-a")))
     assert served, server.log()
     assert_serves(served, site.staple, pki, new.cert, scratch)
+
+    # a certificate without an OCSP URL: nothing to do, quietly, exit 0, no staple file
+    noocsp = root / "live" / "plain"
+    noocsp.mkdir()
+    leaf = srv_leaves["srv-noocsp"]
+    shutil.copy(leaf.cert, noocsp / "cert.pem")
+    shutil.copy(leaf.chain, noocsp / "chain.pem")
+    cp = run_hook(dict(env, RENEWED_LINEAGE=str(noocsp)))
+    assert cp.returncode == 0 and cp.stdout == b"" and cp.stderr == b"", cp.stdout + cp.stderr
+    assert not (noocsp / "cert.pem.ocsp").exists()
 
     # run outside certbot it says what is wrong, in one line
     env.pop("RENEWED_LINEAGE")

@@ -83,6 +83,10 @@ def run(prog: str, main: Callable[[List[str]], int], table: ExitTable,
     except BrokenPipeError:
         _quiet_broken_pipe()
         return table.code_for(OSError())
+    except OSError as exc:      # an environment failure no service translated: still one line
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        _emit(fmt(prog, RuntimeError(f"{where}{exc.strerror or exc}")))
+        return table.code_for(exc)
     except Exception as exc:  # a bug: still one line, never a traceback
         _emit(fmt(prog, RuntimeError(f"internal error: {type(exc).__name__}: {exc} "
                                      f"(please report this; set OCSPTOOLS_DEBUG=1 for a traceback)")))

@@ -731,3 +731,20 @@ def test_bin_shim_runs_the_command(world):
     res = build.run_at(world.t0, [sys.executable, str(shim), "--cert", str(world.cert("good1")),
                                   str(world.staple("good"))])
     assert res.returncode == 0 and res.stdout.startswith(b"OCSP OK - ")
+
+
+def test_pipe_from_ocsp_fetch_with_the_network_responder(pki, responder):
+    """The README pipeline, against the real `openssl ocsp` responder on 127.0.0.1."""
+    import re
+    import subprocess
+    leaf = pki.leaves["good1"]
+    fetch = subprocess.Popen([command("ocsp-fetch"), str(leaf.fullchain)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    res = subprocess.run([command("ocsp-check"), "--cert", str(leaf.fullchain), "-"],
+                         stdin=fetch.stdout, capture_output=True, timeout=60)
+    fetch.stdout.close()
+    assert fetch.wait(30) == 0, fetch.stderr.read()
+    assert res.returncode == 0, res.stdout
+    line = res.stdout.decode().splitlines()[0]
+    assert re.fullmatch(r"OCSP OK - standard input: good, (1d|23h59m) left \(next update \S+Z\) "
+                        r"\| 'standard input'=(86400|8639\d|8638\d)s;21600:;8640:;0;86400", line), line

@@ -93,6 +93,12 @@ class Item:
     staple: Optional[StapleFacts] = None
     decision: Optional[Decision] = None
 
+    @property
+    def tgt(self) -> Target:
+        """The loaded target (only asked for once the item is a loaded leaf)."""
+        assert self.target is not None
+        return self.target
+
 
 @dataclass
 class RunResult:
@@ -313,6 +319,15 @@ class Driver:
         item.entry = entry
         self.cache.put(item.key, entry)
 
+    def _once(self, item: Item, token: str) -> bool:
+        """Should a "reported once" message be printed now?  -q prints nothing; -n prints it
+        (if not reported yet) without marking it, so the real run still reports it."""
+        if self.opts.question:
+            return False
+        if self.opts.dry_run:
+            return self.opts.verbose or (item.entry or {}).get("reported") != token
+        return self._mark_reported(item, token) or self.opts.verbose
+
     def _mark_reported(self, item: Item, token: str) -> bool:
         """True if TOKEN was not reported before for this item (and remember it)."""
         entry = item.entry
@@ -455,7 +470,7 @@ class Driver:
                 files = []
                 for idx in idxs:
                     if idx not in leaf_files:
-                        leaf_files[idx] = self.pem_file(items[idx].target.leaf)
+                        leaf_files[idx] = self.pem_file(items[idx].tgt.leaf)
                     files.append(leaf_files[idx])
                 try:
                     verdicts = verify_issued_many(self.ossl, issuer_file_of[der], files)
@@ -468,7 +483,7 @@ class Driver:
                     cert, src = pending[idx].pop(0)
                     if verdicts[path][0]:
                         item = items[idx]
-                        item.target = Target(leaf=item.target.leaf, issuer=cert,
+                        item.target = Target(leaf=item.tgt.leaf, issuer=cert,
                                              label=item.cand.cert, issuer_source=src)
                         item.issuer_path = src
                         pending[idx] = []
@@ -485,13 +500,13 @@ class Driver:
                                             f"certificate that signed it as its issuer")
                 continue
             tried = ", ".join(["the bundle"] + [os.path.basename(p) for p in cand.issuer_files])
-            if self.opts.use_aia and item.target.leaf.ca_issuers_urls:
+            if self.opts.use_aia and item.tgt.leaf.ca_issuers_urls:
                 try:
-                    match = finder.find(item.target.leaf)
+                    match = finder.find(item.tgt.leaf)
                 except OcspToolsError as exc:
                     item.kind, item.error = "failed", f"{cand.cert}: {exc}"
                     continue
-                item.target = Target(leaf=item.target.leaf, issuer=match.issuer,
+                item.target = Target(leaf=item.tgt.leaf, issuer=match.issuer,
                                      label=cand.cert, issuer_source=match.source)
                 item.issuer_path = None
                 continue
@@ -512,7 +527,7 @@ class Driver:
                 item.staple = StapleFacts.unusable("empty file")
                 return
             try:
-                st = verify.verify(decode_staple(data), item.target.leaf, item.target.issuer,
+                st = verify.verify(decode_staple(data), item.tgt.leaf, item.tgt.issuer,
                                    self.ossl, label=item.cand.staple)
             except FetchError as exc:
                 problem = _strip_label(str(exc), item.cand.staple)
@@ -553,9 +568,8 @@ class Driver:
                 if self.opts.verbose:
                     self.report(FRESH, item, d.reason)
             elif d.action == policy.CERT_EXPIRED:
-                if self._mark_reported(item, f"expired:{item.cert_id}") or self.opts.verbose:
-                    if not self.opts.question:
-                        self.report(SKIPPED, item, d.reason)
+                if self._once(item, f"expired:{item.cert_id}"):
+                    self.report(SKIPPED, item, d.reason)
             elif d.action == policy.NOT_APPLICABLE:
                 self._not_applicable(item, dry)
             elif d.action == policy.RENEW:
@@ -568,6 +582,7 @@ class Driver:
         return jobs
 
     def _not_applicable(self, item: Item, dry: bool) -> None:
+        assert item.decision is not None
         if item.staple_id is None:
             if self.opts.verbose:
                 self.report(SKIPPED, item, item.decision.reason)
@@ -592,10 +607,8 @@ class Driver:
             self._store(item)
             self.report(STALE, item, "stale staple for a certificate without OCSP; deleted (--prune)")
             return
-        token = f"stale:{item.staple_id}"
-        if self._mark_reported(item, token) or self.opts.verbose:
-            if not self.opts.question:
-                self.report(STALE, item, "stale staple for a certificate without OCSP; servers may "
+        if self._once(item, f"stale:{item.staple_id}"):
+            self.report(STALE, item, "stale staple for a certificate without OCSP; servers may "
                                          "still serve it: delete it or run with --prune")
 
     # -- renewing ------------------------------------------------------------
@@ -647,14 +660,14 @@ class Driver:
         """Prebuilt requests, one openssl per issuer (a failure leaves the item to build its own)."""
         groups: Dict[bytes, List[Item]] = {}
         for it in jobs:
-            groups.setdefault(it.target.issuer.der, []).append(it)
+            groups.setdefault(it.tgt.issuer.der, []).append(it)
         out: Dict[str, bytes] = {}
         for der, its in groups.items():
-            issuer_file = self.pem_file(its[0].target.issuer)
-            files = [self.pem_file(it.target.leaf) for it in its]
+            issuer_file = self.pem_file(its[0].tgt.issuer)
+            files = [self.pem_file(it.tgt.leaf) for it in its]
             try:
                 reqs = build_requests(self.ossl, issuer_file, files,
-                                      [it.target.leaf.serial for it in its],
+                                      [it.tgt.leaf.serial for it in its],
                                       hash_alg=self.opts.fetch.hash_alg)
             except (OpensslError, ValueError):
                 continue
@@ -664,7 +677,7 @@ class Driver:
 
     def _fetch(self, item: Item, urls: Tuple[str, ...], request: Optional[bytes]) -> FetchResult:
         """Ask each responder in turn (as ``fetch.fetch_staple``, with a prebuilt request)."""
-        target = item.target
+        target = item.tgt
         opts = self.opts.fetch
         if request is None:
             with Scratch() as scratch:
@@ -691,7 +704,7 @@ class Driver:
 
     def _kept(self, item: Item) -> str:
         st = item.staple
-        if st is not None and st.status == "good" and st.serial == item.target.leaf.serial \
+        if st is not None and st.status == "good" and st.serial == item.tgt.leaf.serial \
                 and st.usable_until is not None and st.usable_until > self.now:
             return f"; the installed staple was kept, valid until {iso(st.usable_until)}"
         if item.staple_id is not None:
@@ -725,6 +738,7 @@ class Driver:
                 self.report(SKIPPED, item, f"the responder's answer is the installed one "
                                            f"(thisUpdate {iso(staple.this_update)}); kept")
             return
+        assert item.cert is not None
         _, due, _ = policy.renewal_window(item.cert, StapleFacts.of(staple),
                                           renew_options_for(item.cand, self.opts.renew))
         detail = f"good until {iso(staple.usable_until)}, renewal due at {iso(due)}"
@@ -734,7 +748,7 @@ class Driver:
 
     def _install(self, item: Item, staple: Staple) -> bool:
         path = item.cand.staple
-        target = item.target
+        target = item.tgt
         new = StapleFacts.of(staple)
         if identity(path) != item.staple_id:
             # the file changed since it was examined: judge what is there now
@@ -748,6 +762,7 @@ class Driver:
         newer = policy.newer_facts(new, current)
         if newer is False:
             from .errors import StaleResponse
+            assert current is not None
             raise StaleResponse(f"the responder's answer (thisUpdate {iso(new.this_update)}) is "
                                 f"older than the installed staple (thisUpdate "
                                 f"{iso(current.this_update)})", path=path)
@@ -804,8 +819,9 @@ def _strip_label(message: str, label: str) -> str:
 
 
 def _cert_facts(entry: dict) -> CertFacts:
-    return CertFacts(entry["serial"], from_epoch(entry["nb"]), from_epoch(entry["na"]),
-                     tuple(entry.get("urls") or ()))
+    nb, na = from_epoch(entry["nb"]), from_epoch(entry["na"])
+    assert nb is not None and na is not None
+    return CertFacts(entry["serial"], nb, na, tuple(entry.get("urls") or ()))
 
 
 def _staple_json(st: Optional[StapleFacts]) -> Optional[dict]:

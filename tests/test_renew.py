@@ -363,6 +363,8 @@ def test_no_ocsp_certificate_quiet_and_stale_staple_reported_once(tmp_path, pki,
     cert, staple = place(root, "bundle", "stale", stale, pki)
     staple.write_bytes(b"an old staple from when the CA still had OCSP")
     state = tmp_path / "s.json"
+    assert renew(state, "-q", root).returncode == 0           # -q: nothing due, nothing said
+    assert len(lines(renew(state, "-n", root))) == 1          # -n shows it, and does not use it up
     res = renew(state, root)
     assert res.returncode == 0
     assert lines(res) == [["stale-staple", str(cert), str(staple),
@@ -529,3 +531,39 @@ def test_256_renewals_exit_0_and_failures_exit_1(tmp_path, pki, responder, fake)
     res = renew(tmp_path / "s.json", "-B", "-j", "8", "-u", fake.url, root, timeout=300)
     assert res.returncode == 1
     assert len(lines(res)) == 256 and {l[0] for l in lines(res)} == {"failed"}
+
+
+def test_progress_only_on_a_terminal(tmp_path, pki, responder):
+    import pty
+    root = tmp_path / "tree"
+    root.mkdir()
+    bundle = Path(pki.leaves["good1"].cert).read_text() + Path(pki.inter_cert).read_text()
+    for i in range(12):
+        (root / f"p{i:02}.pem").write_text(bundle)
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([str(Path(__import__("sys").executable).parent / "ocsp-renew-dir"),
+                               "--state", str(tmp_path / "s.json"), str(root)],
+                              stdout=subprocess.PIPE, stderr=slave, timeout=60)
+        os.close(slave)
+        slave = -1
+        err = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            err += chunk
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"12/12" in err                                  # progress on the terminal
+    assert all(l.startswith(b"renewed\t") for l in proc.stdout.splitlines())
+    for s in root.glob("*.ocsp"):
+        s.unlink()
+    res = renew(tmp_path / "s2.json", root)                  # not a terminal: no progress at all
+    assert res.returncode == 0 and res.stderr == b""

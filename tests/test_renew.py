@@ -506,6 +506,15 @@ def test_state_cache_deleted_midway_changes_no_decision(tmp_path, pki, responder
     assert res.returncode == 0 and res.stdout == b""
 
 
+def test_unusable_state_directory_is_a_setup_error(tmp_path, pki):
+    (tmp_path / "plainfile").write_text("x")
+    root = tmp_path / "tree"
+    place(root, "bundle", "good1", pki.leaves["good1"], pki)
+    res = run_cmd("ocsp-renew-dir", "--state", tmp_path / "plainfile" / "s.json", root)
+    assert res.returncode == 2
+    assert "lock file" in assert_one_line_error(res.stderr)
+
+
 def test_usage_errors_exit_2_with_one_line(tmp_path):
     for args in ((), ("--renew-at", "150", "x"), ("-j", "0", "x"), (str(tmp_path / "missing"),),
                  ("-n", "-q", str(tmp_path)), ("--layout", "nginx", str(tmp_path)),

@@ -324,7 +324,10 @@ def main(argv: List[str]) -> int:
         printer = Printer(out, quiet=s["question"])
         lock = None
         if not (s["dry_run"] or s["question"]):
-            lock = FileLock(state_path + ".lock").acquire(s["lock_timeout"], what=f"another {PROG}")
+            try:
+                lock = FileLock(state_path + ".lock").acquire(s["lock_timeout"], what=f"another {PROG}")
+            except StoreError as exc:       # an unusable state directory is a setup problem
+                raise UsageError(str(exc)) from None
         try:
             driver = Driver(opts, ossl, cache, lambda: utcnow())
             driver.now = now

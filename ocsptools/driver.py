@@ -23,6 +23,7 @@ import os
 import subprocess
 import threading
 import urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -168,6 +169,7 @@ class Driver:
         self.emit: Optional[Callable[[Report], None]] = None
         self.scratch: Optional[Scratch] = None
         self._pem_files: Dict[bytes, str] = {}
+        self._proxies: Dict[str, transport.HttpOptions] = {}
 
     def pem_file(self, cert: Certificate) -> str:
         """A scratch file holding CERT as PEM, written once per run."""
@@ -687,7 +689,8 @@ class Driver:
         failures: List[str] = []
         for url in urls:
             try:
-                body, method = transport.ocsp_query(url, request, method=opts.method, opts=opts.http)
+                body, method = transport.ocsp_query(url, request, method=opts.method,
+                                                    opts=self._http_for(url))
                 staple = verify.verify(body, target.leaf, target.issuer, self.ossl,
                                        hash_alg=opts.hash_alg, label=url)
             except FetchError as exc:
@@ -701,6 +704,23 @@ class Driver:
             return FetchResult(staple, url, method,
                                [p.message for p in problems if p.severity == policy.WARNING])
         raise FetchError(" | ".join(failures) or "no responder URL")
+
+    def _http_for(self, url: str) -> transport.HttpOptions:
+        """The HTTP options for URL with the environment's proxy choice made once per host
+        (http_proxy/no_proxy are read from the environment, not on every request)."""
+        http = self.opts.fetch.http
+        if http.proxy is not None:
+            return http
+        parts = urllib.parse.urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        cached = self._proxies.get(key)
+        if cached is None:
+            if urllib.request.proxy_bypass_environment(parts.hostname or ""):
+                proxy = ""
+            else:
+                proxy = urllib.request.getproxies_environment().get(parts.scheme) or ""
+            cached = self._proxies[key] = replace(http, proxy=proxy)
+        return cached
 
     def _kept(self, item: Item) -> str:
         st = item.staple

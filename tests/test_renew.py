@@ -576,3 +576,17 @@ def test_progress_only_on_a_terminal(tmp_path, pki, responder):
         s.unlink()
     res = renew(tmp_path / "s2.json", root)                  # not a terminal: no progress at all
     assert res.returncode == 0 and res.stderr == b""
+
+
+def test_proxy_from_the_environment_and_no_proxy(tmp_path, pki, responder, fake):
+    root = tmp_path / "tree"
+    place(root, "bundle", "good1", pki.leaves["good1"], pki)
+    fake.set(body=status_only("tryLater"))          # plays the proxy
+    env = {"http_proxy": fake.url}
+    res = renew(tmp_path / "a.json", root, env=env)
+    assert res.returncode == 1 and lines(res)[0][0] == "failed"
+    assert fake.requests and fake.requests[0].path.startswith(responder.url)   # absolute URI
+    seen = len(fake.requests)
+    res = renew(tmp_path / "b.json", root, env={**env, "no_proxy": "127.0.0.1"})
+    assert res.returncode == 0 and lines(res)[0][0] == "renewed"
+    assert len(fake.requests) == seen

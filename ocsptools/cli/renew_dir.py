@@ -174,7 +174,7 @@ def _settings(args: argparse.Namespace, cfg: Optional[configmod.Config]) -> dict
             s[key] = value
     if args.keep_going and args.stop_on_error:
         raise UsageError("-k/--keep-going and -S/--stop-on-error contradict each other")
-    if args.keep_going:
+    if args.keep_going or (s["keep_going"] and not args.stop_on_error):
         s["stop_on_error"] = False
     if s["backup_keep"] is not None:
         s["backup"] = True

@@ -14,7 +14,6 @@ import pytest
 import pki as pkimod
 from hostile_responder import ResponseFactory
 
-from . import harness
 from .harness import Site, run_tool
 
 

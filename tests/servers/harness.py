@@ -73,6 +73,56 @@ def _port_open(port: int) -> bool:
         return False
 
 
+def _group_pids(pgid: int) -> List[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:          # fields after "(comm)": state ppid pgrp ...
+            pids.append(int(entry))
+    return pids
+
+
+def non_loopback_listeners(pgid: int) -> List[str]:
+    """Listening TCP sockets of process group PGID not bound to 127.0.0.0/8 or ::1."""
+    inodes = set()
+    for pid in _group_pids(pgid):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue
+    bad = []
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            local, state, inode = cols[1], cols[3], cols[9]
+            if state != "0A" or inode not in inodes:
+                continue
+            addr = local.split(":")[0]
+            if v6:
+                loopback = addr == "00000000000000000000000001000000"
+            else:
+                loopback = addr.endswith("7F")          # little-endian: first octet last
+            if not loopback:
+                bad.append(f"{table.rsplit('/', 1)[1]} {local}")
+    return bad
+
+
 class ServerProcess:
     """One server run in the foreground; ``stop`` always kills its whole process group."""
 
@@ -109,6 +159,10 @@ class ServerProcess:
                 rc = self.proc.returncode
                 raise ServerFailed(f"{self.name} exited with status {rc} at start:\n{self.log()}")
             if self.ready():
+                bad = non_loopback_listeners(self.proc.pid)
+                if bad:
+                    self.stop()
+                    raise AssertionError(f"{self.name} listens beyond loopback: {bad}")
                 return self
             time.sleep(0.02)
         self.stop()

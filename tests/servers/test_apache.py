@@ -20,10 +20,16 @@ import pytest
 import pki as pkimod
 
 from .conftest import next_second
-from .harness import (Apache, OcspProxy, assert_serves, ocsp_check_available, ocsp_check_live, probe,
+from .harness import (binary, Apache, OcspProxy, ocsp_check_available, ocsp_check_live, probe,
                       response_time, run_tool, verify_staple, wait_until)
 
 pytestmark = pytest.mark.servers
+
+
+@pytest.fixture(autouse=True)
+def _installed():
+    """Skip before any work when apache2 is not installed."""
+    binary("apache2", "apache2")
 
 
 def proxy_answer(pki, proxy: OcspProxy, leaf, scratch: Path) -> bytes:

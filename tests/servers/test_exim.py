@@ -27,10 +27,16 @@ import pytest
 import pki as pkimod
 from fake_responder import FakeResponder
 
-from .harness import (EXIM_USER, Exim, assert_serves, need_faketime, ocsp_check_available,
+from .harness import (binary, EXIM_USER, Exim, assert_serves, need_faketime, ocsp_check_available,
                       ocsp_check_live, probe, response_time, wait_until)
 
 pytestmark = pytest.mark.servers
+
+
+@pytest.fixture(autouse=True)
+def _installed():
+    """Skip before any work when exim4 is not installed."""
+    binary("exim4", "exim4-daemon-heavy")
 
 
 @pytest.fixture

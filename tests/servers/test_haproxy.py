@@ -26,10 +26,16 @@ import pytest
 
 import pki as pkimod
 
-from .harness import ENV, HAProxy, assert_serves, need_faketime, ocsp_check_available, ocsp_check_live, \
-    probe, response_time, run_tool, wait_until
+from .harness import binary, ENV, HAProxy, assert_serves, need_faketime, ocsp_check_available, ocsp_check_live, \
+    probe, response_time, run_tool
 
 pytestmark = pytest.mark.servers
+
+
+@pytest.fixture(autouse=True)
+def _installed():
+    """Skip before any work when haproxy is not installed."""
+    binary("haproxy", "haproxy")
 
 PUSH = Path(__file__).resolve().parents[2] / "contrib" / "haproxy" / "haproxy-ocsp-push"
 
@@ -137,7 +143,7 @@ def test_a_push_haproxy_refuses_is_reported(pki, make_site, renew, haproxy, fact
     (tmp_path / "certs" / "other.pem").write_text(srv_leaves["srv-b"].fullchain.read_text())
     assert renew(tmp_path / "certs").returncode == 0
     server = haproxy(a).start()
-    served = assert_serves(probe(server.port, a.name), a.staple, pki, srv_leaves["srv-a"].cert, scratch)
+    assert_serves(probe(server.port, a.name), a.staple, pki, srv_leaves["srv-a"].cert, scratch)
 
     time.sleep(1.05 - time.time() % 1.0)
     cp = renew(tmp_path / "certs", "-B", "--on-change", push_hook(server))

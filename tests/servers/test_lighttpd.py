@@ -17,10 +17,16 @@ import pytest
 import pki as pkimod
 
 from .conftest import next_second
-from .harness import (Lighttpd, assert_serves, need_faketime, ocsp_check_available, ocsp_check_live,
+from .harness import (binary, Lighttpd, assert_serves, need_faketime, ocsp_check_available, ocsp_check_live,
                       probe, response_time, wait_until)
 
 pytestmark = pytest.mark.servers
+
+
+@pytest.fixture(autouse=True)
+def _installed():
+    """Skip before any work when lighttpd is not installed."""
+    binary("lighttpd", "lighttpd")
 
 
 @pytest.fixture

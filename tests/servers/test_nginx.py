@@ -15,18 +15,26 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 import pki as pkimod
+from conftest import command
 from fake_responder import FakeResponder
 
-from .harness import (Nginx, assert_serves, need_faketime, ocsp_check_available, ocsp_check_live,
-                      probe, response_time, run_tool, verify_staple, wait_until)
+from .harness import (ENV, Site, binary, Nginx, assert_serves, need_faketime, ocsp_check_available, ocsp_check_live,
+                      probe, response_time, verify_staple, wait_until)
 
 pytestmark = pytest.mark.servers
+
+
+@pytest.fixture(autouse=True)
+def _installed():
+    """Skip before any work when nginx is not installed."""
+    binary("nginx", "nginx")
 
 HOOK = Path(__file__).resolve().parents[2] / "contrib" / "certbot" / "deploy-hook"
 
@@ -211,10 +219,9 @@ def test_bad_staple_file_stops_nginx_and_the_toolkit_never_writes_one(
     assert_serves(probe(server.port, site.name), site.staple, pki, leaf.cert, scratch)
 
 
-def run_tool_shell(command: str) -> int:
-    import subprocess
-    from .harness import ENV
-    return subprocess.run(command, shell=True, env=ENV, stdin=subprocess.DEVNULL,
+def run_tool_shell(line: str) -> int:
+    """Exit status of LINE run through the shell, as ocsp-renew-dir runs --on-change."""
+    return subprocess.run(line, shell=True, env=ENV, stdin=subprocess.DEVNULL,
                           capture_output=True, timeout=30).returncode
 
 
@@ -240,7 +247,6 @@ def test_certbot_deploy_hook_staples_the_renewed_certificate(
             tmp.symlink_to(f"../../archive/srv-a/{kind}{n}.pem")
             os.replace(tmp, link)
 
-    from .harness import Site
     site = Site(name="srv-a", fullchain=live / "fullchain.pem", key=live / "privkey.pem",
                 staple=live / "cert.pem.ocsp")
     conf = tmp_path / "hook.conf"
@@ -248,7 +254,7 @@ def test_certbot_deploy_hook_staples_the_renewed_certificate(
            "RENEWED_DOMAINS": "srv-a"}
 
     certbot_issue(old, 1)
-    conf.write_text(f"OCSP_RENEW_DIR={run_tool_path('ocsp-renew-dir')}\n"
+    conf.write_text(f"OCSP_RENEW_DIR={command('ocsp-renew-dir')}\n"
                     f"OCSP_RENEW_ARGS=\"--state {tmp_path / 'hook-state.json'}\"\n")
     cp = run_hook(env)
     assert cp.returncode == 0, cp.stderr
@@ -285,14 +291,7 @@ def test_certbot_deploy_hook_staples_the_renewed_certificate(
     assert b"RENEWED_LINEAGE" in cp.stderr and len(cp.stderr.splitlines()) == 1
 
 
-def run_tool_path(name: str) -> str:
-    from conftest import command
-    return command(name)
-
-
 def run_hook(env: dict):
-    import subprocess
-    from .harness import ENV
     full = dict(ENV)
     full.update(env)
     return subprocess.run([str(HOOK)], env=full, capture_output=True, stdin=subprocess.DEVNULL,

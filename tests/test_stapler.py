@@ -37,8 +37,8 @@ from ocsptools.errors import FetchError, NotApplicable, Revoked, StoreError, Usa
 from ocsptools.openssl import OpenSSL  # noqa: E402
 from ocsptools.staple import ResponseInfo, SingleResponse, Staple  # noqa: E402
 from ocsptools.stapler import (EXPIRED, NOT_APPLICABLE, REVOKED, STAPLED, UNSTAPLED,  # noqa: E402
-                               Schedule, Stapler, refresh_time, retry_time, servable,
-                               system_clock)
+                               Schedule, Stapler, refresh_time, retry_time, serve_window,
+                               servable, system_clock)
 
 ROOT = Path(__file__).resolve().parent.parent
 OSSL = OpenSSL()
@@ -294,6 +294,12 @@ def test_servable_only_good_verified_current_staples(leaf5):
     import dataclasses
     gone = dataclasses.replace(leaf5, not_after=T0 + timedelta(hours=1))
     assert not servable(good, gone, T0 + timedelta(hours=1))                # certificate expired
+    # the window the handshake path checks is the same rule, precomputed
+    assert serve_window(good, leaf5) == (T0 - timedelta(minutes=5), T0 + timedelta(days=4))
+    assert serve_window(good, gone) == (T0 - timedelta(minutes=5), T0 + timedelta(hours=1))
+    assert serve_window(early, leaf5)[1] == T0 + timedelta(days=1)
+    assert serve_window(_staple(T0, None), leaf5) is None
+    assert serve_window(_staple(T0, T0 + timedelta(days=4), status="revoked"), leaf5) is None
 
 
 def test_refresh_at_half_life_of_usable_span():
@@ -729,7 +735,8 @@ def test_example_server(spki, sresp, tmp_path):
         [sys.executable, str(ROOT / "examples" / "stapled_server.py"),
          "--cert", fullchain(spki, "must"), "--key", str(spki.leaves["must"].key),
          "--staples", str(tmp_path / "staples"), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=pkimod._pdeathsig)       # dies with the test run, even if it is killed
     lines = []
     listening = threading.Event()
 
@@ -777,3 +784,36 @@ def test_api_reference_examples_run(spki, sresp, tmp_path):
         res = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True,
                              text=True, timeout=60, env=env)
         assert res.returncode == 0, f"docs/api.md python block {n} failed:\n{code}\n{res.stderr}"
+
+
+def test_handshakes_during_refreshes_always_get_a_valid_staple(spki, sresp, make_stapler, clock):
+    """Many callback threads while the staple is replaced: never nothing, never a torn value."""
+    st = make_stapler()
+    st.add(fullchain(spki, "good1"), name="good1")
+    st.prestaple()
+    der = der_of(spki, "good1")
+    seen, stop = set(), threading.Event()
+    empty = []
+
+    def hammer():
+        while not stop.is_set():
+            got = st.staple_for(der)
+            if not got:
+                empty.append(1)
+            seen.add(got)
+    threads = [threading.Thread(target=hammer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(2):                          # two forced refreshes, each a newer staple
+            time.sleep(1.05)
+            st.refresh_now()
+            assert st.refresh_due() == 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+    assert not empty
+    assert len(seen) == 3 and st.counters()["refreshes"]["ok"] == 3
+    for got in seen:
+        verified(spki, "good1", got)

@@ -355,6 +355,8 @@ class Stapler:
         self._names: Set[str] = set()
         self._dropped: Dict[bytes, str] = {}     # DER -> name of certificates dropped as expired
         self._unknown_logged: Set[bytes] = set()
+        self._callback_error_at = -1e9              # monotonic time of the last logged callback error
+        self._callback_errors_unlogged = 0
         self._requests: Dict[str, int] = {k: 0 for k in REQUEST_RESULTS}
         self._refreshes: Dict[str, int] = {k: 0 for k in REFRESH_RESULTS}
         self._stopping = threading.Event()
@@ -416,9 +418,11 @@ class Stapler:
         else:
             self._load_persisted(entry, now, initial=True)
         with self._lock:
-            self._entries[leaf.der] = entry
+            existing = self._entries.setdefault(leaf.der, entry)   # a concurrent add() may have won
+            if existing is not entry:
+                self._names.discard(label)
         self._wake.set()
-        return self._status(entry, now)
+        return self._status(existing, now)
 
     def remove(self, fingerprint: str) -> bool:
         """Stop managing the certificate with this fingerprint (``CertificateStatus.fingerprint``).
@@ -454,8 +458,17 @@ class Stapler:
         except Exception as exc:    # never into the handshake; never silently
             self._count_request("error")
             try:
+                mono = time.monotonic()
+                with self._lock:
+                    quiet = mono - self._callback_error_at < 60.0
+                    if quiet:
+                        self._callback_errors_unlogged += 1
+                        return b""
+                    self._callback_error_at, unlogged = mono, self._callback_errors_unlogged
+                    self._callback_errors_unlogged = 0
+                more = f"; {unlogged} more since the last report" if unlogged else ""
                 self.log.error("OCSP callback failed (%s: %s); handshake continues without a "
-                               "staple (please report this)", type(exc).__name__, exc)
+                               "staple (please report this)%s", type(exc).__name__, exc, more)
             except Exception:
                 pass
             return b""
@@ -505,7 +518,7 @@ class Stapler:
 
         Blocks until every Must-Staple certificate (with ``require_all``:
         every certificate with a responder) has a valid staple, retrying
-        for up to TIMEOUT seconds.  Raises Revoked, NotApplicable or
+        for about TIMEOUT seconds (an HTTP exchange in progress finishes).  Raises Revoked, NotApplicable or
         FetchError naming the certificates still without one; the others
         keep being retried in the background with backoff."""
         deadline = time.monotonic() + max(0.0, timeout)
@@ -559,11 +572,12 @@ class Stapler:
         """Start the background refresh thread (a daemon), after ``prestaple()`` if WAIT.
 
         With WAIT, a failing ``prestaple`` raises and the thread is not started."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stopping.clear()      # a closed Stapler may be started again
         if wait:
             self.prestaple(timeout, require_all=require_all)
         if self._thread is not None and self._thread.is_alive():
             return
-        self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="ocsptools-stapler", daemon=True)
         self._thread.start()
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import grp
 import os
+import re
 import shutil
 import stat
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -120,9 +122,14 @@ def test_atomic_replace_is_picked_up_without_restart(pki, exim_site, renew, exim
     assert_serves(served, site.staple, pki, leaf.cert, scratch)
     assert server.pid == pid and server.alive()
     print(f"exim picked up the replaced staple after {latency:.2f} s")
-    # far enough ahead: the new staple is next due 12 h before it expires
+    # far enough ahead: the new 1-day staple falls due again 12 hours before it expires
     cp = renew(site.fullchain.parent, "-n", "-v")
-    assert cp.stdout.decode().startswith("fresh\t"), cp.stdout
+    line = cp.stdout.decode()
+    assert line.startswith("fresh\t"), line
+    m = re.search(r"good until (\S+), renewal due at (\S+)", line)
+    assert m, line
+    until, due = (datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ") for t in m.groups())
+    assert until - due >= timedelta(hours=11, minutes=59), line
 
 
 def test_missing_file_guarded_and_unguarded(pki, exim_site, exim, renew, scratch, srv_leaves):

@@ -178,6 +178,23 @@ def test_bad_staple_breaks_starttls_and_the_toolkit_replaces_it(pki, exim_site, 
     assert_serves(served, site.staple, pki, srv_leaves["srv-a"].cert, scratch)
 
 
+def test_staple_with_a_bad_signature_is_served(pki, exim_site, exim, renew, factory, scratch, srv_leaves):
+    """Exim (GnuTLS) checks dates and CertID but not the signature: a forged staple is sent.
+    ocsp-renew-dir does check it and replaces it."""
+    site = exim_site()
+    leaf = srv_leaves["srv-a"]
+    site.staple.write_bytes(factory.response([leaf.cert], extra=("-badsig",)))
+    server = exim(site)
+    forged = smtp(server, site)
+    assert forged.ok and forged.staple == site.staple.read_bytes(), forged.describe()
+    cp = renew(site.fullchain.parent)
+    assert cp.returncode == 0 and cp.stdout.decode().startswith("renewed\t"), cp.stdout + cp.stderr
+    served = wait_until(lambda: (lambda s: s if s.staple == site.staple.read_bytes() else None)(
+        smtp(server, site)), timeout=30, step=0.2)
+    assert served, server.log()
+    assert_serves(served, site.staple, pki, leaf.cert, scratch)
+
+
 def test_toolkit_keeps_the_good_staple_when_the_responder_misbehaves(pki, exim_site, exim, renew, factory,
                                                                    scratch, srv_leaves):
     """Answers that would break Exim (expired, for another certificate, garbage) are never

@@ -202,6 +202,25 @@ def test_bad_ocsp_file_at_start_is_ignored(pki, make_site, haproxy, factory, srv
     assert_serves(probe(server.port, site.name), site.staple, pki, srv_leaves["srv-a"].cert, scratch)
 
 
+def test_staple_with_a_bad_signature_is_served(pki, make_site, haproxy, factory, renew, scratch, srv_leaves):
+    """HAProxy does not check the signature: a forged staple is sent at start and accepted by a
+    push.  ocsp-renew-dir does check, renews it and pushes the real one."""
+    need_faketime()
+    leaf = srv_leaves["srv-a"]
+    site = make_site("srv-a", haproxy=True)
+    site.staple.write_bytes(factory.response([leaf.cert], extra=("-badsig",)))
+    server = haproxy(site).start()
+    assert probe(server.port, site.name).staple == site.staple.read_bytes()
+    forged = site.crt.parent / "forged.ocsp"
+    forged.write_bytes(factory.response([leaf.cert], extra=("-badsig",), faketime="+2s"))
+    cp = push(server, forged)
+    assert cp.returncode == 0, cp.stderr
+    assert probe(server.port, site.name).staple == forged.read_bytes()
+    cp = renew(site.crt.parent, "--on-change", push_hook(server))
+    assert cp.returncode == 0 and cp.stdout.decode().startswith("renewed\t"), cp.stdout + cp.stderr
+    assert_serves(probe(server.port, site.name), site.staple, pki, leaf.cert, scratch)
+
+
 def test_staple_stops_being_sent_five_minutes_before_next_update(pki, make_site, haproxy, factory, renew,
                                                                  scratch, srv_leaves):
     """HAProxy drops a staple from the handshake once less than 300 s are left before its

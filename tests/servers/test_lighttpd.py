@@ -87,7 +87,8 @@ def test_new_file_is_used_after_sigusr1_which_the_hook_sends(pki, make_site, ren
     assert server.pid == pid and server.alive()
 
 
-@pytest.mark.parametrize("bad,stapled", [("expired", False), ("garbage", False), ("other-certificate", True)])
+@pytest.mark.parametrize("bad,stapled", [("expired", False), ("garbage", False), ("other-certificate", True),
+                                        ("bad-signature", True)])
 def test_bad_staple_files(pki, make_site, renew, lighttpd, factory, scratch, srv_leaves, bad, stapled):
     """What lighttpd does with a bad file at start, and the toolkit's renewal plus SIGUSR1 fixing it."""
     need_faketime()
@@ -96,6 +97,8 @@ def test_bad_staple_files(pki, make_site, renew, lighttpd, factory, scratch, srv
         site.staple.write_bytes(factory.response([srv_leaves["srv-a"].cert], faketime="-3d"))
     elif bad == "garbage":
         site.staple.write_bytes(b"\x30\x82\x02\x00" + os.urandom(300))
+    elif bad == "bad-signature":
+        site.staple.write_bytes(factory.response([srv_leaves["srv-a"].cert], extra=("-badsig",)))
     else:
         site.staple.write_bytes(factory.response([srv_leaves["srv-b"].cert]))
     server = lighttpd(site)

@@ -157,6 +157,23 @@ def test_staple_for_another_certificate_is_served_until_replaced(pki, make_site,
     assert_serves(served, site.staple, pki, srv_leaves["srv-a"].cert, scratch)
 
 
+def test_staple_with_a_bad_signature_is_served(pki, make_site, renew, nginx, factory, scratch, srv_leaves):
+    """nginx does not check the signature either; ocsp-renew-dir does, and replaces the file."""
+    leaf = srv_leaves["srv-a"]
+    site = make_site("srv-a")
+    site.staple.write_bytes(factory.response([leaf.cert], extra=("-badsig",)))
+    server = nginx(site)
+    forged = probe(server.port, site.name)
+    assert forged.ok and forged.staple == site.staple.read_bytes(), forged.describe()
+    assert "Response verify OK" not in verify_text_after_expiry(pki, leaf, forged.staple, scratch)
+    cp = renew(site.fullchain.parent, "--on-change", server.reload_command)
+    assert cp.returncode == 0 and cp.stdout.decode().startswith("renewed\t"), cp.stdout + cp.stderr
+    new = site.staple.read_bytes()
+    served = wait_until(lambda: (lambda s: s if s.staple == new else None)(probe(server.port, site.name)))
+    assert served, server.log()
+    assert_serves(served, site.staple, pki, leaf.cert, scratch)
+
+
 def verify_text_after_expiry(pki, leaf, der: bytes, scratch: Path) -> str:
     f = scratch / "expired.der"
     f.write_bytes(der)

@@ -370,6 +370,9 @@ class Exim(ServerProcess):
     def __init__(self, port: int, sites: Sequence[Site], *, guard: bool = True,
                  workdir: Optional[Path] = None) -> None:
         self.bin = binary("exim4", "exim4-daemon-heavy")
+        if os.geteuid() != 0:
+            pytest.skip("the Exim test daemon needs root (it gives its files to Debian-exim and "
+                        "switches to that user)")
         import pwd
         try:
             self.pw = pwd.getpwnam(EXIM_USER)

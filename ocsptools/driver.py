@@ -33,7 +33,7 @@ from . import policy, store, transport, verify
 from .certs import IssuerFinder, read_input
 from .discovery import Candidate
 from .errors import FetchError, InputError, OcspToolsError, OpensslError, StoreError
-from .fetch import FetchOptions, FetchResult, Target
+from .fetch import FetchOptions, FetchResult, Target, fetch_staple
 from .openssl import OpenSSL, Scratch, build_requests, split_pem_certs, verify_issued_many
 from .policy import CertFacts, Decision, RenewOptions, StapleFacts
 from .staple import Certificate, Staple, decode_staple, iso
@@ -678,32 +678,10 @@ class Driver:
         return out
 
     def _fetch(self, item: Item, urls: Tuple[str, ...], request: Optional[bytes]) -> FetchResult:
-        """Ask each responder in turn (as ``fetch.fetch_staple``, with a prebuilt request)."""
-        target = item.tgt
-        opts = self.opts.fetch
-        if request is None:
-            with Scratch() as scratch:
-                request = self.ossl.build_request(
-                    scratch.file(target.issuer.pem.encode(), "issuer.pem"),
-                    scratch.file(target.leaf.pem.encode(), "cert.pem"), hash_alg=opts.hash_alg)
-        failures: List[str] = []
-        for url in urls:
-            try:
-                body, method = transport.ocsp_query(url, request, method=opts.method,
-                                                    opts=self._http_for(url))
-                staple = verify.verify(body, target.leaf, target.issuer, self.ossl,
-                                       hash_alg=opts.hash_alg, label=url)
-            except FetchError as exc:
-                failures.append(str(exc))
-                continue
-            problems = policy.time_problems(staple, self.clock())
-            errs = policy.errors(problems)
-            if errs:
-                failures.append(f"{url}: " + "; ".join(p.message for p in errs))
-                continue
-            return FetchResult(staple, url, method,
-                               [p.message for p in problems if p.severity == policy.WARNING])
-        raise FetchError(" | ".join(failures) or "no responder URL")
+        """``fetch.fetch_staple`` with this run's responder URLs, prebuilt request and proxy choices."""
+        opts = replace(self.opts.fetch, urls=urls)
+        return fetch_staple(item.tgt, opts, self.ossl, self.clock, request=request,
+                            http_for=self._http_for)
 
     def _http_for(self, url: str) -> transport.HttpOptions:
         """The HTTP options for URL with the environment's proxy choice made once per host

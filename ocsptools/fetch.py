@@ -72,27 +72,36 @@ def responder_urls(target: Target, opts: FetchOptions) -> Tuple[str, ...]:
     return tuple(urls)
 
 
-def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock) -> FetchResult:
+def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, *,
+                 request: Optional[bytes] = None,
+                 http_for: Optional[Callable[[str], transport.HttpOptions]] = None) -> FetchResult:
     """Ask each responder in turn until one gives a response that verifies for TARGET.
 
     A response whose status is good, revoked or unknown ends the search (it
     is an answer); transport errors, responder error statuses, bad
     signatures, wrong CertIDs and unacceptable times move on to the next
-    URL.  Raises FetchError naming every URL's failure when none answers."""
+    URL.  Raises FetchError naming every URL's failure when none answers.
+
+    Batch callers may pass REQUEST (a prebuilt nonce-less request for this
+    target; ignored when ``opts.nonce``) and HTTP_FOR (the HTTP options for a
+    URL, e.g. with the proxy choice made once per host)."""
     urls = responder_urls(target, opts)
-    with Scratch() as scratch:
-        leaf_file = scratch.file(target.leaf.pem.encode(), "cert.pem")
-        issuer_file = scratch.file(target.issuer.pem.encode(), "issuer.pem")
-        nonce = None
-        if opts.nonce:
-            request, nonce = ossl.build_request_with_nonce(issuer_file, leaf_file, hash_alg=opts.hash_alg)
-        else:
-            request = ossl.build_request(issuer_file, leaf_file, hash_alg=opts.hash_alg)
+    nonce = None
+    if request is None or opts.nonce:
+        with Scratch() as scratch:
+            leaf_file = scratch.file(target.leaf.pem.encode(), "cert.pem")
+            issuer_file = scratch.file(target.issuer.pem.encode(), "issuer.pem")
+            if opts.nonce:
+                request, nonce = ossl.build_request_with_nonce(issuer_file, leaf_file,
+                                                               hash_alg=opts.hash_alg)
+            else:
+                request = ossl.build_request(issuer_file, leaf_file, hash_alg=opts.hash_alg)
     failures: List[str] = []
     retry_after: Optional[float] = None
     for url in urls:
         try:
-            body, method = transport.ocsp_query(url, request, method=opts.method, opts=opts.http)
+            http = http_for(url) if http_for is not None else opts.http
+            body, method = transport.ocsp_query(url, request, method=opts.method, opts=http)
             staple = verify.verify(body, target.leaf, target.issuer, ossl,
                                    hash_alg=opts.hash_alg, label=url)
         except FetchError as exc:

@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: all venv sysdeps test test-fast demo bench man clean
+.PHONY: all venv sysdeps typecheck test test-fast demo bench man clean
 
 all: test
 
@@ -25,7 +25,11 @@ venv: $(STAMP)
 sysdeps:
 	scripts/install-sysdeps
 
-test: venv sysdeps
+# Type hints of the whole package (the public API strictly), as the Python API promises.
+typecheck: venv
+	$(PY) -m mypy ocsptools
+
+test: venv sysdeps typecheck
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The suite without the slow and server parts.

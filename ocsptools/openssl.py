@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from dateutil import parser as dateparser
 from dateutil import tz
@@ -799,7 +799,7 @@ class OpenSSL:
         self.binary = binary
         self.timeout = timeout
         self.deadline = deadline            # time.monotonic() value bounding every child
-        self._cmd = None
+        self._cmd: Optional[Any] = None
         self.spawned = 0                    # how many children this handle started
 
     # -- plumbing ----------------------------------------------------------
@@ -994,6 +994,8 @@ class OpenSSL:
         if cert_file is not None:
             if hash_alg not in HASHES:
                 raise ValueError(f"unsupported CertID hash {hash_alg!r}")
+            if issuer_file is None:
+                raise ValueError("verifying a response for a certificate needs its issuer")
             args = ["ocsp", "-respin", resp_file, "-issuer", issuer_file, f"-{hash_alg}",
                     "-cert", cert_file, "-CAfile", issuer_file, "-partial_chain",
                     *NO_DEFAULT_STORE, "-no_nonce", "-resp_text"]

@@ -9,7 +9,7 @@ import os
 import signal
 import stat
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, cast
 
 from .. import transport
 from ..certs import CERT_SUFFIXES
@@ -401,10 +401,13 @@ def cmd_stats(args) -> int:
     print(f"entries: {info['entries']}")
     print(f"valid: {info['valid']}")
     print(f"expired: {info['expired']}")
-    for status, count in info["by_status"].items():
+    by_status = cast(Dict[str, int], info["by_status"])
+    oldest_age = cast(float, info["oldest_age"])
+    next_expiry = cast(Optional[float], info["next_expiry"])
+    for status, count in by_status.items():
         print(f"status {status}: {count}")
-    print(f"oldest: {format_duration(utc(now) - utc(now - info['oldest_age']))}" if entries else "oldest: -")
-    print(f"next expiry: {iso(utc(info['next_expiry'])) if info['next_expiry'] else '-'}")
+    print(f"oldest: {format_duration(utc(now) - utc(now - oldest_age))}" if entries else "oldest: -")
+    print(f"next expiry: {iso(utc(next_expiry)) if next_expiry else '-'}")
     if args.list:
         for e in entries:
             print(f"{e.serial} {e.hash_alg} {e.cert_status} this-update={iso(utc(e.this_update))} "

@@ -62,7 +62,7 @@ class Known:
     """Everything learned from --allow and --allow-from.  Immutable once built (swap on reload)."""
 
     prefixes: List[Prefix] = field(default_factory=list)
-    issuers: Dict[Tuple[str, bytes, bytes], Certificate] = field(default_factory=dict)
+    issuers: Dict[Tuple[Optional[str], bytes, bytes], Certificate] = field(default_factory=dict)
     routes: Dict[bytes, List[str]] = field(default_factory=dict)     # issuer DER -> responder URLs
     leaves: Dict[Tuple[bytes, int], Certificate] = field(default_factory=dict)  # (issuer DER, serial)
     files: int = 0

@@ -115,7 +115,7 @@ class HttpProtocol(asyncio.Protocol):
         self._eof = False
 
     # -- connection events ---------------------------------------------------
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         self.transport = transport
         self.stats.accepted += 1
         if self.stats.open >= self.limits.max_connections:
@@ -134,7 +134,7 @@ class HttpProtocol(asyncio.Protocol):
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
         self._arm(self.limits.idle_timeout)
 
-    def connection_lost(self, exc) -> None:  # type: ignore[override]
+    def connection_lost(self, exc) -> None:
         if not self.closed:
             self.closed = True
             self.stats.open -= 1
@@ -154,7 +154,7 @@ class HttpProtocol(asyncio.Protocol):
             if not self.busy:
                 self._process()
 
-    def data_received(self, data: bytes) -> None:  # type: ignore[override]
+    def data_received(self, data: bytes) -> None:
         if self.closed:
             return
         if not self.buf and not self.busy:
@@ -162,7 +162,8 @@ class HttpProtocol(asyncio.Protocol):
         self.buf += data
         if self.busy or self.paused:
             if len(self.buf) > MAX_HEAD + self.limits.max_body:
-                self.transport.pause_reading()           # pipelining flood: wait for us
+                if self.transport is not None:
+                    self.transport.pause_reading()       # pipelining flood: wait for us
             return
         self._process()
 
@@ -225,7 +226,8 @@ class HttpProtocol(asyncio.Protocol):
             if len(buf) < total:
                 if need and self._expects_continue(req) and not self._continued:
                     self._continued = True
-                    self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    if self.transport is not None:
+                        self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 return
             self._continued = False
             req.body = bytes(buf[end + 4:total])

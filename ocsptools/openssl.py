@@ -975,6 +975,10 @@ class OpenSSL:
             timed_out = True
             proc.kill()
             out, err = proc.communicate()
+        except BaseException:           # interrupted (Ctrl-C, the command's alarm): no orphan
+            proc.kill()
+            proc.communicate()
+            raise
         return (Completed(tuple(args), proc.returncode, out.decode("utf-8", "replace"),
                           err.decode("utf-8", "replace")), timed_out)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import heapq
 import os
 import re
 import stat
@@ -781,6 +782,63 @@ SCRATCH_PREFIX = "ocsptools-"
 STALE_SCRATCH_AGE = 600
 
 
+class _Watch:
+    __slots__ = ("deadline", "proc", "killed", "done")
+
+    def __init__(self, deadline: float, proc: "subprocess.Popen[bytes]") -> None:
+        self.deadline, self.proc, self.killed, self.done = deadline, proc, False, False
+
+    def __lt__(self, other: "_Watch") -> bool:
+        return self.deadline < other.deadline
+
+
+class _Watchdog:
+    """One daemon thread that kills children past their deadline (started on first use)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: List[_Watch] = []
+        self._thread: Optional[threading.Thread] = None
+
+    def watch(self, proc: "subprocess.Popen[bytes]", deadline: float) -> _Watch:
+        w = _Watch(deadline, proc)
+        with self._cond:
+            heapq.heappush(self._heap, w)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="openssl-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0] is w:
+                self._cond.notify()
+        return w
+
+    def unwatch(self, w: _Watch) -> None:
+        with self._cond:
+            w.done = True           # lazily dropped from the heap
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0].done:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                first = self._heap[0]
+                delay = first.deadline - time.monotonic()
+                if delay > 0:
+                    self._cond.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+                first.killed = True
+                try:
+                    first.proc.kill()
+                except OSError:
+                    pass
+
+
+_WATCHDOG = _Watchdog()
+
+
 class Scratch:
     """A private temp directory for the files openssl reads (mode 0700, removed on exit).
 
@@ -896,29 +954,19 @@ class OpenSSL:
         except OSError as exc:
             raise OpensslError(f"cannot run {self.binary}: {exc.strerror or exc}") from None
         self.spawned += 1
-        # A timer kills an overdue child; communicate() then waits for it blocking.  (Passing
-        # timeout= to communicate makes CPython poll for the exit with sleeps: ~0.4 ms lost
-        # per run, which adds up over thousands of certificates.)
-        timed_out = threading.Event()
-
-        def kill() -> None:
-            timed_out.set()
-            try:
-                proc.kill()
-            except OSError:
-                pass
-        timer = threading.Timer(budget, kill)
-        timer.daemon = True
-        timer.start()
+        # The watchdog kills an overdue child; communicate() then waits for it blocking.
+        # (communicate(timeout=) makes CPython poll for the exit with sleeps, and a timer
+        # thread per run costs a thread start: both add up over thousands of certificates.)
+        watch = _WATCHDOG.watch(proc, time.monotonic() + budget)
         try:
             out, err = proc.communicate(stdin)
         except BaseException:
-            kill()
+            proc.kill()
             proc.communicate()
             raise
         finally:
-            timer.cancel()
-        if timed_out.is_set():
+            _WATCHDOG.unwatch(watch)
+        if watch.killed:
             raise OpensslError(f"openssl {args[0]} timed out after {budget:.0f} s and was killed")
         return Completed(tuple(args), proc.returncode,
                          out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))

@@ -34,7 +34,8 @@ from .certs import IssuerFinder, read_input
 from .discovery import Candidate
 from .errors import FetchError, InputError, OcspToolsError, OpensslError, StoreError
 from .fetch import FetchOptions, FetchResult, Target, fetch_staple
-from .openssl import OpenSSL, Scratch, build_requests, split_pem_certs, verify_issued_many
+from .openssl import (OpenSSL, Scratch, build_requests, clean_stale_scratch, split_pem_certs,
+                      verify_issued_many)
 from .policy import CertFacts, Decision, RenewOptions, StapleFacts
 from .staple import Certificate, Staple, decode_staple, iso
 from .statecache import StateCache, from_epoch, identity, pair_key, to_epoch
@@ -224,7 +225,20 @@ class Driver:
         self.result.spawned = self.ossl.spawned
         if not (self.opts.dry_run or self.opts.question):
             self.cache.forget_unseen()
+            self._clean_stale_temps(items)
         return self.result
+
+    def _clean_stale_temps(self, items: Sequence[Item]) -> None:
+        """Delete temp files of ours that a killed writer left in the staple directories and
+        beside the state cache, and scratch directories of killed runs (only stale ones, only our
+        own: ``store.clean_stale_temps``, ``openssl.clean_stale_scratch``)."""
+        now = self.now.timestamp()
+        for directory in sorted({os.path.dirname(os.path.abspath(it.cand.staple)) for it in items}):
+            store.clean_stale_temps(directory, now)
+        if self.cache.path:
+            store.clean_stale_temps(os.path.dirname(os.path.abspath(self.cache.path)), now,
+                                    base=os.path.basename(self.cache.path))
+        clean_stale_scratch(now)
 
     # -- items and the cache -------------------------------------------------
     def _items(self, candidates: Sequence[Candidate]) -> List[Item]:

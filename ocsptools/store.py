@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
-from typing import Optional
+from typing import List, Optional
 
 from .errors import StoreError
 
@@ -89,6 +90,41 @@ def atomic_write(path: str, data: bytes, *, mode: Optional[int] = None) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+#: A temp file of ours this old was left by a writer that died (SIGKILL, power loss) between
+#: creating it and renaming it: a live writer holds one for milliseconds.
+STALE_TEMP_AGE = 600
+_TEMP_RE = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + r"$")
+
+
+def clean_stale_temps(directory: str, now: float, *, base: Optional[str] = None,
+                      max_age: float = STALE_TEMP_AGE) -> List[str]:
+    """Delete ``atomic_write``'s temp files in DIRECTORY that a dead writer left behind.
+
+    Only names of exactly our pattern (for BASE's file only, if given), regular files owned by
+    this user, last modified more than MAX_AGE seconds before NOW (epoch seconds) are removed;
+    unlink never follows a symlink.  Errors are ignored: this is housekeeping."""
+    removed: List[str] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    prefix = f".{base}." if base is not None else "."
+    for name in names:
+        if not name.endswith(TEMP_SUFFIX) or not name.startswith(prefix) or not _TEMP_RE.match(name):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() \
+                    or now - st.st_mtime <= max_age:
+                continue
+            os.unlink(path)
+            removed.append(path)
+        except OSError:
+            continue
+    return removed
 
 
 def fsync_dir(directory: str) -> None:

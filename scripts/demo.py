@@ -90,10 +90,19 @@ def main() -> int:
         print("\n== a certificate without OCSP URL (normal since 2025): exit 3, not applicable")
         show("ocsp-fetch", "-o", "certs/nourl.pem.ocsp", "certs/nourl.pem")
         if have("ocsp-renew-dir"):
-            print("\n== ocsp-renew-dir: renew the whole tree (TSV: ACTION CERT STAPLE DETAIL)")
-            show("ocsp-renew-dir", "--state", "state.json", "certs")
-            print("\n== a second run has nothing to do and prints nothing")
-            show("ocsp-renew-dir", "--state", "state.json", "certs")
+            tree = RUN / "tree"
+            tree.mkdir()
+            for name in ("good1", "good2", "nourl"):
+                shutil.copy(pki.leaves[name].fullchain, tree / f"{name}.pem")
+            print("\n== ocsp-renew-dir: renew a whole tree (TSV: ACTION CERT STAPLE DETAIL);")
+            print("   the certificate without OCSP URL is skipped quietly")
+            show("ocsp-renew-dir", "--state", "state.json", "tree")
+            print("\n== a second run has nothing to do and prints nothing (cron mails only on news)")
+            show("ocsp-renew-dir", "--state", "state.json", "tree")
+            print("\n== -v shows why; a revoked certificate is reported on every run (exit 1)")
+            show("ocsp-renew-dir", "--state", "state.json", "-v", "tree")
+            shutil.copy(pki.leaves["revoked1"].fullchain, tree / "revoked1.pem")
+            show("ocsp-renew-dir", "--state", "state.json", "tree")
         print("\n== the responder goes down: the fetch fails (exit 1) and the installed staple is untouched")
         before = (certs / "good1.pem.ocsp").read_bytes()
         responder.stop()

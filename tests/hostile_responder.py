@@ -162,3 +162,45 @@ def _revoked_index(f: ResponseFactory, leaf) -> Path:
     idx.write_text("".join(lines))
     Path(str(idx) + ".attr").write_text("unique_subject = no\n")
     return idx
+
+
+class MintingResponder:
+    """A ``FakeResponder`` handler that answers every OCSP request (GET or POST) with a freshly
+    minted response from the real openssl responder code, dated ``start`` + N seconds for the
+    N-th request: each answer is strictly newer than every earlier one, however fast the runs
+    come, so every renewal really writes.  ``served`` keeps every body handed out."""
+
+    def __init__(self, pki: "pkimod.PKI", workdir: Path, start) -> None:
+        import threading
+        self.pki = pki
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.start = start
+        self.n = 0
+        self.served: set = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, req) -> Answer:
+        import base64
+        import urllib.parse
+        if req.method == "POST":
+            der = req.body
+        else:
+            der = base64.b64decode(urllib.parse.unquote(req.path.rsplit("/", 1)[-1]))
+        with self._lock:
+            self.n += 1
+            n = self.n
+        when = (self.start + timedelta(seconds=n)).strftime("%Y-%m-%d %H:%M:%S")
+        reqf, out = self.dir / f"{n}-req.der", self.dir / f"{n}-resp.der"
+        reqf.write_bytes(der)
+        argv = ["faketime", "-f", f"@{when}", "openssl", "ocsp", "-index", str(self.pki.index),
+                "-rsigner", str(self.pki.ocsp_cert), "-rkey", str(self.pki.ocsp_key),
+                "-CA", str(self.pki.inter_cert), "-reqin", str(reqf), "-respout", str(out),
+                "-ndays", "1"]
+        subprocess.run(argv, check=True, env=dict(ENV, TZ="UTC"), capture_output=True)
+        body = out.read_bytes()
+        reqf.unlink()
+        out.unlink()
+        with self._lock:
+            self.served.add(body)
+        return Answer(body=body)

@@ -821,8 +821,11 @@ def _mtime(path: str) -> datetime:
 def _host_key(urls: Sequence[str]) -> str:
     if not urls:
         return ""
-    parts = urllib.parse.urlsplit(urls[0])
-    return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    try:
+        parts = urllib.parse.urlsplit(urls[0])
+        return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    except ValueError:              # a certificate's unusable URL: its fetch fails with a reason
+        return urls[0]
 
 
 def _strip_label(message: str, label: str) -> str:

@@ -100,6 +100,7 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, 
     retry_after: Optional[float] = None
     for url in urls:
         try:
+            transport.check_remote_url(url)     # the certificate's own URL may be anything
             http = http_for(url) if http_for is not None else opts.http
             body, method = transport.ocsp_query(url, request, method=opts.method, opts=http)
             staple = verify.verify(body, target.leaf, target.issuer, ossl,

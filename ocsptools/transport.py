@@ -64,9 +64,23 @@ def get_url(url: str, request_der: bytes) -> Optional[str]:
 
 
 def check_url(url: str) -> None:
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port                      # a port out of range or not a number raises here
+    except ValueError as exc:
+        raise UsageError(f"{url}: not a usable URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{url}: not an http:// or https:// URL")
+
+
+def check_remote_url(url: str) -> None:
+    """``check_url`` for a URL that came from a certificate (OCSP, caIssuers) rather than from
+    the user: an unusable one (ldap://, a broken IPv6 literal, a port out of range) is a
+    FetchError for that URL, so the next URL or certificate is still tried."""
+    try:
+        check_url(url)
+    except UsageError as exc:
+        raise FetchError(str(exc)) from None
 
 
 def _proxy_for(url: str, opts: HttpOptions) -> Optional[str]:
@@ -84,7 +98,7 @@ def request(method: str, url: str, *, body: Optional[bytes] = None,
             opts: HttpOptions = HttpOptions(), label: Optional[str] = None) -> Response:
     """One HTTP exchange, bounded in time and size.  Raises FetchError with one clear line
     naming LABEL (default: the URL)."""
-    check_url(url)
+    check_remote_url(url)
     name = label or url
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
@@ -94,7 +108,11 @@ def request(method: str, url: str, *, body: Optional[bytes] = None,
     send_path = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
     try:
         if proxy:
-            pp = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+            try:
+                pp = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+                pp.port
+            except ValueError as exc:
+                raise UsageError(f"{proxy}: not a usable proxy URL ({exc})") from None
             if not pp.hostname:
                 raise UsageError(f"{proxy}: not a usable proxy URL")
             if parts.scheme == "https":
@@ -192,6 +210,7 @@ def ocsp_query(url: str, request_der: bytes, *, method: str = "auto",
     ``post`` force one method (``get`` fails if the request is too long)."""
     if method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}")
+    check_remote_url(url)
     gurl = get_url(url, request_der) if method in ("auto", "get") else None
     if method == "get" and gurl is None:
         raise UsageError(f"{url}: request too long for GET ({GET_LIMIT} bytes encoded); use --method post")

@@ -160,3 +160,56 @@ def _short(text: str, url: str, limit: int = 100) -> str:
     text = re.sub(r"(?<![\w:/])/\S*/([^/\s:]+)", r"\1", text)  # temp paths: the file name only
     text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "T", text)
     return text if len(text) <= limit else text[:limit - 1] + "\u2026"
+
+
+# ---------------------------------------------------------------------------
+# hostile certificates: URLs no HTTP client can use fail that certificate alone
+
+def test_certificates_with_unusable_urls_fail_alone(pki, responder, fake, tmp_path):
+    """An OCSP URL such as ldap://, a broken IPv6 literal or a port out of range (AD CS and odd
+    CAs write such things) is a failure of that certificate, named; the rest of the tree renews.
+    A caIssuers list starting with ldap:// still reaches its http:// entry."""
+    import secrets
+    from fake_responder import serve_files
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    bad = {}
+    for tag, url in (("ldap", "ldap://ca.example/ocsp"), ("v6", "http://[::1/"),
+                     ("port", "http://127.0.0.1:99999/")):
+        leaf = pki.make_leaf(f"u{tag}{secrets.token_hex(3)}", ocsp_urls=[url, responder.url])
+        (tree / f"{tag}.pem").write_bytes(open(leaf.fullchain, "rb").read())
+        bad[tag] = url
+    inter_der = subprocess.run(["openssl", "x509", "-in", str(pki.inter_cert), "-outform", "DER"],
+                               capture_output=True, check=True, env=hostile.ENV).stdout
+    fake.set(handler=serve_files({"/inter.der": (inter_der, "application/pkix-cert")}))
+    aia = pki.make_leaf(f"uaia{secrets.token_hex(3)}",
+                        ca_issuers=f"ldap://ca.example/inter,caIssuers;URI:{fake.url}inter.der")
+    (tree / "aia.pem").write_bytes(open(aia.cert, "rb").read())         # no chain: AIA it is
+    (tree / "good.pem").write_bytes(open(pki.leaves["good1"].fullchain, "rb").read())
+    responder.restart()
+    res = run_cmd("ocsp-renew-dir", "--state", tmp_path / "s.json", tree)
+    assert "Traceback" not in res.stderr.decode() and res.stderr == b"", res.stderr
+    rows = {r.split("\t")[1].rsplit("/", 1)[-1]: r.split("\t") for r in res.stdout.decode().splitlines()}
+    # each bad URL is named in the detail, and the certificate's second (good) URL was used
+    for tag, url in bad.items():
+        assert rows[f"{tag}.pem"][0] == "renewed", rows[f"{tag}.pem"]
+    assert rows["aia.pem"][0] == "renewed" and rows["good.pem"][0] == "renewed", rows
+    assert res.returncode == 0
+    # with only the bad URL: a named failure, exit 1, one line (ocsp-fetch) / a TSV line (renew-dir)
+    for tag, url in bad.items():
+        leaf = pki.make_leaf(f"o{tag}{secrets.token_hex(3)}", ocsp_urls=[url])
+        r = run_cmd("ocsp-fetch", "-o", tmp_path / f"{tag}.ocsp", leaf.fullchain)
+        line = assert_one_line_error(r.stderr)
+        assert r.returncode == 1 and url.rstrip("/") in line and "internal error" not in line, line
+        reliability.record("hostile", f"certificate whose only OCSP URL is {url}", "ocsp-fetch -o",
+                           "exit 1, one line naming the URL", f"exit 1: {_short(line, fake.url)}", lost=0)
+        one = tmp_path / f"one-{tag}"
+        one.mkdir()
+        (one / "c.pem").write_bytes(open(leaf.fullchain, "rb").read())
+        r = run_cmd("ocsp-renew-dir", "--state", tmp_path / f"s-{tag}.json", one)
+        (action, _, _, detail), = [l.split("\t") for l in r.stdout.decode().splitlines()]
+        assert r.returncode == 1 and action == "failed" and url.rstrip("/") in detail, detail
+        assert r.stderr == b""
+        reliability.record("hostile", f"certificate whose only OCSP URL is {url}", "ocsp-renew-dir",
+                           "TSV `failed` naming the URL, exit 1; the other certificates renew",
+                           f"exit 1; `failed`: {_short(detail, fake.url)}", lost=0)

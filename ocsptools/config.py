@@ -45,6 +45,8 @@ OPTIONS: Dict[str, str] = {
     "always_renew": "bool", "verbose": "bool", "on_change": "str", "backup": "bool",
     "backup_keep": "count0", "prune": "bool", "lock_timeout": "nonneg", "state": "path",
     "openssl": "str", "no_aia": "bool", "dry_run": "bool", "question": "bool",
+    "haproxy_socket": "strs", "watch": "bool", "sweep_interval": "duration",
+    "log_format": "logformat", "syslog": "bool", "prometheus_textfile": "path",
 }
 OCSPBOT_KEYS = ("ocsp_folder", "minimum_validity", "minimum_validity_percentage",
                 "parallel_threads", "make_backups", "openssl_executable", "domains", "scan_keys",
@@ -170,6 +172,15 @@ def _value(doc: _Doc, path: Path, kind: str, value: Any) -> Any:
             if not re.match(r"^https?://[^/\s]+", v):
                 raise err(f"{v}: not an http:// or https:// URL")
         return list(values)
+    if kind == "strs":
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+            raise err("expected a string or a list of strings")
+        return list(values)
+    if kind == "logformat":
+        if value not in ("text", "json"):
+            raise err(f"expected text or json, got {value!r}")
+        return value
     if kind == "layout":
         if value not in LAYOUTS:
             raise err(f"expected one of {', '.join(LAYOUTS)}, got {value!r}")

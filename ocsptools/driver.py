@@ -25,9 +25,10 @@ import threading
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import policy, store, transport, verify
 from .certs import IssuerFinder, read_input
@@ -94,6 +95,11 @@ class Item:
     cert: Optional[CertFacts] = None
     staple: Optional[StapleFacts] = None
     decision: Optional[Decision] = None
+    # what happened to it in this run (read by the --watch scheduler): the last reported
+    # action, "unchanged" when the responder's answer was the installed one, "" when not acted on
+    outcome: str = ""
+    detail: str = ""
+    retry_after: Optional[float] = None     # the responder's Retry-After on a failed fetch
 
     @property
     def tgt(self) -> Target:
@@ -110,10 +116,11 @@ class RunResult:
     revoked: int = 0
     pending: int = 0                        # -n/-q: how many would be renewed or pruned
     spawned: int = 0
+    push_failed: int = 0                    # renewed staples a server refused (--haproxy-socket)
 
     @property
     def ok(self) -> bool:
-        return self.failed == 0 and self.revoked == 0
+        return self.failed == 0 and self.revoked == 0 and self.push_failed == 0
 
 
 def renew_options_for(cand: Candidate, base: RenewOptions) -> RenewOptions:
@@ -140,12 +147,18 @@ def cert_newer(item: Item) -> bool:
 # Pure planning
 # ---------------------------------------------------------------------------
 
-def plan(items: Sequence[Item], now: datetime, opts: RunOptions) -> None:
-    """Decide every loaded leaf (sets ``item.decision``).  Pure: no I/O, no clock."""
+def plan(items: Sequence[Item], now: datetime, opts: RunOptions,
+         force: Collection[str] = ()) -> None:
+    """Decide every loaded leaf (sets ``item.decision``).  Pure: no I/O, no clock.
+
+    Items whose key is in FORCE are decided as with ``--always-renew`` (the --watch
+    scheduler's jittered instant for them has come)."""
     for item in items:
         if item.kind != "leaf" or item.cert is None:
             continue
         ropts = renew_options_for(item.cand, opts.renew)
+        if item.key in force:
+            ropts = replace(ropts, always=True)
         applicable = bool(responder_urls_for(item, opts))
         item.decision = policy.renewal_decision(item.cert, item.staple, now, ropts,
                                                 applicable=applicable,
@@ -169,6 +182,11 @@ class Driver:
         self.progress: Optional[Callable[[int, int], None]] = None
         self.emit: Optional[Callable[[Report], None]] = None
         self.scratch: Optional[Scratch] = None
+        self.items: List[Item] = []
+        self.force: Collection[str] = ()    # keys renewed as with -B (--watch: their time came)
+        self.gate = WriteGate()
+        # called after a staple was installed; returns why a server refused it, or None
+        self.after_install: Optional[Callable[[Item, Staple], Optional[str]]] = None
         self._pem_files: Dict[bytes, str] = {}
         self._proxies: Dict[str, transport.HttpOptions] = {}
 
@@ -184,6 +202,7 @@ class Driver:
     def report(self, action: str, item: Item, detail: str) -> None:
         rep = Report(action, item.cand.cert, item.cand.staple, detail)
         with self._lock:
+            item.outcome, item.detail = action, detail
             self.result.reports.append(rep)
             if action == FAILED:
                 self.result.failed += 1
@@ -193,9 +212,11 @@ class Driver:
             self.emit(rep)
 
     # -- the run -------------------------------------------------------------
-    def run(self, candidates: Sequence[Candidate]) -> RunResult:
+    def run(self, candidates: Sequence[Candidate], *, forget: bool = True) -> RunResult:
+        """One run over CANDIDATES.  FORGET drops the state cache's entries for pairs not among
+        them (a full run); --watch runs subsets and keeps the others."""
         try:
-            return self._run(candidates)
+            return self._run(candidates, forget)
         finally:
             if self.scratch is not None:
                 self.scratch.close()
@@ -207,8 +228,8 @@ class Driver:
             self.scratch = Scratch()
         return self.scratch
 
-    def _run(self, candidates: Sequence[Candidate]) -> RunResult:
-        items = self._items(candidates)
+    def _run(self, candidates: Sequence[Candidate], forget: bool = True) -> RunResult:
+        items = self.items = self._items(candidates)
         for it in items:
             if it.kind == "":
                 self._from_cache(it)          # sets kind (and maybe the decision) when it can
@@ -216,14 +237,15 @@ class Driver:
         if todo:
             self._load(todo)
         self._collisions(items)
-        plan([it for it in items if it.kind == "leaf" and it.decision is None], self.now, self.opts)
+        plan([it for it in items if it.kind == "leaf" and it.decision is None], self.now, self.opts,
+             self.force)
         jobs = self._act(items)
         if self.opts.stop_on_error and self.result.failed:
             jobs = []
         if jobs:
             self._renew(jobs)
         self.result.spawned = self.ossl.spawned
-        if not (self.opts.dry_run or self.opts.question):
+        if forget and not (self.opts.dry_run or self.opts.question):
             self.cache.forget_unseen()
             self._clean_stale_temps(items)
         return self.result
@@ -298,9 +320,11 @@ class Driver:
         now = int(self.now.timestamp())
         has_url = bool(cand.urls or self.opts.fetch.urls or entry.get("urls"))
         if (win and has_url and not ropts.always and entry.get("win_key") == ropts.key()
-                and not cert_newer(item)
+                and not cert_newer(item) and item.key not in self.force
                 and win[0] <= now < win[1] and not self.opts.verbose):
-            item.decision = Decision(policy.FRESH, "fresh (state cache)")
+            st = _staple_facts(entry.get("staple"))
+            item.decision = Decision(policy.FRESH, "fresh (state cache)", renew_at=from_epoch(win[1]),
+                                     valid_until=st.usable_until if st is not None else None)
             return True
         item.cert = _cert_facts(entry)
         item.staple = _staple_facts(entry.get("staple"))
@@ -727,6 +751,7 @@ class Driver:
         try:
             result = self._fetch(item, urls, request)
         except (FetchError, OpensslError) as exc:
+            item.retry_after = getattr(exc, "retry_after", None)
             self.report(FAILED, item, _strip_label(str(exc), item.cand.cert) + self._kept(item))
             return
         staple = result.staple
@@ -749,6 +774,7 @@ class Driver:
             if self.opts.verbose:
                 self.report(SKIPPED, item, f"the responder's answer is the installed one "
                                            f"(thisUpdate {iso(staple.this_update)}); kept")
+            item.outcome = "unchanged"
             return
         assert item.cert is not None
         _, due, _ = policy.renewal_window(item.cert, StapleFacts.of(staple),
@@ -756,9 +782,19 @@ class Driver:
         detail = f"good until {iso(staple.usable_until)}, renewal due at {iso(due)}"
         if result.warnings:
             detail += "; warning: " + "; ".join(result.warnings)
+        if self.after_install is not None:
+            refused = self.after_install(item, staple)
+            if refused:
+                detail += "; " + refused
+                with self._lock:
+                    self.result.push_failed += 1
         self.report(RENEWED, item, detail)
 
     def _install(self, item: Item, staple: Staple) -> bool:
+        with self.gate.passage(item.cand.staple):
+            return self._install_now(item, staple)
+
+    def _install_now(self, item: Item, staple: Staple) -> bool:
         path = item.cand.staple
         target = item.tgt
         new = StapleFacts.of(staple)
@@ -811,6 +847,35 @@ class Driver:
             item.staple = new
             self._store(item)
         return True
+
+
+class WriteGate:
+    """Every install passes through here.  ``close()`` waits for the installs in progress and
+    refuses later ones, so a fetch abandoned at shutdown (--watch) can never write afterwards."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._closed = False
+
+    @contextmanager
+    def passage(self, path: str) -> Iterator[None]:
+        with self._cond:
+            if self._closed:
+                raise StoreError(f"{path}: not installed: shutting down", path=path)
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Refuse new installs; wait (up to TIMEOUT) for those in progress.  True if none is left."""
+        with self._cond:
+            self._closed = True
+            return self._cond.wait_for(lambda: self._active == 0, timeout)
 
 
 def _mtime(path: str) -> datetime:

@@ -6,11 +6,12 @@ import argparse
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from datetime import timedelta
 from typing import IO, List, Optional, Sequence
 
 from .. import config as configmod
-from .. import discovery, transport
+from .. import discovery, haproxy, transport, watch
 from ..driver import Driver, Report, RunOptions, run_hook
 from ..durations import parse_duration
 from ..errors import (ConfigError, InputError, LockBusy, OpensslError, StoreError, UsageError)
@@ -48,6 +49,11 @@ exit status:
   1  at least one certificate failed or is revoked (its old staple is kept),
      or the --on-change command failed; with -q: something is due
   2  usage or configuration error, or another run holds the lock
+  with --haproxy-socket, 1 also when HAProxy did not take a renewed staple
+  (the line's detail says why)
+
+--watch keeps running (one line per event on stderr) and exits 0 on SIGTERM
+or SIGINT; SIGHUP re-reads the configuration, SIGUSR1 renews everything now.
 """
 
 
@@ -147,6 +153,23 @@ def build_parser() -> ArgumentParser:
     a("--openssl", metavar="PATH", default=None, help="openssl binary (default: openssl)")
     a("-v", "--verbose", action="store_true", default=None,
       help="also print fresh, not applicable and ignored certificates")
+    a("--haproxy-socket", metavar="PATH", action="append", default=None,
+      help="push every renewed staple to HAProxy's runtime API at PATH (a stats socket at level "
+           "admin, or HOST:PORT) with 'set ssl ocsp-response' (repeatable)")
+    w = p.add_argument_group("watch mode")
+    w.add_argument("--watch", action="store_true", default=None,
+                   help="keep running: renew each staple when it falls due, pick up new, changed "
+                        "and deleted certificates at once (inotify); SIGHUP reloads, SIGUSR1 "
+                        "renews all, SIGTERM stops")
+    w.add_argument("--sweep-interval", metavar="DUR", type=_duration, default=None,
+                   help="--watch: rescan every DIR this often to catch missed changes (default 1h)")
+    w.add_argument("--log-format", choices=("text", "json"), default=None,
+                   help="--watch: one event per line on stderr as text (default) or json")
+    w.add_argument("--syslog", action="store_true", default=None,
+                   help="--watch: also send every event to syslog (/dev/log, facility daemon)")
+    w.add_argument("--prometheus-textfile", metavar="PATH", default=None,
+                   help="--watch: rewrite PATH atomically after every change (node_exporter "
+                        "textfile collector: per-staple and process gauges)")
     a("-V", "--version", action="version", version=version_string(PROG))
     return p
 
@@ -157,8 +180,11 @@ DEFAULTS = {
     "min_validity": None, "dry_run": False, "question": False, "jobs": 4, "per_responder": 4,
     "keep_going": False, "stop_on_error": False, "always_renew": False, "on_change": None,
     "backup": False, "backup_keep": None, "prune": False, "lock_timeout": 0.0, "state": None,
-    "no_aia": False, "openssl": "openssl", "verbose": False,
+    "no_aia": False, "openssl": "openssl", "verbose": False, "haproxy_socket": [],
+    "watch": False, "sweep_interval": timedelta(hours=1), "log_format": "text", "syslog": False,
+    "prometheus_textfile": None,
 }
+WATCH_ONLY = ("sweep_interval", "log_format", "syslog", "prometheus_textfile")
 CONFIG_NAMES = {"hash": "hash_alg"}
 
 
@@ -180,7 +206,41 @@ def _settings(args: argparse.Namespace, cfg: Optional[configmod.Config]) -> dict
         s["backup"] = True
     if s["dry_run"] and s["question"]:
         raise UsageError("-n/--dry-run and -q/--question cannot be combined")
+    for spec in s["haproxy_socket"]:
+        try:
+            haproxy.check_spec(spec)
+        except ValueError as exc:
+            raise UsageError(f"--haproxy-socket {exc}") from None
+    if s["watch"]:
+        if s["dry_run"] or s["question"]:
+            raise UsageError("--watch cannot be combined with -n/--dry-run or -q/--question")
+        if s["sweep_interval"].total_seconds() < 1:
+            raise UsageError("--sweep-interval must be at least 1s")
+    else:
+        given = [k for k in WATCH_ONLY if getattr(args, k, None) is not None]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} needs --watch")
     return s
+
+
+def _run_options(s: dict) -> RunOptions:
+    http = transport.HttpOptions(timeout=s["timeout"], proxy=s["proxy"])
+    return RunOptions(
+        fetch=FetchOptions(urls=tuple(s["url"]), method=s["method"], hash_alg=s["hash_alg"], http=http),
+        renew=RenewOptions(renew_at=s["renew_at"], min_validity=s["min_validity"],
+                           always=s["always_renew"]),
+        jobs=s["jobs"], per_responder=s["per_responder"], stop_on_error=s["stop_on_error"],
+        dry_run=s["dry_run"], question=s["question"], backup=s["backup"],
+        backup_keep=s["backup_keep"], prune=s["prune"], verbose=s["verbose"],
+        use_aia=not s["no_aia"])
+
+
+def _haproxy_pusher(sockets: Sequence[str], timeout: float):
+    """The driver's after_install hook for --haproxy-socket: why HAProxy did not take it, or None."""
+    def push(item, staple) -> Optional[str]:
+        results = [haproxy.push(spec, staple.der, timeout=timeout) for spec in sockets]
+        return "; ".join(r.describe() for r in results if not r.ok) or None
+    return push
 
 
 def _candidates(dirs: Sequence[str], s: dict, cfg: Optional[configmod.Config],
@@ -289,6 +349,8 @@ def main(argv: List[str]) -> int:
         transport.check_url(url)
     if s["out_dir"] and not os.path.isdir(s["out_dir"]):
         raise UsageError(f"{s['out_dir']}: --out-dir is not an existing directory")
+    if s["watch"]:
+        return _watch(args, cfg, s, dirs)
     now = utcnow()
     out: IO[str] = sys.stdout
     err_log: Optional[_LazyFile] = None
@@ -311,15 +373,7 @@ def main(argv: List[str]) -> int:
             inputs.append("config:" + os.path.abspath(args.config))
         state_path = s["state"] or default_path(inputs)
         cache = StateCache(state_path).load()
-        http = transport.HttpOptions(timeout=s["timeout"], proxy=s["proxy"])
-        opts = RunOptions(
-            fetch=FetchOptions(urls=tuple(s["url"]), method=s["method"], hash_alg=s["hash_alg"], http=http),
-            renew=RenewOptions(renew_at=s["renew_at"], min_validity=s["min_validity"],
-                               always=s["always_renew"]),
-            jobs=s["jobs"], per_responder=s["per_responder"], stop_on_error=s["stop_on_error"],
-            dry_run=s["dry_run"], question=s["question"], backup=s["backup"],
-            backup_keep=s["backup_keep"], prune=s["prune"], verbose=s["verbose"],
-            use_aia=not s["no_aia"])
+        opts = _run_options(s)
         ossl = OpenSSL(s["openssl"], timeout=s["timeout"])
         printer = Printer(out, quiet=s["question"])
         lock = None
@@ -333,6 +387,8 @@ def main(argv: List[str]) -> int:
             driver.now = now
             driver.emit = printer.line
             driver.progress = printer.progress
+            if s["haproxy_socket"] and not (s["dry_run"] or s["question"]):
+                driver.after_install = _haproxy_pusher(s["haproxy_socket"], s["timeout"])
             result = driver.run(cands)
             printer.clear()
             cache.save()
@@ -361,6 +417,87 @@ def main(argv: List[str]) -> int:
             out.close()
         if err_log is not None:
             err_log.close()
+
+
+def _watch_roots(dirs: Sequence[str], s: dict) -> List[watch.WatchRoot]:
+    """What to watch for DIRS: trees recursively (certbot, lego, acme.sh, bundle with -r),
+    a plain bundle directory by itself, a certificate file through its directory."""
+    roots: List[watch.WatchRoot] = []
+    for d in dirs:
+        if os.path.isfile(d):
+            roots.append((os.path.dirname(os.path.abspath(d)), False))
+            continue
+        layout = s["layout"] if s["layout"] != "auto" else discovery.detect_layout(d)
+        roots.append((d, bool(s["recursive"]) if layout == "bundle" else True))
+    return roots
+
+
+def _watch_setup(args: argparse.Namespace, cfg: Optional[configmod.Config],
+                 s: dict, dirs: List[str]) -> watch.Setup:
+    def discover():
+        cands: List[discovery.Candidate] = []
+        problems: List[str] = []
+        for d in dirs:
+            try:
+                cands += discovery.discover(d, s["layout"], recursive=s["recursive"],
+                                            out_dir=s["out_dir"])
+            except UsageError as exc:
+                problems.append(f"{exc}; its certificates are not renewed until it is back")
+        if cfg is not None:
+            cands += _candidates([], s, cfg, None)
+        return cands, problems
+    warnings = list(cfg.warnings) if cfg is not None else []
+    if cfg is not None and (cfg.output_log or cfg.error_log):
+        warnings.append(f"{cfg.path}: output_log and error_log are not used with --watch "
+                        f"(events go to stderr{' and syslog' if s['syslog'] else ''})")
+    return watch.Setup(opts=replace(_run_options(s), stop_on_error=False),
+                       ossl=OpenSSL(s["openssl"], timeout=s["timeout"]), discover=discover,
+                       roots=_watch_roots(dirs, s), on_change=s["on_change"],
+                       sockets=tuple(s["haproxy_socket"]), warnings=warnings)
+
+
+def _watch(args: argparse.Namespace, cfg: Optional[configmod.Config], s: dict,
+           dirs: List[str]) -> int:
+    """--watch: the same configuration and decisions as a one-shot run, kept running."""
+    if "-" in dirs:
+        raise UsageError("--watch needs directories (or --config), not - (standard input)")
+    first = _watch_setup(args, cfg, s, dirs)
+    _, problems = first.discover()
+    if problems:
+        raise UsageError(problems[0].split("; its certificates")[0])
+    inputs = sorted(os.path.abspath(d) for d in dirs)
+    if args.config:
+        inputs.append("config:" + os.path.abspath(args.config))
+    state_path = s["state"] or default_path(inputs)
+    log = watch.EventLog(PROG, s["log_format"], syslog=s["syslog"])
+    try:
+        lock = FileLock(state_path + ".lock").acquire(s["lock_timeout"], what=f"another {PROG}")
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        cache = StateCache(state_path).load()
+        wopts = watch.WatchOptions(
+            sweep_interval=s["sweep_interval"].total_seconds(), textfile=s["prometheus_textfile"],
+            backoff=watch.backoff_from_env(),
+            force_poll=os.environ.get("OCSPTOOLS_WATCH_POLL", "") not in ("", "0"),
+            state_files=tuple(os.path.abspath(p) for p in
+                              (state_path, state_path + ".lock", s["prometheus_textfile"]) if p))
+        loads = [first]
+
+        def load() -> watch.Setup:           # the first time as checked above; then SIGHUP
+            if loads:
+                return loads.pop()
+            cfg2 = configmod.load(args.config) if args.config else None
+            s2 = _settings(args, cfg2)
+            for url in s2["url"]:
+                transport.check_url(url)
+            dirs2 = list(args.dirs) + (cfg2.dirs if cfg2 is not None else [])
+            return _watch_setup(args, cfg2, s2, dirs2)
+        daemon = watch.Daemon(PROG, load, cache, log, wopts)
+        daemon.install_signals()
+        return daemon.serve()
+    finally:
+        lock.release()
 
 
 def entry(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,0 +1,289 @@
+"""--watch scheduling with a controllable clock: jitter bounds, backoff, the planner's decisions.
+
+Nothing here sleeps: every instant is passed in, randomness is injected.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ocsptools import policy
+from ocsptools.discovery import Candidate
+from ocsptools.driver import FAILED, RENEWED, REVOKED, Item, RunOptions
+from ocsptools.policy import CertFacts, RenewOptions, StapleFacts
+from ocsptools.statecache import pair_key
+from ocsptools.watch import (Backoff, Batch, Scheduler, margin_for, next_renewal, retry_delay,
+                             TRY_LATER_MARK)
+
+T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
+MIN = 60.0
+HOUR = 3600.0
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+# ---------------------------------------------------------------------------
+# jitter
+
+def test_jitter_stays_within_ten_percent_of_the_time_left():
+    due = at(12 * HOUR)                     # a 1-day staple, due at half-life
+    rng = random.Random(1)
+    seen = []
+    for _ in range(2000):
+        t = next_renewal(T0, due, at(24 * HOUR), rng.random())
+        off = (t - due).total_seconds()
+        assert -0.1 * 12 * HOUR <= off <= 0.1 * 12 * HOUR
+        seen.append(off)
+    # really spread over the whole range (a fleet does not hit the responder at once)
+    assert min(seen) < -0.09 * 12 * HOUR and max(seen) > 0.09 * 12 * HOUR
+    assert next_renewal(T0, due, at(24 * HOUR), 0.0) == due - timedelta(hours=1.2)
+    assert next_renewal(T0, due, at(24 * HOUR), 1.0) == due + timedelta(hours=1.2)
+    assert next_renewal(T0, due, at(24 * HOUR), 0.5) == due
+
+
+def test_jitter_never_passes_the_safety_margin_before_the_staple_lapses():
+    # due 10 min before the end (--min-validity 10m): +10 % of 23h50m would pass the end
+    until = at(24 * HOUR)
+    due = until - timedelta(minutes=10)
+    t = next_renewal(T0, due, until, 1.0)
+    assert t == until - margin_for(until - T0) == until - timedelta(minutes=5)
+    # a 1-minute staple: the margin shrinks to a quarter of the time left
+    t = next_renewal(at(0), at(30), at(60), 1.0)
+    assert at(30) < t <= at(60) - timedelta(seconds=15)
+    # never in the past, never sooner than the floor
+    assert next_renewal(at(100), at(50), at(200), 0.0, floor=1.0) == at(101)
+
+
+def test_jitter_is_relative_to_the_time_left_not_the_lifetime():
+    due = at(10)                            # 10 s left: at most 1 s either way
+    for r in (0.0, 0.3, 0.7, 1.0):
+        t = next_renewal(T0, due, at(3600), r)
+        assert abs((t - due).total_seconds()) <= 1.0
+
+
+# ---------------------------------------------------------------------------
+# backoff
+
+def test_backoff_is_one_minute_doubling_capped_at_one_hour():
+    delays = [retry_delay(n) for n in range(1, 10)]
+    assert delays == [MIN, 2 * MIN, 4 * MIN, 8 * MIN, 16 * MIN, 32 * MIN, HOUR, HOUR, HOUR]
+    assert retry_delay(500) == HOUR
+
+
+def test_backoff_tightens_as_the_staple_nears_expiry():
+    # plenty of time left: the plain schedule
+    assert retry_delay(6, left=3 * 86400) == 32 * MIN
+    # 2 hours left: at most a quarter of that
+    assert retry_delay(6, left=2 * HOUR) == 30 * MIN
+    assert retry_delay(9, left=20 * MIN) == 5 * MIN
+    # close to the lapse: a quarter, but not under base/4, and never past the lapse itself
+    assert retry_delay(9, left=40) == 15
+    assert retry_delay(9, left=8) == 8
+    # lapsed already: at most 5 minutes between tries
+    assert retry_delay(9, left=-10) == 5 * MIN
+    # a retry never sleeps past the point where the installed staple lapses
+    for n in range(1, 12):
+        for left in (5, 30, 90, 600, 3600, 7200, 86400):
+            assert retry_delay(n, left=left) <= left
+
+
+def test_retry_after_and_try_later_are_honoured_within_the_bounds():
+    assert retry_delay(1, retry_after=300) == 300              # longer than the first minute
+    assert retry_delay(5, retry_after=30) == 16 * MIN           # never shorter than the backoff
+    assert retry_delay(1, retry_after=86400) == HOUR            # but within the cap
+    assert retry_delay(1, retry_after=86400, left=2 * HOUR) == 30 * MIN   # and the lapse wins
+    assert retry_delay(1, try_later=True) == 5 * MIN
+    assert retry_delay(7, try_later=True) == HOUR
+
+
+def test_backoff_base_scales_everything():
+    b = Backoff(base=1.0)
+    assert [retry_delay(n, b) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert retry_delay(1, b, try_later=True) == 5
+
+
+# ---------------------------------------------------------------------------
+# the scheduler, fed with the planner's decisions
+
+def cand(name: str) -> Candidate:
+    return Candidate(cert=f"/certs/{name}.pem", staple=f"/certs/{name}.pem.ocsp", name=name)
+
+
+CERT = CertFacts(serial=0x1234, not_before=at(-30 * 86400), not_after=at(60 * 86400),
+                 ocsp_urls=("http://127.0.0.1:1/",))
+
+
+def good_staple(this_update: datetime, hours: float = 24) -> StapleFacts:
+    return StapleFacts(status="good", serial=CERT.serial, this_update=this_update,
+                       next_update=this_update + timedelta(hours=hours), produced_at=this_update)
+
+
+def item_for(c: Candidate, staple, now, *, outcome="", detail="", retry_after=None) -> Item:
+    it = Item(c, pair_key(c.cert, c.staple), kind="leaf", cert=CERT, staple=staple)
+    it.decision = policy.renewal_decision(CERT, staple, now, RenewOptions(), applicable=True)
+    it.outcome, it.detail, it.retry_after = outcome, detail, retry_after
+    return it
+
+
+def scheduler(rand=0.5, base=MIN) -> Scheduler:
+    s = Scheduler(Backoff(base=base), rand=lambda: rand)
+    return s
+
+
+def test_a_fresh_staple_is_scheduled_at_its_jittered_due_instant():
+    s = scheduler(rand=1.0)
+    c = cand("a")
+    s.sync([c], {})
+    st = good_staple(at(-HOUR))             # due at +11 h (half of 24 h)
+    it = item_for(c, st, T0)
+    assert it.decision.action == policy.FRESH
+    s.update([it], T0, RunOptions())
+    slot = s.slots[it.key]
+    assert slot.status == "good" and slot.failures == 0
+    assert slot.next_at == at(11 * HOUR + 0.1 * 11 * HOUR)
+    assert s.next_instant() == slot.next_at
+    assert s.due(at(11 * HOUR)) == []
+    assert s.due(slot.next_at) == [it.key]
+
+
+def test_renewed_staple_is_replanned_by_the_one_shot_rule():
+    s = scheduler(rand=0.5)
+    c = cand("a")
+    s.sync([c], {})
+    it = item_for(c, None, T0)              # no staple: renew now
+    assert it.decision.action == policy.RENEW
+    it.outcome = RENEWED
+    it.staple = good_staple(T0)             # what the driver installed
+    s.update([it], T0, RunOptions())
+    slot = s.slots[it.key]
+    assert slot.last_success == T0 and slot.status == "good"
+    assert slot.next_at == at(12 * HOUR)     # rand 0.5: exactly the due instant
+    assert slot.next_update == at(24 * HOUR)
+
+
+def test_failures_back_off_and_keep_the_old_staple_in_view():
+    s = scheduler()
+    c = cand("a")
+    s.sync([c], {})
+    st = good_staple(at(-13 * HOUR))        # due 1 h ago, valid 11 h more
+    now = T0
+    delays = []
+    for _ in range(8):
+        it = item_for(c, st, now, outcome=FAILED, detail="connection refused")
+        assert it.decision.action == policy.RENEW
+        s.update([it], now, RunOptions())
+        slot = s.slots[it.key]
+        delays.append((slot.next_at - now).total_seconds())
+        now = slot.next_at
+    assert delays[:6] == [MIN, 2 * MIN, 4 * MIN, 8 * MIN, 16 * MIN, 32 * MIN]
+    assert all(b >= a or b <= ((st.next_update - now).total_seconds()) for a, b in zip(delays, delays[1:]))
+    slot = s.slots[it.key]
+    assert slot.status == "failed" and slot.failures == 8 and slot.valid_until == st.next_update
+    # every retry happens before the staple lapses
+    assert slot.next_at < st.next_update
+
+
+def test_retry_after_from_the_responder_and_try_later():
+    s = scheduler()
+    c = cand("a")
+    s.sync([c], {})
+    st = good_staple(at(-13 * HOUR))
+    it = item_for(c, st, T0, outcome=FAILED, detail="HTTP 503 Service Unavailable", retry_after=900)
+    s.update([it], T0, RunOptions())
+    assert s.slots[it.key].next_at == at(900)
+    s2 = scheduler()
+    s2.sync([c], {})
+    it = item_for(c, st, T0, outcome=FAILED, detail=f"the responder says try later {TRY_LATER_MARK}")
+    s2.update([it], T0, RunOptions())
+    assert s2.slots[it.key].next_at == at(5 * MIN)
+
+
+@pytest.mark.parametrize("outcome,detail,status", [
+    (REVOKED, "REVOKED at 2026-11-27T00:00:00Z (keyCompromise)", "revoked"),
+    (FAILED, "the responder http://x/ says unknown; check the issuer", "unknown"),
+])
+def test_revoked_and_unknown_stay_on_the_schedule(outcome, detail, status):
+    s = scheduler()
+    c = cand("a")
+    s.sync([c], {})
+    st = good_staple(at(-13 * HOUR))
+    now = T0
+    for n in range(1, 4):
+        it = item_for(c, st, now, outcome=outcome, detail=detail)
+        events = s.update([it], now, RunOptions())
+        assert [e.event for e in events] == [outcome]           # reported every time
+        slot = s.slots[it.key]
+        assert slot.status == status and slot.failures == n and slot.next_at is not None
+        now = slot.next_at
+
+
+def test_not_applicable_and_expired_certificates_are_not_scheduled():
+    s = scheduler()
+    c, d = cand("a"), cand("b")
+    s.sync([c, d], {})
+    it = Item(c, pair_key(c.cert, c.staple), kind="leaf", cert=CERT, staple=None)
+    it.decision = policy.renewal_decision(CERT, None, T0, applicable=False)
+    old = CertFacts(1, at(-90 * 86400), at(-1), ())
+    it2 = Item(d, pair_key(d.cert, d.staple), kind="leaf", cert=old, staple=None)
+    it2.decision = policy.renewal_decision(old, None, T0)
+    s.update([it, it2], T0, RunOptions())
+    assert s.slots[it.key].next_at is None and s.slots[it.key].status == "not-applicable"
+    assert s.slots[it2.key].next_at is None and s.slots[it2.key].status == "cert-expired"
+    assert s.next_instant() is None
+
+
+def test_an_unchanged_answer_past_due_is_asked_again_later_not_in_a_loop():
+    s = scheduler()
+    c = cand("a")
+    s.sync([c], {})
+    st = good_staple(at(-13 * HOUR))        # past due; the responder keeps handing out this one
+    it = item_for(c, st, T0, outcome="unchanged")
+    events = s.update([it], T0, RunOptions())
+    slot = s.slots[it.key]
+    assert [e.event for e in events] == ["unchanged"]
+    assert slot.failures == 0 and slot.unchanged == 1 and slot.next_at == at(MIN)
+
+
+def test_a_certificate_that_cannot_be_loaded_is_retried_with_backoff():
+    s = scheduler()
+    c = cand("a")
+    s.sync([c], {})
+    it = Item(c, pair_key(c.cert, c.staple), kind="failed", error="/certs/a.pem: issuer not found")
+    it.outcome, it.detail = FAILED, it.error
+    events = s.update([it], T0, RunOptions())
+    assert events[0].event == FAILED and s.slots[it.key].status == "error"
+    assert s.slots[it.key].next_at == at(MIN)
+
+
+def test_sync_reports_new_changed_and_removed():
+    s = scheduler()
+    a, b = cand("a"), cand("b")
+    new, changed, removed = s.sync([a, b], {})
+    assert len(new) == 2 and not changed and not removed
+    for slot in s.slots.values():
+        slot.sig = ("x",)
+    ka, kb = pair_key(a.cert, a.staple), pair_key(b.cert, b.staple)
+    new, changed, removed = s.sync([a, b], {ka: ("x",), kb: ("y",)})
+    assert not new and changed == [kb] and not removed
+    new, changed, removed = s.sync([a], {ka: ("x",)})
+    assert [r.key for r in removed] == [kb] and list(s.slots) == [ka]
+
+
+def test_batch_runs_once_after_quiet_or_at_the_latest():
+    b = Batch(quiet=1.0, longest=10.0)
+    assert b.deadline() is None and not b.ready(100.0)
+    b.add(["/a.ocsp"], 0.0)
+    b.add(["/b.ocsp", "/a.ocsp"], 0.5)
+    assert not b.ready(1.4) and b.ready(1.5)
+    assert b.take() == ["/a.ocsp", "/b.ocsp"] and b.deadline() is None
+    # a steady trickle still completes a batch after `longest`
+    for t in range(0, 20):
+        b.add([f"/{t}.ocsp"], t * 0.9)
+        if b.ready(t * 0.9):
+            break
+    assert b.first == 0.0 and b.deadline() == 10.0

@@ -213,3 +213,19 @@ def test_certificates_with_unusable_urls_fail_alone(pki, responder, fake, tmp_pa
         reliability.record("hostile", f"certificate whose only OCSP URL is {url}", "ocsp-renew-dir",
                            "TSV `failed` naming the URL, exit 1; the other certificates renew",
                            f"exit 1; `failed`: {_short(detail, fake.url)}", lost=0)
+
+
+@pytest.mark.parametrize("args", [("-u", "http://[::1"), ("-u", "http://127.0.0.1:99999/"),
+                                  ("--proxy", "http://[x", "-u", "http://127.0.0.1:9/"),
+                                  ("--timeout", "nan"), ("--timeout", "inf")])
+@pytest.mark.parametrize("cmd", ["ocsp-fetch", "ocsp-renew-dir"])
+def test_unusable_option_values_are_usage_errors(cmd, args, pki, tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "c.pem").write_bytes(open(pki.leaves["good1"].fullchain, "rb").read())
+    where = ("-o", tmp_path / "x.ocsp", tree / "c.pem") if cmd == "ocsp-fetch" else \
+        ("--state", tmp_path / "s.json", tree)
+    res = run_cmd(cmd, *args, *where)
+    line = assert_one_line_error(res.stderr)
+    assert res.returncode == 2 and "internal error" not in line, line
+    assert not (tmp_path / "x.ocsp").exists() and not (tree / "c.pem.ocsp").exists()

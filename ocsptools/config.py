@@ -20,6 +20,7 @@ understood in one file:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -29,12 +30,17 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from .discovery import LAYOUTS, Candidate
-from .durations import parse_duration
-from .errors import ConfigError
+from .durations import MAX_SECONDS, parse_duration
+from .errors import ConfigError, UsageError
 from .openssl import HASHES
-from .transport import METHODS
+from .transport import METHODS, check_url
 
 Path = Tuple[Any, ...]
+
+#: A configuration is a few kB: anything larger (or endless, like /dev/zero) is refused.
+MAX_CONFIG_SIZE = 1024 * 1024
+#: Values in one file, counting every use of a YAML alias (an alias bomb expands exponentially).
+MAX_NODES = 100_000
 
 # native option -> kind
 OPTIONS: Dict[str, str] = {
@@ -74,13 +80,17 @@ class _Doc:
         self.path = path
         self.label = label or path
         self.lines: Dict[Path, int] = {}
+        self._nodes = 0
         try:
             with open(path, "rb") as fh:
-                text = fh.read()
+                text = fh.read(MAX_CONFIG_SIZE + 1)
         except FileNotFoundError:
             raise ConfigError(f"{self.label}: no such configuration file", path=path) from None
         except OSError as exc:
             raise ConfigError(f"{self.label}: cannot read: {exc.strerror}", path=path) from None
+        if len(text) > MAX_CONFIG_SIZE:
+            raise ConfigError(f"{self.label}: larger than {MAX_CONFIG_SIZE} bytes; not a "
+                              f"configuration file", path=path)
         try:
             loader = yaml.SafeLoader(text)
             try:
@@ -93,6 +103,9 @@ class _Doc:
             where = f":{mark.line + 1}" if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise ConfigError(f"{self.label}{where}: not valid YAML ({problem})", path=path) from None
+        except RecursionError:
+            raise ConfigError(f"{self.label}: nested too deeply to be a configuration file",
+                              path=path) from None
         if self.data is None:
             self.data = {}
         if not isinstance(self.data, dict):
@@ -101,6 +114,11 @@ class _Doc:
 
     def _build(self, node: Any, loader: yaml.SafeLoader, path: Path) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise ConfigError(f"{self.label}:{node.start_mark.line + 1}: more than {MAX_NODES} "
+                              f"values (YAML aliases expanding?); not a configuration file",
+                              path=self.path)
         if isinstance(node, yaml.MappingNode):
             out: Dict[Any, Any] = {}
             for knode, vnode in node.value:
@@ -117,7 +135,10 @@ class _Doc:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self._build(v, loader, path + (i,)) for i, v in enumerate(node.value)]
-        return loader.construct_object(node, deep=True)
+        value = loader.construct_object(node, deep=True)
+        if isinstance(value, str) and "\0" in value:
+            raise self.error(path, "contains a NUL character")
+        return value
 
     @staticmethod
     def dotted(path: Path) -> str:
@@ -171,6 +192,10 @@ def _value(doc: _Doc, path: Path, kind: str, value: Any) -> Any:
         for v in values:
             if not re.match(r"^https?://[^/\s]+", v):
                 raise err(f"{v}: not an http:// or https:// URL")
+            try:
+                check_url(v)
+            except UsageError as exc:
+                raise err(str(exc)) from None
         return list(values)
     if kind == "strs":
         values = [value] if isinstance(value, str) else value
@@ -194,7 +219,7 @@ def _value(doc: _Doc, path: Path, kind: str, value: Any) -> Any:
             raise err(f"expected sha1 or sha256, got {value!r}")
         return value
     if kind in ("positive", "nonneg"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise err(f"expected a number of seconds, got {value!r}")
         if value < 0 or (kind == "positive" and value == 0):
             raise err(f"must be {'positive' if kind == 'positive' else 'zero or more'}, got {value!r}")
@@ -227,6 +252,8 @@ def _duration(doc: _Doc, path: Path, value: Any) -> timedelta:
     if isinstance(value, bool):
         raise doc.error(path, f"expected a duration such as 3d or '2 hours 5 minutes', got {value!r}")
     if isinstance(value, (int, float)):
+        if not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+            raise doc.error(path, f"expected a duration between 0 and ten years, got {value!r}")
         return timedelta(seconds=value)
     try:
         return parse_duration(str(value))
@@ -278,6 +305,10 @@ def load(path: str) -> Config:
             cfg.ocspbot = True
         elif key in ("output_log", "error_log"):
             setattr(cfg, key, _value(doc, (key,), "str", value))
+            try:
+                log_name(getattr(cfg, key), datetime(2000, 1, 1))
+            except ConfigError as exc:
+                raise doc.error((key,), str(exc)) from None
             cfg.ocspbot = True
         else:
             raise doc.error((key,), f"unknown key{_suggest(key)}")
@@ -407,7 +438,9 @@ def _scan(doc: _Doc, path: Path, entry: Any, ocsp_folder: str) -> List[Candidate
         if not isinstance(m, str) or "{domain}" not in m or "/" in m:
             raise doc.error(path + (k,), "a mask is a file name containing {domain}")
         masks[k] = m
-    pattern = re.compile(re.escape(masks["cert_mask"]).replace(r"\{domain\}", "(?P<domain>.+?)"))
+    # the first {domain} captures the name, any further one must repeat it
+    pattern = re.compile(re.escape(masks["cert_mask"]).replace(r"\{domain\}", "(?P<domain>.+?)", 1)
+                         .replace(r"\{domain\}", "(?P=domain)"))
     top = folder or "."
     if not os.path.isdir(top):
         raise doc.error(path + ("folder",), f"{top}: no such directory")
@@ -438,5 +471,5 @@ def log_name(template: str, now: datetime) -> str:
         return template.format(year=f"{now.year:04}", month=f"{now.month:02}", day=f"{now.day:02}",
                                hour=f"{now.hour:02}", minute=f"{now.minute:02}",
                                second=f"{now.second:02}")
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
         raise ConfigError(f"log file name {template!r}: unknown placeholder {exc}") from None

@@ -63,14 +63,7 @@ def newer_than(candidate: Staple, installed: Optional[Staple]) -> Optional[bool]
     """True if CANDIDATE is newer than INSTALLED, False if older, None if as new (or nothing installed).
 
     "Newer" compares thisUpdate; producedAt breaks a tie."""
-    if installed is None:
-        return True
-    if candidate.this_update != installed.this_update:
-        return candidate.this_update > installed.this_update
-    a, b = candidate.produced_at, installed.produced_at
-    if a is not None and b is not None and a != b:
-        return a > b
-    return None
+    return newer_facts(StapleFacts.of(candidate), None if installed is None else StapleFacts.of(installed))
 
 
 # --------------------------------------------------------------------------

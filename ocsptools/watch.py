@@ -103,6 +103,10 @@ HOOK_QUIET, HOOK_MAX = 1.0, 10.0
 #: SIGTERM/SIGINT: be gone within this budget (the issue promises 5 s).
 STOP_BUDGET = 4.0
 POLL_INTERVAL = 2.0
+#: The textfile is rewritten after every change, at most this often (changes in between are
+#: collected into the next write); the state cache (an optimisation only: the daemon keeps it in
+#: memory) is saved at most this often, and at exit.
+METRICS_EVERY, CACHE_EVERY = 1.0, 60.0
 TRY_LATER_MARK = "(OCSP status tryLater)"
 
 
@@ -902,6 +906,8 @@ class Daemon:
         self._metrics_dirty = True
         self._staple_paths: Set[str] = set()
         self._pending: Set[str] = set()         # to look at (not forced) in the next pass
+        self._metrics_at = self._saved_at = float("-inf")
+        self._cache_warned = ""
         self._lock = threading.Lock()
 
     # -- signals ---------------------------------------------------------------
@@ -1028,8 +1034,11 @@ class Daemon:
                 if self._stop_signal:
                     continue
             self._hooks_due()
-            if self._metrics_dirty:
+            mono = self.monotonic()
+            if self._metrics_dirty and mono >= self._metrics_at + METRICS_EVERY:
                 self._write_metrics()
+            if self.cache.dirty and mono >= self._saved_at + CACHE_EVERY:
+                self._save_cache()
             self._sleep()
 
     def _sleep(self) -> None:
@@ -1039,7 +1048,12 @@ class Daemon:
         nxt = self.sched.next_instant()
         if nxt is not None:
             timeout = min(timeout, (nxt - now).total_seconds())
-        for deadline in (self.events.deadline(), self.changes.deadline(), self.next_sweep):
+        deadlines = [self.events.deadline(), self.changes.deadline(), self.next_sweep]
+        if self._metrics_dirty and self.wopts.textfile:
+            deadlines.append(self._metrics_at + METRICS_EVERY)
+        if self.cache.dirty:
+            deadlines.append(self._saved_at + CACHE_EVERY)
+        for deadline in deadlines:
             if deadline is not None:
                 timeout = min(timeout, deadline - mono)
         if timeout > 0:
@@ -1182,8 +1196,14 @@ class Daemon:
                 self.failures += 1
         if driver.result.changed:
             self.changes.add(driver.result.changed, self.monotonic())
-        self.cache.save()
         self._metrics_dirty = True
+
+    def _save_cache(self) -> None:
+        self._saved_at = self.monotonic()
+        self.cache.save()
+        if self.cache.warning and self.cache.warning != self._cache_warned:
+            self._cache_warned = self.cache.warning
+            self.log.event("warning", self.cache.warning, level=logging.WARNING)
 
     def _log_outcome(self, o: Outcome, now: datetime) -> None:
         s = o.slot
@@ -1214,6 +1234,7 @@ class Daemon:
 
     def _write_metrics(self) -> None:
         self._metrics_dirty = False
+        self._metrics_at = self.monotonic()
         path = self.wopts.textfile
         if not path:
             return
@@ -1258,7 +1279,7 @@ class Daemon:
             self.watcher.stop()
             self.watcher = None
         if not abandoned:
-            self.cache.save()
+            self._save_cache()
         if self.changes.items:
             paths = self.changes.take()
             if self.hooks is not None:

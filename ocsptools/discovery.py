@@ -237,6 +237,9 @@ def read_paths(stream: BinaryIO, *, nul: bool = False) -> List[str]:
         parts = data.split(b"\0")
     else:
         parts = [p[:-1] if p.endswith(b"\r") else p for p in data.split(b"\n")]
+        if any(b"\0" in p for p in parts):
+            raise UsageError("standard input: a path contains a NUL byte; for NUL-separated "
+                             "paths (find -print0) use -0")
     return [os.fsdecode(p) for p in parts if p]
 
 

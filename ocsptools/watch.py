@@ -473,7 +473,7 @@ class InotifyWatcher(Watcher):
                  ignore: Callable[[str], bool]) -> None:
         super().__init__(roots, notify, ignore)
         try:
-            import inotify_simple as ino         # type: ignore[import-not-found]
+            import inotify_simple as ino
         except ImportError as exc:
             raise WatcherUnavailable(f"the inotify_simple module is not installed ({exc})") from None
         self.ino_mod = ino
@@ -709,7 +709,7 @@ class EventLog:
         now = self.clock()
         fields = {k: v for k, v in fields.items() if v is not None and v != ""}
         if self.fmt == "json":
-            record = {"time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+            record: Dict[str, object] = {"time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
                       "event": event}
             if text:
                 record["message"] = text

@@ -156,6 +156,8 @@ class NeverExpires:
         while not self._stop.wait(0.25):
             now = datetime.now(timezone.utc)
             for p in self.dir.glob("*.ocsp"):
+                if not p.with_suffix("").exists():
+                    continue                # its certificate was removed: no longer managed
                 try:
                     _, nu, _ = times(p)
                 except (OSError, ValueError):
@@ -414,7 +416,9 @@ def test_polling_fallback_picks_up_a_new_certificate(tmp_path, pki, watches, res
     w.wait_for((certs / "p.pem.ocsp").exists, 5, "the staple")
     assert time.monotonic() - t0 < 5
     verified(certs / "p.pem.ocsp", certs / "p.pem", pki)
-    assert w.stop()[0] == 0
+    w.signal(signal.SIGINT)                 # Ctrl-C in a terminal: the same clean stop
+    assert w.proc.wait(5) == 0
+    assert w.events("exit")[0]["signal"] == "SIGINT"
 
 
 # ---------------------------------------------------------------------------

@@ -249,3 +249,50 @@ def test_inotify_watcher_stops_at_once(tmp_path):
     w.stop()
     assert time.monotonic() - start < 1.0
     assert w._thread is not None and not w._thread.is_alive()
+
+
+# ---------------------------------------------------------------------------
+# the configuration file knows the new options
+
+def test_config_keys_for_watch_mode(tmp_path):
+    from ocsptools import config as configmod
+    from ocsptools.errors import ConfigError
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("watch: true\nsweep-interval: 10m\nlog_format: json\nsyslog: false\n"
+                   "prometheus-textfile: metrics/ocsp.prom\n"
+                   "haproxy-socket: [/run/haproxy/a.sock, '127.0.0.1:9999']\n")
+    opts = configmod.load(str(cfg)).options
+    assert opts["watch"] is True and opts["sweep_interval"] == timedelta(minutes=10)
+    assert opts["log_format"] == "json" and opts["syslog"] is False
+    assert opts["prometheus_textfile"] == str(tmp_path / "metrics" / "ocsp.prom")
+    assert opts["haproxy_socket"] == ["/run/haproxy/a.sock", "127.0.0.1:9999"]
+    cfg.write_text("log-format: xml\n")
+    with pytest.raises(ConfigError, match=r"c.yaml:1: key 'log-format': expected text or json"):
+        configmod.load(str(cfg))
+
+
+# ---------------------------------------------------------------------------
+# the driver's write gate: at shutdown, installs in progress finish and none starts afterwards
+
+def test_write_gate_waits_for_installs_in_progress_and_refuses_later_ones():
+    from ocsptools.driver import WriteGate
+    from ocsptools.errors import StoreError
+    gate = WriteGate()
+    inside, release, done = threading.Event(), threading.Event(), []
+
+    def install() -> None:
+        with gate.passage("/c/a.pem.ocsp"):
+            inside.set()
+            release.wait(5)
+            done.append("written")
+    t = threading.Thread(target=install)
+    t.start()
+    inside.wait(5)
+    assert gate.close(timeout=0.2) is False          # still one in progress
+    with pytest.raises(StoreError, match="not installed: shutting down"):
+        with gate.passage("/c/b.pem.ocsp"):
+            done.append("must not happen")
+    release.set()
+    assert gate.close(timeout=5) is True
+    t.join(5)
+    assert done == ["written"]

@@ -209,7 +209,8 @@ def _settings(args: argparse.Namespace, cfg: Optional[configmod.Config]) -> dict
         s["backup"] = True
     if s["dry_run"] and s["question"]:
         raise UsageError("-n/--dry-run and -q/--question cannot be combined")
-    for spec in s["haproxy_socket"]:
+    sockets: List[str] = s["haproxy_socket"]     # type: ignore[assignment]
+    for spec in sockets:
         try:
             haproxy.check_spec(spec)
         except ValueError as exc:
@@ -217,7 +218,8 @@ def _settings(args: argparse.Namespace, cfg: Optional[configmod.Config]) -> dict
     if s["watch"]:
         if s["dry_run"] or s["question"]:
             raise UsageError("--watch cannot be combined with -n/--dry-run or -q/--question")
-        if s["sweep_interval"].total_seconds() < 1:
+        sweep: timedelta = s["sweep_interval"]    # type: ignore[assignment]
+        if sweep.total_seconds() < 1:
             raise UsageError("--sweep-interval must be at least 1s")
     else:
         given = [k for k in WATCH_ONLY if getattr(args, k, None) is not None]

@@ -407,7 +407,12 @@ def test_sigterm_abandons_a_hung_fetch(tmp_path, pki, watches):
 def test_polling_fallback_picks_up_a_new_certificate(tmp_path, pki, watches, responder):
     certs = tmp_path / "certs"
     certs.mkdir()
-    w = watches(tmp_path, "--state", tmp_path / "s.json", certs, env={"OCSPTOOLS_WATCH_POLL": "1"})
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)       # systemd's Type=notify
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(5)
+    w = watches(tmp_path, "--state", tmp_path / "s.json", certs,
+                env={"OCSPTOOLS_WATCH_POLL": "1", "NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+    assert notify.recv(1024).startswith(b"READY=1")
     w.wait_for(lambda: w.events("start"), 5, "start")
     assert w.events("start")[0]["mode"] == "poll"
     time.sleep(0.5)
@@ -419,6 +424,8 @@ def test_polling_fallback_picks_up_a_new_certificate(tmp_path, pki, watches, res
     w.signal(signal.SIGINT)                 # Ctrl-C in a terminal: the same clean stop
     assert w.proc.wait(5) == 0
     assert w.events("exit")[0]["signal"] == "SIGINT"
+    assert notify.recv(1024) == b"STOPPING=1"
+    notify.close()
 
 
 # ---------------------------------------------------------------------------

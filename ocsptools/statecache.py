@@ -27,6 +27,7 @@ from . import store
 from .errors import StoreError
 
 VERSION = 1
+MAX_SIZE = 256 * 1024 * 1024        # about 500 bytes per certificate: far beyond any real tree
 Identity = Tuple[int, int, int, int]
 
 
@@ -77,11 +78,12 @@ class StateCache:
         if not self.path:
             return self
         try:
-            with open(self.path, "rb") as fh:
-                data = json.loads(fh.read())
-        except FileNotFoundError:
-            return self
-        except (OSError, ValueError) as exc:
+            # a regular file only (a FIFO must not hang the run), through our own links only
+            raw = store.read_file(store.resolve_trusted(self.path), max_size=MAX_SIZE)
+            if raw is None:
+                return self
+            data = json.loads(raw)
+        except (OSError, ValueError, StoreError) as exc:
             self.warning = f"{self.path}: state cache unreadable ({exc}); starting afresh"
             self.dirty = True
             return self

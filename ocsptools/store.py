@@ -9,7 +9,11 @@ leaves either the old file or the new one.  On any error the temp file is
 removed and the target is untouched.
 
 A symlinked target is written through: the link stays, the file it points
-to is replaced (so ``live/`` -> ``archive/`` style trees keep working).
+to is replaced (so ``live/`` -> ``archive/`` style trees keep working) --
+but only through links owned by this user or root.  In a directory others may
+write to, a link they planted (``site.ocsp -> /etc/shadow``) would otherwise
+make a root run replace any file; such a link is refused with a StoreError.
+(docs/security.md has the whole reasoning.)
 """
 
 from __future__ import annotations
@@ -26,17 +30,38 @@ DEFAULT_MODE = 0o644
 TEMP_SUFFIX = ".ocsptools-tmp"
 
 
-def _resolve(path: str) -> str:
-    return os.path.realpath(path) if os.path.islink(path) else path
+MAX_LINKS = 40
+
+
+def resolve_trusted(path: str) -> str:
+    """PATH, or the end of its chain of symlinks, following only links owned by this user or
+    root (a link another user planted is refused with StoreError).  Directory components are
+    resolved by the kernel: the directories themselves must not be writable by others."""
+    current = path
+    for _ in range(MAX_LINKS):
+        try:
+            st = os.lstat(current)
+        except OSError:
+            return current          # missing (a new file) or unreadable: the caller says so
+        if not stat.S_ISLNK(st.st_mode):
+            return current
+        if st.st_uid not in (0, os.geteuid()):
+            raise StoreError(f"{path}: {'is' if current == path else 'leads through'} a symbolic "
+                             f"link owned by uid {st.st_uid}, neither this user nor root; refusing "
+                             f"to write through it (remove it, and let only trusted users write to "
+                             f"{os.path.dirname(os.path.abspath(current))})", path=path)
+        current = os.path.join(os.path.dirname(current), os.readlink(current))
+    raise StoreError(f"{path}: too many levels of symbolic links", path=path)
 
 
 def atomic_write(path: str, data: bytes, *, mode: Optional[int] = None) -> None:
     """Replace PATH with DATA atomically and durably, keeping its mode and owner."""
-    target = _resolve(path)
-    directory = os.path.dirname(os.path.abspath(target)) or "."
-    base = os.path.basename(target)
+    resolved = resolve_trusted(path)
+    directory = os.path.realpath(os.path.dirname(resolved) or ".")
+    base = os.path.basename(resolved)
+    target = os.path.join(directory, base)
     try:
-        st: Optional[os.stat_result] = os.stat(target)
+        st: Optional[os.stat_result] = os.lstat(target)
     except FileNotFoundError:
         st = None
     except OSError as exc:
@@ -141,16 +166,30 @@ def fsync_dir(directory: str) -> None:
 
 
 def read_file(path: str, *, max_size: int = 16 * 1024 * 1024) -> Optional[bytes]:
-    """The bytes of PATH, or None if it does not exist.  Other errors raise StoreError."""
+    """The bytes of PATH, or None if it does not exist.  Other errors raise StoreError.
+
+    Only a regular file is read: a FIFO or device planted where a staple should be must
+    not block a run (the open does not wait for a writer) nor feed it endless bytes."""
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(max_size + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return None
-    except IsADirectoryError:
-        raise StoreError(f"{path}: is a directory", path=path) from None
     except OSError as exc:
         raise StoreError(f"{path}: cannot read: {exc.strerror}", path=path) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise StoreError(f"{path}: is a directory", path=path)
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"{path}: not a regular file; refusing to read it", path=path)
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            data = fh.read(max_size + 1)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read: {exc.strerror}", path=path) from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if len(data) > max_size:
         raise StoreError(f"{path}: larger than {max_size} bytes; not a staple", path=path)
     return data
@@ -183,10 +222,19 @@ class FileLock:
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | getattr(os, "O_CLOEXEC", 0), 0o600)
         except OSError as exc:
-            raise StoreError(f"{self.path}: cannot open the lock file: {exc.strerror}; "
+            why = ("is a symbolic link; refusing to follow it" if exc.errno == errno.ELOOP
+                   else exc.strerror)
+            raise StoreError(f"{self.path}: cannot open the lock file: {why}; "
                              f"choose another place with --state", path=self.path) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
+            os.close(fd)        # never truncate another file (a hard link) or someone else's
+            raise StoreError(f"{self.path}: the lock file is not a private regular file of this "
+                             f"user (a hard link, a special file or another owner); remove it or "
+                             f"choose another place with --state", path=self.path)
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             try:

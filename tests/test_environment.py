@@ -39,10 +39,33 @@ def test_time_zone_does_not_shift_anything(tz, tmp_path, pki, responder):
     assert f"this update {openssl_times(out)}" in res.stderr.decode()
 
 
+@pytest.fixture(scope="session")
+def locpath(tmp_path_factory):
+    """de_DE.UTF-8 and tr_TR.UTF-8 compiled into a private LOCPATH: real non-C locales without
+    touching the system (an uninstalled locale silently falls back to C and tests nothing)."""
+    if shutil.which("localedef") is None or not Path("/usr/share/i18n/locales/de_DE").exists():
+        pytest.skip("needs localedef and the locale sources (Debian package locales)")
+    d = tmp_path_factory.mktemp("locales")
+    for name in ("de_DE", "tr_TR"):
+        res = subprocess.run(["localedef", "-i", name, "-f", "UTF-8", str(d / f"{name}.UTF-8")],
+                             capture_output=True, text=True)
+        if not (d / f"{name}.UTF-8").exists():
+            pytest.skip(f"localedef {name} failed: {res.stderr.strip()}")
+    return d
+
+
+def locale_env(locpath: Path, loc: str) -> dict:
+    env = {"LOCPATH": str(locpath), "LC_ALL": loc, "LANG": loc, "LANGUAGE": loc[:2]}
+    if loc != "C.UTF-8":      # prove the locale is really active: month names are translated
+        probe = subprocess.run(["date", "-d", "2026-03-01", "+%B"], capture_output=True, text=True,
+                               env=dict(os.environ, **env))
+        assert probe.stdout.strip() in ("M\u00e4rz", "Mart"), probe.stdout
+    return env
+
+
 @pytest.mark.parametrize("locale", ["de_DE.UTF-8", "C.UTF-8", "tr_TR.UTF-8"])
-def test_non_c_locale(locale, tmp_path, pki, responder):
-    res = fetch(pki.leaves["good1"].fullchain, "-o", tmp_path / "s.der",
-                env={"LC_ALL": locale, "LANG": locale, "LANGUAGE": "de"})
+def test_non_c_locale(locale, locpath, tmp_path, pki, responder):
+    res = fetch(pki.leaves["good1"].fullchain, "-o", tmp_path / "s.der", env=locale_env(locpath, locale))
     assert res.returncode == 0, res.stderr
     assert b": good, this update" in res.stderr
 

@@ -19,7 +19,7 @@ import pytest
 
 import reliability
 from conftest import assert_one_line_error, run_cmd
-from test_environment import tmpfs
+from test_environment import locale_env, locpath, tmpfs  # noqa: F401 (fixture)
 
 ENV = dict(os.environ, LC_ALL="C", SSL_CERT_FILE=os.devnull)
 
@@ -85,27 +85,11 @@ def test_time_zones_shift_nothing(tz, tmp_path, pki, responder):
 
 
 # ---------------------------------------------------------------------------
-# real non-C locales, compiled into a private LOCPATH (no system change)
-
-@pytest.fixture(scope="module")
-def locpath(tmp_path_factory):
-    if shutil.which("localedef") is None or not Path("/usr/share/i18n/locales/de_DE").exists():
-        pytest.skip("needs localedef and the locale sources (Debian package locales)")
-    d = tmp_path_factory.mktemp("locales")
-    for name in ("de_DE", "tr_TR"):
-        res = subprocess.run(["localedef", "-i", name, "-f", "UTF-8", str(d / f"{name}.UTF-8")],
-                             capture_output=True, text=True)
-        if not (d / f"{name}.UTF-8").exists():
-            pytest.skip(f"localedef {name} failed: {res.stderr.strip()}")
-    return d
-
+# real non-C locales, compiled into a private LOCPATH (test_environment.locpath)
 
 @pytest.mark.parametrize("loc", ["de_DE.UTF-8", "tr_TR.UTF-8"])
 def test_non_c_locale(loc, locpath, tmp_path, pki, responder):
-    env = {"LOCPATH": str(locpath), "LC_ALL": loc, "LANG": loc, "LANGUAGE": loc[:2]}
-    probe = subprocess.run(["date", "-d", "2026-03-01", "+%B"], capture_output=True, text=True,
-                           env=dict(os.environ, **env))
-    assert probe.stdout.strip() in ("März", "Mart"), probe.stdout     # the locale is really active
+    env = locale_env(locpath, loc)            # asserts the locale is really active
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "site.pem").write_bytes(bundle(pki))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Dict, List, Optional, Tuple
@@ -312,6 +313,7 @@ def load(path: str) -> Config:
             cfg.ocspbot = True
         else:
             raise doc.error((key,), f"unknown key{_suggest(key)}")
+    _check_trusted(doc, cfg)
     _targets(doc, doc.data, cfg, ocsp_folder)
     includes = doc.data.get("includes")
     if includes is not None:
@@ -339,6 +341,32 @@ def load(path: str) -> Config:
                                                     "may appear in an included file")
                     _targets(sub, sub.data, cfg, ocsp_folder)
     return cfg
+
+
+def _check_trusted(doc: _Doc, cfg: Config) -> None:
+    """A file that names a command to run (on_change, openssl) must be owned by this user or
+    root and not writable by everyone (in the spirit of sshd's StrictModes; group-writable is
+    allowed for umask 002 with user-private groups): anyone else who may change it could run
+    commands as this user (root, from cron or systemd)."""
+    runs = [k for k in ("on_change", "openssl") if k in cfg.options]
+    if not runs:
+        return
+    try:
+        st = os.stat(doc.path)
+    except OSError:
+        return              # a pipe that is gone, say: nobody can change it any more
+    if not stat.S_ISREG(st.st_mode):
+        return              # --config <(...): written by the caller itself
+    who = ""
+    if st.st_uid not in (0, os.geteuid()):
+        who = f"owned by uid {st.st_uid}"
+    elif st.st_mode & 0o002:
+        who = f"writable by everyone (mode {st.st_mode & 0o777:04o})"
+    if who:
+        raise doc.error((next(k for k in doc.data if _norm(k) in runs or
+                              (k == "openssl_executable" and "openssl" in runs)),),
+                        f"names a command to run, but the file is {who}: anyone who can change "
+                        f"it could run commands as this user; chmod o-w (and chown) it")
 
 
 def _targets(doc: _Doc, data: dict, cfg: Config, ocsp_folder: str) -> None:

@@ -222,3 +222,42 @@ def test_permissions_of_what_is_created(tmp_path, pki, responder):
     reliability.record("security", "permissions of created files", "ocsp-renew-dir",
                        "new staple 0644, replaced staple keeps its mode, state and lock 0600, "
                        "state directory 0700", "as expected", lost=0)
+
+
+# ---------------------------------------------------------------------------
+# a configuration that runs commands must not be changeable by others
+
+@pytest.mark.parametrize("key", ["on_change: 'touch {marker}'", "openssl: /bin/false",
+                                 "openssl_executable: /bin/false"])
+def test_config_naming_a_command_must_not_be_world_writable(key, tmp_path, pki):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "site.pem").write_bytes(bundle(pki))
+    marker = tmp_path / "ran"
+    cfg = tmp_path / "ocsptools.yaml"
+    cfg.write_text(key.format(marker=marker) + f"\ndirs: [{tree}]\n")
+    cfg.chmod(0o666)
+    res = run_cmd("ocsp-renew-dir", "--state", tmp_path / "s.json", "-B", "--config", cfg)
+    line = assert_one_line_error(res.stderr)
+    assert res.returncode == 2 and f"{cfg}:1: key '{key.split(':')[0]}'" in line, line
+    assert "writable by everyone" in line and not marker.exists()
+    assert os.listdir(tree) == ["site.pem"]
+    if os.geteuid() == 0:
+        cfg.chmod(0o644)
+        os.chown(cfg, NOBODY, NOBODY)
+        res = run_cmd("ocsp-renew-dir", "--state", tmp_path / "s.json", "--config", cfg)
+        assert res.returncode == 2 and "owned by uid 65534" in assert_one_line_error(res.stderr)
+    reliability.record("security", "a configuration naming a command (on_change, openssl) that "
+                       "others can change", "ocsp-renew-dir --config",
+                       "refused before anything runs: exit 2, one line naming file, line and key",
+                       f"exit 2: {line.replace(str(tmp_path) + '/', '')}", lost=0)
+
+
+def test_config_without_commands_may_be_group_writable(tmp_path, pki):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    cfg = tmp_path / "ocsptools.yaml"
+    cfg.write_text(f"dirs: [{tree}]\non_change: 'true'\n")
+    cfg.chmod(0o664)                       # umask 002 with user-private groups
+    res = run_cmd("ocsp-renew-dir", "--state", tmp_path / "s.json", "-n", "--config", cfg)
+    assert res.returncode == 0 and res.stderr == b"", res.stderr

@@ -252,6 +252,11 @@ def test_watch_lifecycle(tmp_path, pki, short, watches):
     shutil.copy(d.fullchain, other / "d.pem")
     time.sleep(1.0)
     assert not (other / "d.pem.ocsp").exists()          # not configured yet
+    cfg.write_text(f"dirs: [{certs}, {other}]\nrenew-at: lots\n")       # a typo: kept the old one
+    w.signal(signal.SIGHUP)
+    failed = w.wait_for(lambda: w.events("reload-failed"), 5, "the rejected reload")
+    assert "renew-at" in failed[0]["message"] and "keeping the previous configuration" in failed[0]["message"]
+    assert w.proc.poll() is None and not (other / "d.pem.ocsp").exists()
     cfg.write_text(f"dirs: [{certs}, {other}]\n")
     w.signal(signal.SIGHUP)
     w.wait_for((other / "d.pem.ocsp").exists, 5, "the staple from the re-read configuration")

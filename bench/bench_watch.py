@@ -26,7 +26,6 @@ the defaults as the options do.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal

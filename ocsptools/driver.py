@@ -138,6 +138,15 @@ def responder_urls_for(item: Item, opts: RunOptions) -> Tuple[str, ...]:
     return tuple(item.cert.ocsp_urls) if item.cert is not None else ()
 
 
+def cached_facts(item: Item) -> Tuple[Optional[CertFacts], Optional[StapleFacts]]:
+    """The item's certificate and staple facts: as loaded in this run, or, for an item the
+    state cache's fast path decided without loading, as its cache entry records them."""
+    entry = item.entry
+    if item.cert is not None or not entry or entry.get("kind") != "leaf":
+        return item.cert, item.staple
+    return _cert_facts(entry), _staple_facts(entry.get("staple"))
+
+
 def cert_newer(item: Item) -> bool:
     """make's rule: the certificate file was modified after its staple file."""
     return bool(item.cert_id and item.staple_id and item.cert_id[3] > item.staple_id[3])

@@ -75,7 +75,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tupl
 
 from . import haproxy, metrics_textfile, policy, store
 from .discovery import Candidate
-from .driver import (FAILED, RENEWED, REVOKED, Driver, Item, RunOptions, plan)
+from .driver import FAILED, RENEWED, REVOKED, Driver, Item, RunOptions, cached_facts, plan
 from .errors import OcspToolsError, UsageError
 from .openssl import OpenSSL
 from .staple import iso
@@ -330,7 +330,7 @@ class Scheduler:
         return events
 
     def _staple_facts(self, slot: Slot, item: Item) -> None:
-        st, cert = item.staple, item.cert
+        cert, st = cached_facts(item)
         if st is not None and cert is not None and st.status == "good" and st.serial == cert.serial:
             slot.next_update, slot.valid_until = st.next_update, st.usable_until
             slot.status = "good"

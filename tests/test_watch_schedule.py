@@ -151,6 +151,26 @@ def test_a_fresh_staple_is_scheduled_at_its_jittered_due_instant():
     assert s.due(slot.next_at) == [it.key]
 
 
+def test_a_staple_decided_from_the_state_cache_keeps_its_facts():
+    """The driver's fast path decides a fresh staple from the cache entry alone (no facts
+    loaded): the slot still knows its status and nextUpdate (for the textfile and backoff)."""
+    from ocsptools.driver import _staple_json
+    from ocsptools.statecache import to_epoch
+    s = scheduler(rand=0.5)
+    c = cand("a")
+    s.sync([c], {})
+    st = good_staple(at(-HOUR))
+    it = Item(c, pair_key(c.cert, c.staple), kind="leaf")
+    it.entry = {"kind": "leaf", "serial": CERT.serial, "nb": to_epoch(CERT.not_before),
+                "na": to_epoch(CERT.not_after), "urls": list(CERT.ocsp_urls), "staple": _staple_json(st)}
+    it.decision = policy.Decision(policy.FRESH, "fresh (state cache)", renew_at=at(11 * HOUR),
+                                  valid_until=at(23 * HOUR))
+    s.update([it], T0, RunOptions())
+    slot = s.slots[it.key]
+    assert slot.status == "good" and slot.next_update == at(23 * HOUR)
+    assert slot.valid_until == at(23 * HOUR) and slot.next_at == at(11 * HOUR)
+
+
 def test_renewed_staple_is_replanned_by_the_one_shot_rule():
     s = scheduler(rand=0.5)
     c = cand("a")

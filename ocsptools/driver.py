@@ -740,7 +740,7 @@ class Driver:
         key = f"{parts.scheme}://{parts.netloc}"
         cached = self._proxies.get(key)
         if cached is None:
-            if urllib.request.proxy_bypass_environment(parts.hostname or ""):
+            if urllib.request.proxy_bypass_environment(parts.hostname or ""):  # type: ignore[attr-defined]
                 proxy = ""
             else:
                 proxy = urllib.request.getproxies_environment().get(parts.scheme) or ""

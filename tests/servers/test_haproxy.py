@@ -9,9 +9,9 @@ stats socket replaces the staple in the running process ("OCSP Response
 updated!") and refuses responses that are expired, unparsable or for a
 certificate it has not loaded.
 
-The renewal tests push with ``ocsp-renew-dir --haproxy-socket`` when it has
-that option (issue 6), else with ``contrib/haproxy/haproxy-ocsp-push`` as the
-``--on-change`` hook; the hook's own behaviour is tested directly too.
+The renewal tests push with ``ocsp-renew-dir --haproxy-socket``; the
+``contrib/haproxy/haproxy-ocsp-push`` hook (for other renewal tools) is tested
+directly too.
 """
 
 from __future__ import annotations
@@ -48,16 +48,9 @@ def haproxy(tmp_path, servers):
     return make
 
 
-def builtin_push() -> bool:
-    """Has ocsp-renew-dir its own --haproxy-socket (issue 6)?  Then the renewal tests use it;
-    until then they run the contrib hook as --on-change."""
-    return b"--haproxy-socket" in run_tool("ocsp-renew-dir", "--help").stdout
-
-
 def push_args(server: HAProxy) -> list:
-    if builtin_push():
-        return ["--haproxy-socket", str(server.socket)]
-    return ["--on-change", push_hook(server)]
+    """ocsp-renew-dir's built-in push over the runtime API."""
+    return ["--haproxy-socket", str(server.socket)]
 
 
 def push_hook(server: HAProxy) -> str:
@@ -98,8 +91,7 @@ def test_empty_file_bootstrap_then_push_without_reload(pki, make_site, renew, ha
     cp = renew(site.crt.parent, *push_args(server))
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.decode().startswith("renewed\t"), cp.stdout
-    if not builtin_push():
-        assert b"OCSP Response updated!" in cp.stderr, cp.stderr
+    assert b"did not take it" not in cp.stdout, cp.stdout
     assert_serves(probe(server.port, site.name), site.staple, pki, srv_leaves["srv-a"].cert, scratch)
     assert server.pid == pid and server.alive()
     # the file is what the next start uses
@@ -150,7 +142,8 @@ def test_renewal_is_pushed_and_the_newer_staple_served(pki, make_site, renew, ha
 def test_a_push_haproxy_refuses_is_reported(pki, make_site, renew, haproxy, factory, scratch, srv_leaves,
                                             tmp_path):
     """Two certificates under the renewal tree, only one loaded into HAProxy: the push of the
-    other is refused, the hook says which file and why in one line, and ocsp-renew-dir exits 1.
+    other is refused, its TSV line says which file and why, and ocsp-renew-dir exits 1.
+    (The contrib hook's own refusals are checked below.)
     Garbage, expired and empty files are refused too; the staple being served is unchanged."""
     need_faketime()
     a = make_site("srv-a", haproxy=True, directory=tmp_path / "certs")
@@ -165,9 +158,8 @@ def test_a_push_haproxy_refuses_is_reported(pki, make_site, renew, haproxy, fact
     lines = (cp.stdout + cp.stderr).decode().splitlines()
     refused = [l for l in lines if "Certificate ID does not match" in l]
     assert refused and all("other.pem" in l for l in refused), lines
-    if not builtin_push():
-        assert len(refused) == 1 and "refused" in refused[0], lines
-        assert any("--on-change command exited with status 1" in l for l in lines), lines
+    assert len(refused) == 1 and refused[0].startswith("renewed\t"), lines
+    assert "did not take it" in refused[0], lines
     # srv-a's staple was still pushed and is served
     assert_serves(probe(server.port, a.name), a.staple, pki, srv_leaves["srv-a"].cert, scratch)
 

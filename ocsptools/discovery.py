@@ -27,7 +27,7 @@ import os
 import sys
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import BinaryIO, Iterable, List, Optional, Sequence, Tuple
+from typing import BinaryIO, Iterable, List, Optional, Tuple
 
 from .errors import UsageError
 

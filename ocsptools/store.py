@@ -19,12 +19,15 @@ make a root run replace any file; such a link is refused with a StoreError.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import stat
+import time
+from datetime import datetime, timezone
 from typing import List, Optional
 
-from .errors import StoreError
+from .errors import LockBusy, StoreError
 
 DEFAULT_MODE = 0o644
 TEMP_SUFFIX = ".ocsptools-tmp"
@@ -199,13 +202,6 @@ def read_file(path: str, *, max_size: int = 16 * 1024 * 1024) -> Optional[bytes]
 # Locks and backups (ocsp-renew-dir)
 # --------------------------------------------------------------------------
 
-import fcntl  # noqa: E402
-import re  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from typing import List  # noqa: E402
-
-from .errors import LockBusy  # noqa: E402
 
 
 class FileLock:

@@ -112,13 +112,23 @@ def _quiet_broken_pipe() -> None:
         pass
 
 
-def positive_float(text: str) -> float:
+def finite_float(text: str, *, allow_zero: bool = False) -> float:
+    """A finite number above zero (or at least zero with ALLOW_ZERO), for argparse ``type=``."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not math.isfinite(value):                    # nan and inf parse as floats
         raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}" if allow_zero
+                                         else f"must be positive: {text!r}")
     return value
+
+
+def positive_float(text: str) -> float:
+    return finite_float(text)
+
+
+def nonnegative_float(text: str) -> float:
+    return finite_float(text, allow_zero=True)

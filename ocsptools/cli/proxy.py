@@ -190,7 +190,7 @@ def _open_cache(args):
 
 def cmd_serve(args) -> int:
     from ..proxy import issuers, server
-    from ..proxy.service import Proxy, Settings
+    from ..proxy.service import Settings
     log = _logger(args)
     listen = [parse_listen(x) for x in (args.listen or [DEFAULT_LISTEN])]
     pct = _refresh_pct(args.refresh_at)

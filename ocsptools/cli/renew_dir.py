@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
@@ -21,7 +20,8 @@ from ..openssl import HASHES, OpenSSL
 from ..policy import RenewOptions
 from ..statecache import StateCache, default_path
 from ..store import FileLock
-from ._common import ArgumentParser, ExitTable, positive_float, run, utcnow, version_string
+from ._common import (ArgumentParser, ExitTable, nonnegative_float, positive_float, run, utcnow,
+                      version_string)
 
 PROG = "ocsp-renew-dir"
 
@@ -88,18 +88,6 @@ def _count(minimum: int):
     return parse
 
 
-def _nonneg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):                    # nan and inf parse as floats
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
-
-
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -148,7 +136,7 @@ def build_parser() -> ArgumentParser:
       help="keep only the N newest backups of each staple (implies --backup)")
     a("--prune", action="store_true", default=None,
       help="delete stale staples of certificates that have no OCSP responder")
-    a("--lock-timeout", metavar="SECONDS", type=_nonneg, default=None,
+    a("--lock-timeout", metavar="SECONDS", type=nonnegative_float, default=None,
       help="wait this long for another run to finish (default 0: fail at once)")
     a("--state", metavar="FILE", default=None,
       help="state cache file (default: in $XDG_CACHE_HOME/ocsptools, /var/cache/ocsptools for root)")

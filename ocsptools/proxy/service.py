@@ -29,12 +29,11 @@ import asyncio
 import base64
 import hmac
 import logging
-import os
 import time
 import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -46,7 +45,7 @@ from . import der, rules
 from .cache import Cache, CacheError, Entry
 from .issuers import Known, split_url
 from .metrics import CONTENT_TYPE, Metrics
-from .server import HttpError, Request, Stats, render
+from .server import Request, Stats, render
 from .upstream import Unverifiable, ask_first, check, error_kind, forward, make_entry
 
 TRY_LATER = bytes.fromhex("3003 0a01 03".replace(" ", ""))

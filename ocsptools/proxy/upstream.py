@@ -6,7 +6,6 @@ Blocking functions (HTTP through ``transport``, openssl through
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional, Sequence, Tuple
 

@@ -262,11 +262,3 @@ def test_console_script_exit_2_one_line(name, data, tmp_path):
                        "exit 2, one line naming the file (and line/key)",
                        f"exit 2: {line.replace(str(tmp_path) + '/', '')}", lost=0)
 
-
-def test_record_fuzz_summary():
-    """(Only feeds docs/reliability.md: the properties above are the tests.)"""
-    reliability.record("fuzzing", "config loader: 300 random YAML documents from the real keys with "
-                       "hostile values/structures, 200 random byte strings, 120 through the command",
-                       "config.load / ocsp-renew-dir --config",
-                       "a valid configuration with every value in its domain, or ConfigError naming "
-                       "file (line, key); exit 2 and one line", "as expected (hypothesis)", lost=0)

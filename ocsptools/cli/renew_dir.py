@@ -365,7 +365,6 @@ def main(argv: List[str]) -> int:
         if args.config:
             inputs.append("config:" + os.path.abspath(args.config))
         state_path = s["state"] or default_path(inputs)
-        cache = StateCache(state_path).load()
         opts = _run_options(s)
         ossl = OpenSSL(s["openssl"], timeout=s["timeout"])
         printer = Printer(out, quiet=s["question"])
@@ -375,6 +374,9 @@ def main(argv: List[str]) -> int:
                 lock = FileLock(state_path + ".lock").acquire(s["lock_timeout"], what=f"another {PROG}")
             except StoreError as exc:       # an unusable state directory is a setup problem
                 raise UsageError(str(exc)) from None
+        # Read the state only while holding the lock: a run that waited for another one must
+        # see what that run saved, or saving its own stale copy would undo it.
+        cache = StateCache(state_path).load()
         try:
             driver = Driver(opts, ossl, cache, lambda: utcnow())
             driver.now = now

@@ -51,12 +51,20 @@ class FetchResult:
 
 def load_target(cert_path: str, ossl: OpenSSL, *, issuer_file: Optional[str] = None,
                 ca_dirs: Sequence[str] = (), http: transport.HttpOptions = transport.HttpOptions(),
-                use_aia: bool = True) -> Target:
+                use_aia: bool = True, urls: Optional[Sequence[str]] = None) -> Target:
+    """The leaf of CERT_PATH with the certificate that really issued it.
+
+    URLS, when not None, says the caller is about to ask a responder (the
+    ``-u`` list, possibly empty): a certificate naming no OCSP responder, with
+    none given, then raises NotApplicable right after loading, before the
+    issuer search (which may read files, download caIssuers or fail)."""
     certs = load_file(cert_path, ossl)
     leaf = certs[0]
     label = "standard input" if cert_path == "-" else cert_path
     if leaf.is_ca and len(certs) == 1:
         raise InputError(f"{label}: holds a CA certificate ({leaf.subject}), not a leaf", path=label)
+    if urls is not None:
+        _urls_or_not_applicable(leaf, label, urls)
     finder = IssuerFinder(ossl, http=http, use_aia=use_aia)
     match = finder.find(leaf, cert_path=None if cert_path == "-" else cert_path,
                         bundle=certs[1:], issuer_file=issuer_file, ca_dirs=ca_dirs)
@@ -64,12 +72,16 @@ def load_target(cert_path: str, ossl: OpenSSL, *, issuer_file: Optional[str] = N
 
 
 def responder_urls(target: Target, opts: FetchOptions) -> Tuple[str, ...]:
-    urls = opts.urls or target.leaf.ocsp_urls
+    return _urls_or_not_applicable(target.leaf, target.label, opts.urls)
+
+
+def _urls_or_not_applicable(leaf: Certificate, label: str, override: Sequence[str]) -> Tuple[str, ...]:
+    urls = tuple(override) or tuple(leaf.ocsp_urls)
     if not urls:
         raise NotApplicable(
-            f"{target.label}: the certificate names no OCSP responder; its CA no longer offers "
-            f"OCSP, so turn stapling off for it (or give a responder with -u URL)", path=target.label)
-    return tuple(urls)
+            f"{label}: the certificate names no OCSP responder; its CA no longer offers "
+            f"OCSP, so turn stapling off for it (or give a responder with -u URL)", path=label)
+    return urls
 
 
 def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, *,

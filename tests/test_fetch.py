@@ -221,6 +221,30 @@ def test_no_ocsp_url_is_not_applicable(tmp_path, pki):
     assert "no OCSP responder" in line and "turn stapling off" in line
 
 
+@pytest.fixture(scope="module")
+def nourl_aia(pki):
+    """A leaf with no OCSP URL whose AIA caIssuers points at a loopback server (set per test)."""
+    from fake_responder import FakeResponder
+    with FakeResponder() as ca_server:
+        leaf = pki.make_leaf("nourlaia", ocsp_urls=[], ca_issuers=ca_server.url + "inter.cer")
+        yield leaf, ca_server
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-aia"]])
+def test_no_ocsp_url_decided_before_any_issuer_search(extra, tmp_path, pki, nourl_aia):
+    leaf, ca_server = nourl_aia
+    ca_server.requests.clear()
+    ca_server.set(handler=serve_files({"/inter.cer": (pki.inter_cert.read_bytes(), "application/pkix-cert")}))
+    bare = tmp_path / "cert.pem"                     # no bundle, no .issuer, no chain.pem beside it
+    shutil.copy(leaf.cert, bare)
+    res = fetch(bare, *extra, "-o", tmp_path / "s.der")
+    assert res.returncode == 3, res.stderr
+    line = assert_one_line_error(res.stderr)
+    assert "no longer offers OCSP" in line and "turn stapling off" in line and "-u URL" in line
+    assert ca_server.requests == []                 # the caIssuers URL was never contacted
+    assert not (tmp_path / "s.der").exists()
+
+
 @pytest.mark.parametrize("args,needle", [
     (["/nonexistent/cert.pem"], "no such file"),
     (["--bogus-option", "x.pem"], "unrecognized arguments"),

@@ -97,7 +97,7 @@ def main(argv: List[str]) -> int:
     http = transport.HttpOptions(timeout=args.timeout, proxy=args.proxy)
     ossl = OpenSSL(args.openssl, timeout=args.timeout)
     target = load_target(args.cert, ossl, issuer_file=args.issuer, ca_dirs=args.ca_dir,
-                         http=http, use_aia=not args.no_aia)
+                         http=http, use_aia=not args.no_aia, urls=args.url)
     opts = FetchOptions(urls=tuple(args.url), method=args.method, hash_alg=args.hash_alg,
                         nonce=args.nonce, http=http)
     result = fetch_staple(target, opts, ossl, utcnow)

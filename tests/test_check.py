@@ -8,6 +8,7 @@ import base64
 import datetime as dt
 import json
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -625,6 +626,41 @@ def test_prometheus_text_parses(world, tmp_path):
     for name in ("ocsp_staple_state", "ocsp_staple_next_update_timestamp_seconds",
                  "ocsp_staple_remaining_seconds", "ocsp_staple_cert_status"):
         assert families[name].type == "gauge" and families[name].documentation
+
+
+ROOT = Path(__file__).resolve().parent.parent
+PROM_DIR = "/var/lib/node_exporter/"
+PROM_STAPLES = "/etc/haproxy/certs/*.ocsp"
+
+
+def documented_prometheus_cron() -> str:
+    """The node_exporter cron command of the README (schedule removed), checked against the man page."""
+    lines = [line for line in (ROOT / "README.md").read_text().splitlines()
+             if "ocsp-check --prometheus" in line and " mv " in line]
+    assert len(lines) == 1, lines
+    command_ = lines[0].split(None, 5)[5]
+    man = [line for line in (ROOT / "man" / "ocsp-check.1").read_text().replace("\\-", "-").splitlines()
+           if "ocsp-check --prometheus" in line and " mv " in line]
+    assert len(man) == 1 and man[0].split(None, 5)[5] == command_, man
+    return command_
+
+
+def test_documented_prometheus_cron_updates_the_file_on_critical(world, tmp_path):
+    """exit 2 is when the metrics matter: the documented snippet must still rename the .prom file."""
+    w = world
+    script = documented_prometheus_cron()
+    assert PROM_DIR in script and PROM_STAPLES in script
+    out = tmp_path / "textfile"
+    out.mkdir()
+    (out / "ocsp.prom").write_text('ocsp_staple_state{path="stale"} 0\n')
+    script = script.replace(PROM_DIR, f"{out}/").replace(PROM_STAPLES, str(w.staple("expired")))
+    env = dict(build.ENV, PATH=f"{Path(command('ocsp-check')).parent}:/usr/bin:/bin")
+    res = subprocess.run(["sh", "-c", script], capture_output=True, env=env, timeout=60)
+    assert res.stderr == b""
+    assert sorted(p.name for p in out.iterdir()) == ["ocsp.prom"]       # no temp file left
+    text = (out / "ocsp.prom").read_text()
+    assert f'ocsp_staple_state{{path="{w.staple("expired")}"}} 2' in text.splitlines()
+    assert "stale" not in text
 
 
 def test_print_fields(world, tmp_path):

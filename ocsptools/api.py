@@ -175,6 +175,7 @@ class RenewResult:
     failed: int = 0
     revoked: int = 0
     pending: int = 0        # with dry_run: how many would be renewed or pruned
+    warnings: List[str] = field(default_factory=list)   # e.g. the state cache was unreadable
 
     @property
     def ok(self) -> bool:
@@ -204,20 +205,24 @@ def renew(paths: Sequence[PathLike], *, layout: str = "auto", recursive: bool = 
         cands.extend(discover(os.fspath(p), layout, recursive=recursive, out_dir=out))
     inputs = sorted(os.path.abspath(os.fspath(p)) for p in paths)
     state_path = os.fspath(state) if state is not None else default_path(inputs)
-    cache = StateCache(state_path).load()
     http = transport.HttpOptions(timeout=timeout)
     opts = RunOptions(fetch=FetchOptions(urls=tuple(urls), http=http),
                       renew=policy.RenewOptions(renew_at=renew_at, min_validity=min_validity,
                                                 always=always),
                       jobs=jobs, per_responder=per_responder, dry_run=dry_run, verbose=verbose)
+    # A dry run takes no lock, so it must not write the shared state either.
     lock = None if dry_run else store.FileLock(state_path + ".lock").acquire(lock_timeout)
     try:
+        # Read the state only while holding the lock: a run that waited for another one must
+        # see what that run saved, or saving its own stale copy would undo it.
+        cache = StateCache(state_path).load()
         driver = Driver(opts, OpenSSL(openssl, timeout=timeout), cache, _now)
         result = driver.run(cands)
-        cache.save()
+        if not dry_run:
+            cache.save()
     finally:
         if lock is not None:
             lock.release()
     return RenewResult(reports=[RenewReport(r.action, r.cert, r.staple, r.detail) for r in result.reports],
                        changed=list(result.changed), failed=result.failed, revoked=result.revoked,
-                       pending=result.pending)
+                       pending=result.pending, warnings=[cache.warning] if cache.warning else [])

@@ -108,3 +108,57 @@ def test_renew_tree(tmp_path, pki, responder):
     assert {r.action for r in result.reports} == {"renewed"}
     assert ocsptools.renew([tree], state=state).reports == []
     assert (tree / "a.pem.ocsp").read_bytes()[:1] == b"\x30"
+
+
+def test_renew_that_waited_for_the_lock_sees_the_state_of_the_run_before(tmp_path, pki, fake):
+    """Run A reports a stale staple (once) while a slow responder keeps it holding the lock;
+    run B, waiting for the lock, must read the state A saved and not report it again."""
+    import shutil
+    import threading
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    nourl = pki.make_leaf("api-conc-nourl", ocsp_urls=[])
+    shutil.copy(nourl.fullchain, tree / "nourl.pem")
+    (tree / "nourl.pem.ocsp").write_bytes(b"\x30\x03\x0a\x01\x03")     # a leftover staple
+    slow = pki.make_leaf("api-conc-slow", ocsp_urls=[fake.url])
+    shutil.copy(slow.fullchain, tree / "slow.pem")
+    fake.set(delay=2.0, status=500, body=b"slow", content_type="text/plain")
+    state = tmp_path / "state.json"
+    results = {}
+
+    def run(name: str, **kw) -> None:
+        results[name] = ocsptools.renew([tree], state=state, timeout=5, **kw)
+
+    a = threading.Thread(target=run, args=("a",))
+    a.start()
+    deadline = time.monotonic() + 10
+    while not fake.requests and time.monotonic() < deadline:   # A holds the lock, waiting
+        time.sleep(0.05)
+    assert fake.requests
+    b = threading.Thread(target=run, args=("b",), kwargs={"lock_timeout": 30})
+    b.start()
+    a.join(60)
+    b.join(60)
+    actions_a = [r.action for r in results["a"].reports]
+    actions_b = [r.action for r in results["b"].reports]
+    assert "stale-staple" in actions_a, results["a"]
+    assert "stale-staple" not in actions_b, results["b"]
+    assert "failed" in actions_a and "failed" in actions_b     # both still tried the slow responder
+    assert len(fake.requests) >= 2
+
+
+def test_renew_passes_cache_warnings_and_dry_runs_leave_the_state_alone(tmp_path, pki, responder):
+    import shutil
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(pki.leaves["good1"].fullchain, tree / "a.pem")
+    state = tmp_path / "state.json"
+    state.write_text("{not json")
+    dry = ocsptools.renew([tree], state=state, dry_run=True)
+    assert dry.warnings and str(state) in dry.warnings[0] and "unreadable" in dry.warnings[0]
+    assert state.read_text() == "{not json"                    # no lock taken: nothing written
+    assert not (tmp_path / "state.json.lock").exists()
+    result = ocsptools.renew([tree], state=state)
+    assert result.ok and result.warnings and "unreadable" in result.warnings[0]
+    assert state.read_text().startswith("{\"entries\"")         # rewritten under the lock
+    assert ocsptools.renew([tree], state=state).warnings == []

@@ -14,8 +14,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 from . import policy, store, transport, verify
 from .certs import IssuerFinder, load_file
-from .errors import (CertStatusError, FetchError, InputError, NotApplicable, ResponseError,
-                     Revoked, StaleResponse)
+from .errors import (CertStatusError, FetchError, InputError, NotApplicable, OpensslError,
+                     ResponseError, Revoked, StaleResponse)
 from .openssl import OpenSSL, Scratch
 from .staple import Certificate, Staple, decode_staple, encode_staple, iso
 
@@ -120,6 +120,9 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, 
         except FetchError as exc:
             failures.append(str(exc))
             retry_after = exc.retry_after if exc.retry_after is not None else retry_after
+            continue
+        except OpensslError as exc:     # e.g. openssl timed out on this answer: try the next URL
+            failures.append(f"{url}: checking the answer failed: {exc}")
             continue
         problems = policy.time_problems(staple, now())
         errs = policy.errors(problems)

@@ -135,6 +135,32 @@ def test_failover_from_dead_first_url(tmp_path, pki, responder):
     assert f"answer from {pki.ocsp_url}".encode() in res.stderr
 
 
+def test_failover_when_openssl_fails_on_one_answer(tmp_path, pki, fake, responder):
+    # an --openssl wrapper that hangs (until the timeout kills it) on the first URL's answer only
+    marker = tmp_path / "marker.der"
+    marker.write_bytes(status_only("tryLater"))
+    wrapper = tmp_path / "openssl-wrapper"
+    wrapper.write_text(f"""#!/bin/sh
+for a in "$@"; do
+  if [ -f "$a" ] && cmp -s "$a" '{marker}'; then exec sleep 30; fi
+done
+exec '{shutil.which("openssl")}' "$@"
+""")
+    wrapper.chmod(0o755)
+    fake.set(body=marker.read_bytes())
+    leaf = pki.leaves["good1"].fullchain
+    res = fetch(leaf, "-u", fake.url, "-u", pki.ocsp_url, "--openssl", wrapper, "--timeout", "2",
+                "-v", "-o", tmp_path / "s.der")
+    assert res.returncode == 0, res.stderr
+    assert fake.requests and f"answer from {pki.ocsp_url}".encode() in res.stderr
+    # alone, that URL's failure is one line naming it and what openssl did
+    res = fetch(leaf, "-u", fake.url, "--openssl", wrapper, "--timeout", "2", "-o", tmp_path / "t.der")
+    assert res.returncode == 1
+    line = assert_one_line_error(res.stderr)
+    assert fake.url in line and "timed out" in line
+    assert not (tmp_path / "t.der").exists()
+
+
 def test_sha256_certid(tmp_path, pki, responder):
     out = tmp_path / "s.der"
     assert fetch(pki.leaves["good1"].fullchain, "--hash", "sha256", "-o", out).returncode == 0

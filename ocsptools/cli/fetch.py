@@ -89,6 +89,7 @@ def _summary(label: str, staple, extra: str = "") -> str:
 
 def main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
+    now = utcnow()                      # the one clock reading of this run
     for url in args.url:
         transport.check_url(url)
     if args.output is None and args.format == "der" and _stdout_is_tty():
@@ -100,7 +101,7 @@ def main(argv: List[str]) -> int:
                          http=http, use_aia=not args.no_aia, urls=args.url)
     opts = FetchOptions(urls=tuple(args.url), method=args.method, hash_alg=args.hash_alg,
                         nonce=args.nonce, http=http)
-    result = fetch_staple(target, opts, ossl, utcnow)
+    result = fetch_staple(target, opts, ossl, lambda: now)
     say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
     for warning in result.warnings:
         say(f"{PROG}: warning: {target.label}: {warning}")
@@ -116,7 +117,7 @@ def main(argv: List[str]) -> int:
         revoked = exc
     extra = ""
     if args.output is not None:
-        outcome = install(args.output, result.staple, target, ossl, utcnow(),
+        outcome = install(args.output, result.staple, target, ossl, now,
                           fmt=args.format, force=args.force)
         if not outcome.changed:
             extra = f" ({outcome.message})"

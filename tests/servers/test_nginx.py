@@ -13,10 +13,12 @@ after each change (``--on-change 'nginx -s reload'``).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -98,9 +100,21 @@ def test_renewal_runs_the_reload_hook_and_the_newer_staple_is_served(
     cp = renew(site.fullchain.parent, "--on-change", hook)
     assert cp.returncode == 0 and cp.stdout == b"", cp.stdout + cp.stderr
     assert marker.read_text().split() == [str(site.staple)], "reloaded although nothing changed"
-    # what the schedule promises: the next renewal is due half-way through the new staple's life
+    # what the schedule promises: the next renewal (and so the next reload) is due half-way
+    # through the new staple's life, well before nginx would go on serving it expired
     cp = renew(site.fullchain.parent, "-n", "-v")
-    assert cp.stdout.decode().startswith("fresh\t"), cp.stdout
+    line = cp.stdout.decode()
+    assert line.startswith("fresh\t"), line
+    m = re.search(r"good until (\S+), renewal due at (\S+)", line)
+    assert m, line
+    until, due = (datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+                  for t in m.groups())
+    this_update, next_update = response_time(new, scratch), response_time(new, scratch, "Next Update")
+    assert until == next_update, line
+    life = next_update - this_update
+    assert life >= timedelta(hours=1), life
+    assert due <= this_update + life / 2, line
+    assert until - due >= life / 2, line
 
 
 def test_expired_staple_is_served_until_the_toolkit_reloads_nginx(

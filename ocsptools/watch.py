@@ -6,10 +6,11 @@ the same pure ``plan()``/``policy.renewal_decision``, the same verification
 and atomic install).  What this module adds is *when* to run it:
 
 * **Schedule** (pure functions, a controllable clock): a good staple is
-  looked at again at its due instant (``Decision.renew_at``) moved by up to
-  +-10 % of the time left until then (``next_renewal``), so a fleet started
-  together does not hit a responder at once, never later than a safety
-  margin before the staple stops being usable.  When that instant comes the
+  looked at again at its due instant (``Decision.renew_at``) moved up to
+  10 % of the time left until then *earlier* (``next_renewal``), so a fleet
+  started together does not hit a responder at once, and never after the
+  one-shot rule's due instant (a ``-q`` run always agrees with the daemon)
+  nor later than a safety margin before the staple stops being usable.  When that instant comes the
   target is renewed (``plan(force=...)``: the jittered instant stands in for
   the due one; the installed file is still replaced only by a verified,
   newer answer).  The process sleeps until the earliest instant (an Event
@@ -83,7 +84,7 @@ from .statecache import StateCache, identity, pair_key
 
 Clock = Callable[[], datetime]
 
-#: Renewal instants move by up to this fraction of the time left until the due instant.
+#: Renewal instants move earlier by up to this fraction of the time left until the due instant.
 JITTER = 0.10
 #: A renewal is planned at least this long before the installed staple stops being usable
 #: (less for short-lived staples: a quarter of the time left).
@@ -136,12 +137,13 @@ def margin_for(left: timedelta) -> timedelta:
 
 def next_renewal(now: datetime, due: datetime, valid_until: Optional[datetime], rand: float, *,
                  floor: float = 0.0, jitter: float = JITTER) -> datetime:
-    """When to renew a good staple due at DUE: DUE moved by ``jitter`` x (time left until DUE)
-    x (2 RAND - 1), RAND in [0, 1]; never later than ``margin_for`` before VALID_UNTIL, never
-    earlier than FLOOR seconds from NOW."""
+    """When to renew a good staple due at DUE: DUE moved *earlier* by ``jitter`` x (time left
+    until DUE) x RAND, RAND in [0, 1] (never later than DUE: a one-shot ``-q`` run at any moment
+    agrees that the daemon's staples are up to date); never later than ``margin_for`` before
+    VALID_UNTIL, never earlier than FLOOR seconds from NOW."""
     remaining = max((due - now).total_seconds(), 0.0)
     r = min(max(rand, 0.0), 1.0)
-    at = due + timedelta(seconds=remaining * jitter * (2.0 * r - 1.0))
+    at = due - timedelta(seconds=remaining * jitter * r)
     if valid_until is not None:
         at = min(at, valid_until - margin_for(valid_until - now))
     return max(at, now + timedelta(seconds=floor))

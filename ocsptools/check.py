@@ -314,9 +314,15 @@ def check_der(result: Result, der: bytes, target: Optional[Target], opts: CheckO
     for state, message in judgement.findings:
         result.add(state, message)
     cert = target.leaf if target is not None else result.certificate
-    if cert is not None and cert.must_staple and result.state == CRITICAL:
-        result.add(CRITICAL, "the certificate is Must-Staple: clients refuse connections "
-                             "without a valid staple")
+    if cert is not None and cert.must_staple:
+        # a Must-Staple certificate without a VALID staple is always CRITICAL: a staple that was
+        # only inspected (issuer unknown) may be badly signed, and clients would refuse it
+        if result.state == CRITICAL:
+            result.add(CRITICAL, "the certificate is Must-Staple: clients refuse connections "
+                                 "without a valid staple")
+        elif not result.verified:
+            result.add(CRITICAL, "cannot verify the staple of a Must-Staple certificate; "
+                                 "give -i ISSUER")
     return result
 
 

@@ -93,6 +93,9 @@ def world(tmp_path_factory) -> World:
         "expired_signer": build.respond(p, c1, s / "expired_signer.der", at=t0 - 2 * DAY,
                                         signer=expired),
         "muststaple": build.respond(p, p.leaves["muststaple"].cert, s / "muststaple.der", at=t0 - 8 * DAY),
+        "muststaple_good": build.respond(p, p.leaves["muststaple"].cert, s / "muststaple_good.der", at=t0),
+        "muststaple_badsig": build.respond(p, p.leaves["muststaple"].cert, s / "muststaple_badsig.der",
+                                           at=t0, badsig=True),
     }
     paths = {name: s / f"{name}.der" for name in staples}
     for status in ("tryLater", "unauthorized", "internalError"):
@@ -480,6 +483,29 @@ def test_must_staple_without_valid_staple(world):
                       f"is Must-Staple: clients refuse connections without a valid staple")
     assert out[2] == (f"CRITICAL: {w.dir / 'missing.ocsp'}: no such file, but the certificate is "
                       f"Must-Staple (TLS Feature status_request): clients will refuse the connection")
+
+
+@pytest.mark.parametrize("case", ["muststaple_good", "muststaple_badsig"])
+def test_must_staple_staple_that_cannot_be_verified_is_critical(world, tmp_path, case):
+    """Leaf without its chain beside the staple: only inspected, so never OK for Must-Staple
+    (a badly signed staple would be refused by every client); -i ISSUER gives the real verdict."""
+    w = world
+    shutil.copy(w.pki.leaves["muststaple"].cert, tmp_path / "site.pem")
+    shutil.copy(w.staple(case), tmp_path / "site.pem.ocsp")
+    res = build.run_at(w.t0, [command("ocsp-check"), "site.pem.ocsp"], cwd=tmp_path)
+    assert res.returncode == 2
+    lines = res.stdout.decode().splitlines()
+    assert lines[:2] == [
+        f"OCSP CRITICAL - site.pem.ocsp: cannot verify the staple of a Must-Staple certificate; give -i "
+        f"ISSUER (signature and CertID not verified) | {perf('site.pem.ocsp', LIFE7)}",
+        f"good, 7d left (next update {iso(w.t0 + 7 * DAY)})"]
+    assert lines[2].startswith("signature and CertID NOT verified: ") and len(lines) == 3
+    res = build.run_at(w.t0, [command("ocsp-check"), "-i", str(w.pki.inter_cert), "site.pem.ocsp"],
+                       cwd=tmp_path)
+    assert res.stdout.decode().splitlines() == (
+        [f"OCSP OK - site.pem.ocsp: good, 7d left (next update {iso(w.t0 + 7 * DAY)}) "
+         f"| {perf('site.pem.ocsp', LIFE7)}"] if case == "muststaple_good" else
+        ["OCSP CRITICAL - site.pem.ocsp: the signature does not verify | 'site.pem.ocsp'=U"])
 
 
 def test_explicit_cert_problems_are_unknown(world, tmp_path):

@@ -70,7 +70,8 @@ def live(tmp_path_factory) -> Live:
     staples = {}
     for name, leaf, when in (("good", "good1", at), ("expired", "good1", at - 8 * DAY),
                              ("revoked", "revoked1", at), ("good2", "good2", at),
-                             ("muststaple_expired", "muststaple", at - 8 * DAY)):
+                             ("muststaple_expired", "muststaple", at - 8 * DAY),
+                             ("muststaple", "muststaple", at)):
         staples[name] = s / f"{name}.der"
         build.respond(p, p.leaves[leaf].cert, staples[name],
                       at=when if shutil.which("faketime") else None)
@@ -212,6 +213,24 @@ def test_server_without_chain(live):
         rc, out, _, _ = run_check("--json", "-i", live.pki.inter_cert, "-H", "127.0.0.1", "-p", srv.port)
     obj = json.loads(out[0])
     assert rc == 0 and obj["verified"] is True and obj["issuer"] == str(live.pki.inter_cert)
+
+
+def test_must_staple_server_without_chain(live):
+    """A Must-Staple certificate whose staple cannot be verified (issuer not presented, no -i) is
+    CRITICAL, never OK "not verified": the staple may be badly signed; -i restores the verdict."""
+    with live.server("muststaple", "muststaple", chain=False) as srv:
+        label = f"127.0.0.1:{srv.port}"
+        rc, out, _, nows = run_check("-H", "127.0.0.1", "-p", srv.port)
+        assert rc == 2
+        perfs = [line.split(" | ")[1] for line in good_lines(label, live.at, nows)]
+        assert out[0] in [f"OCSP CRITICAL - {label}: cannot verify the staple of a Must-Staple "
+                          f"certificate; give -i ISSUER (signature and CertID not verified) | {p}"
+                          for p in perfs]
+        assert out[1].startswith("good, ")
+        assert out[2].startswith("signature and CertID NOT verified: the server did not present the "
+                                 "issuer of its certificate")
+        rc, out, _, nows = run_check("-i", live.pki.inter_cert, "-H", "127.0.0.1", "-p", srv.port)
+        assert rc == 0 and out[0] in good_lines(label, live.at, nows)
 
 
 # --------------------------------------------------------------------------- STARTTLS

@@ -783,6 +783,10 @@ def ocsp_check_live(port: int, servername: str, issuer: Path, *,
     return run_tool("ocsp-check", *args)
 
 
-def ocsp_check_available() -> bool:
-    cp = run_tool("ocsp-check", "--version")
-    return cp.returncode in (0, 3) and b"ocsp-check" in cp.stdout + cp.stderr
+def assert_check_ok(port: int, servername: str, issuer: Path, *,
+                    starttls: Optional[str] = None) -> str:
+    """``ocsp-check -H`` on the live server says OK (exit 0, ``OCSP OK``); its output."""
+    cp = ocsp_check_live(port, servername, issuer, starttls=starttls)
+    out = (cp.stdout + cp.stderr).decode("utf-8", "replace")
+    assert cp.returncode == 0 and cp.stdout.startswith(b"OCSP OK"), out
+    return out

@@ -232,6 +232,38 @@ def test_dry_run_and_question_change_nothing(tmp_path, pki, responder, wrapper):
     assert "less than 2d" in lines(res)[0][3]
 
 
+def test_dry_run_and_question_never_write_the_state_and_q_prints_nothing(tmp_path, pki, responder):
+    """-n and -q take no lock, so they must not save the state cache either (an overlapping -n
+    would overwrite what a locked run saved); -q prints nothing, not even configuration warnings."""
+    root = tmp_path / "tree"
+    place(root, "bundle", "good1", pki.leaves["good1"], pki)
+    place(root, "bundle", "good2", pki.leaves["good2"], pki)
+    state = tmp_path / "s.json"
+    cfg = tmp_path / "ocsptools.yaml"
+    cfg.write_text(f"dirs: [{root}]\nincludes: [{tmp_path / 'missing.d'}]\n")
+    assert "does not exist" in renew(state, "--config", cfg, "-n").stderr.decode()   # a warning
+    assert not state.exists()               # no cache yet: -n created none
+    assert renew(state, "--config", cfg, "-q").returncode == 1 and not state.exists()
+    assert renew(state, "--config", cfg).returncode == 0
+    saved = state.read_bytes()
+    (root / "good2.pem.ocsp").unlink()      # something to decide differently, and to load
+    os.utime(root / "good1.pem", None)      # a changed identity: the entry is rebuilt in memory
+    res = renew(state, "--config", cfg, "-n", "-v")
+    assert "would-renew" in res.stdout.decode() and state.read_bytes() == saved
+    res = renew(state, "--config", cfg, "-q", "-v")
+    assert res.returncode == 1 and res.stdout == b"" and res.stderr == b""
+    assert state.read_bytes() == saved
+    # while another run holds the lock, -q and -n still answer (they never wait or exit 2)
+    fd = os.open(str(state) + ".lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        assert renew(state, "--config", cfg, "-q").returncode == 1
+        assert renew(state, "--config", cfg, "-n").returncode == 0
+    finally:
+        os.close(fd)
+    assert state.read_bytes() == saved
+
+
 def test_always_renew_and_on_change(tmp_path, pki, responder):
     root = tmp_path / "tree"
     placed = [place(root, "lego", n, pki.leaves[n], pki) for n in ("good1", "good2")]

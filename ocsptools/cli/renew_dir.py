@@ -358,8 +358,9 @@ def main(argv: List[str]) -> int:
         (err_log or sys.stderr).flush()
 
     try:
-        for w in (cfg.warnings if cfg is not None else []):
-            warn("warning: " + w)
+        if not s["question"]:                   # -q prints nothing at all
+            for w in (cfg.warnings if cfg is not None else []):
+                warn("warning: " + w)
         cands = _candidates(dirs, s, cfg, sys.stdin.buffer)
         inputs = sorted(os.path.abspath(d) if d != "-" else "-" for d in dirs)
         if args.config:
@@ -375,7 +376,8 @@ def main(argv: List[str]) -> int:
             except StoreError as exc:       # an unusable state directory is a setup problem
                 raise UsageError(str(exc)) from None
         # Read the state only while holding the lock: a run that waited for another one must
-        # see what that run saved, or saving its own stale copy would undo it.
+        # see what that run saved, or saving its own stale copy would undo it.  -n and -q take
+        # no lock (they must never make a cron run exit 2), so they only read it: never saved.
         cache = StateCache(state_path).load()
         try:
             driver = Driver(opts, ossl, cache, lambda: utcnow())
@@ -386,8 +388,9 @@ def main(argv: List[str]) -> int:
                 driver.after_install = _haproxy_pusher(s["haproxy_socket"], s["timeout"])
             result = driver.run(cands)
             printer.clear()
-            cache.save()
-            if cache.warning and s["verbose"]:
+            if lock is not None:
+                cache.save()
+            if cache.warning and s["verbose"] and not s["question"]:
                 warn("warning: " + cache.warning)
             status = EXIT_OK if result.ok else EXIT_FAILED
             if s["question"]:

@@ -74,7 +74,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--allow-revoked", action="store_true",
                    help="write a verified revoked response too (exit status stays 4)")
     p.add_argument("--openssl", metavar="PATH", default="openssl", help="openssl binary (default: openssl)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr (warnings and errors are still printed)")
     p.add_argument("-v", "--verbose", action="store_true", help="also say where the issuer and answer came from")
     p.add_argument("-V", "--version", action="version", version=version_string(PROG))
     return p
@@ -103,8 +103,8 @@ def main(argv: List[str]) -> int:
                         nonce=args.nonce, http=http)
     result = fetch_staple(target, opts, ossl, lambda: now)
     say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
-    for warning in result.warnings:
-        say(f"{PROG}: warning: {target.label}: {warning}")
+    for warning in result.warnings:         # news a cron user must see: printed even with -q
+        print(f"{PROG}: warning: {target.label}: {warning}", file=sys.stderr)
     if args.verbose:
         say(f"{PROG}: {target.label}: issuer {target.issuer.subject} from {target.issuer_source}; "
             f"answer from {result.url} by {result.method}")

@@ -156,7 +156,9 @@ def judge(staple: Staple, now: datetime, warning: Threshold, critical: Threshold
     below the warning threshold, no nextUpdate, responder certificate
     expiring before nextUpdate.  Critical is tested before warning."""
     lifetime = staple.lifetime
-    warn_s, crit_s = warning.seconds(lifetime), critical.seconds(lifetime)
+    # whole seconds, rounded up, so that the verdict, the perfdata ranges and the JSON agree
+    warn_s = nagios.whole_seconds(warning.seconds(lifetime))
+    crit_s = nagios.whole_seconds(critical.seconds(lifetime))
     findings: List[Finding] = []
     single = staple.single
     status = staple.cert_status

@@ -63,11 +63,16 @@ def _number(value: float) -> str:
     return str(int(value))
 
 
+def whole_seconds(threshold: Optional[float]) -> Optional[int]:
+    """A threshold in whole seconds, rounded UP: values are whole seconds, and ``left < 151199.75``
+    holds for exactly the whole numbers below 151200 (rounding down would stop alerting at 151199)."""
+    return None if threshold is None else math.ceil(threshold)
+
+
 def min_range(threshold: Optional[float]) -> str:
     """Range syntax for "alert when below THRESHOLD": ``259200:`` (empty when there is none)."""
-    if threshold is None:
-        return ""
-    return _number(math.floor(threshold) if threshold >= 0 else math.ceil(threshold)) + ":"
+    seconds = whole_seconds(threshold)
+    return "" if seconds is None else _number(seconds) + ":"
 
 
 _LABEL_BAD = re.compile(r"['=|\x00-\x1f\x7f]")

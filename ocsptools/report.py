@@ -94,7 +94,7 @@ def details(r: Result) -> List[str]:
 
 
 def _secs(value: Optional[float]) -> str:
-    return "none" if value is None else f"{int(value)} s"
+    return "none" if value is None else f"{nagios.whole_seconds(value)} s"
 
 
 def _summary(results: Sequence[Result]) -> str:
@@ -161,8 +161,8 @@ def as_dict(r: Result) -> dict:
         "produced_at": iso(s.produced_at) if s is not None else None,
         "remaining_seconds": r.remaining_seconds,
         "lifetime_seconds": r.lifetime_seconds,
-        "warning_seconds": None if r.warning_seconds is None else int(r.warning_seconds),
-        "critical_seconds": None if r.critical_seconds is None else int(r.critical_seconds),
+        "warning_seconds": nagios.whole_seconds(r.warning_seconds),
+        "critical_seconds": nagios.whole_seconds(r.critical_seconds),
         "serial": format(s.serial, "X") if s is not None else None,
         "verified": bool(r.verified),
         "signer_not_after": iso(s.signer_not_after) if s is not None else None,

@@ -190,6 +190,22 @@ def test_duration_thresholds(world, after, rc, state, suffix):
                    f"| {perf(p, left, 259200, 86400)}"]
 
 
+def test_fractional_threshold_is_rounded_up_everywhere(world):
+    """33.33% of 7d is 201579.84 s: with 201579 s left the check warns, so the perfdata range must
+    be 201580: (201579: would say OK for the very value that made the check warn)."""
+    w = world
+    p = w.staple("good")
+    at = w.t0 + dt.timedelta(seconds=LIFE7 - 201579)
+    rc, out, _ = check("-w", "33.33%", "--cert", w.cert("good1"), p, at=at)
+    assert rc == 1
+    assert out == [f"OCSP WARNING - {p}: good, 2d7h59m left (next update {iso(w.t0 + 7 * DAY)}), below the "
+                   f"warning threshold 2d7h59m (33.33% of 7d) | {perf(p, 201579, 201580)}"]
+    rc, out, _ = check("--json", "-w", "33.33%", "--cert", w.cert("good1"), p, at=at)
+    assert json.loads(out[0])["warning_seconds"] == 201580
+    rc, out, _ = check("-w", "33.33%", "--cert", w.cert("good1"), p, at=at - dt.timedelta(seconds=1))
+    assert rc == 0 and out[0].endswith(f" | {perf(p, 201580, 201580)}")
+
+
 def test_critical_is_tested_before_warning(world):
     """-c above -w: critical wins although warning matches too."""
     w = world

@@ -155,6 +155,7 @@ def test_perfdata_syntax():
     assert nagios.perfdata("x", None) == "'x'=U"
     assert nagios.perfdata("x", 1.5, "s") == "'x'=1.5s"
     assert nagios.min_range(151200.0) == "151200:" and nagios.min_range(None) == ""
+    assert nagios.min_range(151199.75) == "151200:"       # rounded up, never down
     assert nagios.label("a'b=c|d\ne") == "a_b_c_d_e"
     assert nagios.unique_labels(["a=b", "a'b", "a_b", "c"]) == ["a_b", "a_b#2", "a_b#3", "c"]
     assert nagios.text("one | two\nthree") == "one / two three"
@@ -206,6 +207,22 @@ def test_judge_thresholds_in_seconds():
     assert (j.warning_seconds, j.critical_seconds) == (259200, 151200)
     j = check.judge(staple(nxt=None), T0, W25, C10)
     assert (j.warning_seconds, j.critical_seconds) == (None, None)
+
+
+def test_fractional_threshold_verdict_perfdata_and_json_agree():
+    """25% of 604799 s is 151199.75: 151199 s left is WARNING, and the range says so (151200:)."""
+    s = staple(nxt=T0 + dt.timedelta(seconds=604799))
+    j = check.judge(s, T0, W25, C10)
+    assert (j.warning_seconds, j.critical_seconds) == (151200, 60480)
+    for left, state in ((151199, nagios.WARNING), (151200, nagios.OK)):
+        now = s.next_update - dt.timedelta(seconds=left)
+        r = check.Result(label="a.ocsp", source="file", now=now, staple=s, verified=True)
+        judged = check.judge(s, now, W25, C10)
+        r.warning_seconds, r.critical_seconds = judged.warning_seconds, judged.critical_seconds
+        r.findings[:] = judged.findings
+        assert r.state == state
+        assert report.perfdata([r]) == [f"'a.ocsp'={left}s;151200:;60480:;0;604799"]
+        assert json.loads(report.json_lines([r]))["warning_seconds"] == 151200
 
 
 def test_human_durations():

@@ -441,6 +441,39 @@ def test_polling_fallback_picks_up_a_new_certificate(tmp_path, pki, watches, res
 
 
 # ---------------------------------------------------------------------------
+# --sweep-interval: the full sweep catches a change no watcher reports
+
+def test_sweep_catches_a_change_the_watcher_cannot_see(tmp_path, pki, short, watches):
+    """A certificate re-issued in place through a hard link in an unwatched directory: inotify
+    on the watched directory reports nothing (events go to the parent the write went through),
+    so only the --sweep-interval rescan sees the new identity and renews it."""
+    old, new = new_leaf(pki, short, "sw"), new_leaf(pki, short, "sw")
+    certs, elsewhere = tmp_path / "certs", tmp_path / "elsewhere"
+    certs.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(old.fullchain, certs / "s.pem")
+    os.link(certs / "s.pem", elsewhere / "s.pem")
+    staple = certs / "s.pem.ocsp"
+    w = watches(tmp_path, "-u", short.url, "--state", tmp_path / "state.json",
+                "--sweep-interval", "2s", certs)
+    w.wait_for(staple.exists, 10, "the first staple")
+    assert times(staple)[2] == serial_of(old.cert)
+    w.wait_for(lambda: w.events("sweep"), 5, "a first sweep")
+    with open(elsewhere / "s.pem", "r+") as fh:            # the same inode, rewritten in place
+        fh.write(Path(new.fullchain).read_text())
+        fh.truncate()
+    w.wait_for(lambda: times(staple)[2] == serial_of(new.cert), 6, "the re-issued certificate's staple")
+    sweeps = w.events("sweep")
+    assert sweeps[0]["certificates"] == 1
+    caught = [e for e in sweeps if "1 changed" in e["message"]]
+    assert len(caught) == 1, sweeps         # the sweep found it, not the watcher
+    changed = w.events("changed", str(certs / "s.pem"))
+    assert len(changed) == 1                # logged once, by that sweep's rescan
+    verified(staple, certs / "s.pem", pki)
+    assert w.stop()[0] == 0
+
+
+# ---------------------------------------------------------------------------
 # usage
 
 @pytest.mark.parametrize("args,needle", [

@@ -478,12 +478,29 @@ def test_write_failure_leaves_old_file(installed, pki, responder):
     assert_untouched(installed, before)
 
 
-def test_bin_shim_runs_the_same_main(pki, responder, tmp_path):
+@pytest.mark.parametrize("name", ["ocsp-fetch", "ocsp-check", "ocsp-renew-dir", "ocsp-proxy"])
+def test_bin_shim_finds_the_package_from_its_own_location(name, tmp_path):
+    """bin/ shims work from a checkout where ocsptools is not installed for that python.
+
+    Simulated honestly: the venv's python without site (-S), so the editable install's
+    .pth hook is not processed, and only the dependencies reachable through PYTHONPATH
+    (entries there get no .pth processing), run from / so the cwd does not help either."""
     import sys
+    import sysconfig
     root = Path(__file__).resolve().parent.parent
-    res = subprocess.run([sys.executable, str(root / "bin" / "ocsp-fetch"), "--version"],
-                         capture_output=True, text=True)
-    assert res.returncode == 0 and "ocsptools" in res.stdout
+    env = {"PATH": os.environ["PATH"], "LC_ALL": "C", "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    py = [sys.executable, "-S"]
+    bare = subprocess.run([*py, "-c", "import ocsptools"], capture_output=True, text=True, env=env, cwd="/")
+    assert "No module named 'ocsptools'" in bare.stderr        # the premise: not importable here
+    deps = subprocess.run([*py, "-c", "import plumbum, yaml, dateutil"], capture_output=True, env=env, cwd="/")
+    assert deps.returncode == 0, deps.stderr
+    link = tmp_path / name                                    # e.g. a symlink in ~/bin to the checkout
+    link.symlink_to(root / "bin" / name)
+    res = subprocess.run([*py, str(link), "--version"], capture_output=True, text=True, env=env, cwd="/")
+    installed = run_cmd(name, "--version")
+    assert "Traceback" not in res.stderr, res.stderr
+    assert (res.returncode, res.stdout) == (installed.returncode, installed.stdout.decode())
+    assert res.stdout.startswith(f"{name} (ocsptools) ")
 
 
 def test_status_unknown_exit_1_untouched(tmp_path, pki, installed):

@@ -15,8 +15,8 @@ import pytest
 
 import pki as pkimod
 from conftest import assert_one_line_error, run_cmd
-from test_proxy_support import (TRY_LATER, ProxyProc, check_response, received, request_der,
-                                wait_for)
+from test_proxy_support import (TRY_LATER, ProxyProc, check_response, faketime_lib, received,
+                                request_der, wait_for)
 
 
 @pytest.fixture
@@ -178,11 +178,7 @@ def test_upstream_killed_clients_keep_valid_answers(pki, issuer_dir, start_proxy
 
 
 def test_expired_entry_gives_try_later(pki, issuer_dir, start_proxy, tmp_path):
-    libs = [p for p in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-                        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-                        "/usr/lib/faketime/libfaketime.so.1") if os.path.exists(p)]
-    if not libs:
-        pytest.skip("libfaketime not installed (Debian faketime)")
+    lib = faketime_lib()
     leaf = pki.leaves["good1"]
     req = request_der(pki, leaf, tmp=tmp_path)
     upstream = pkimod.Responder(pki, port=0, nmin=1).start()     # nextUpdate = +1 minute
@@ -194,7 +190,7 @@ def test_expired_entry_gives_try_later(pki, issuer_dir, start_proxy, tmp_path):
     finally:
         upstream.stop()
     later = start_proxy("--allow", upstream.url, "--allow-from", str(issuer_dir), "--timeout", "2",
-                        env={"LD_PRELOAD": libs[0], "FAKETIME": "+3m"})   # no wrapper process
+                        env={"LD_PRELOAD": lib, "FAKETIME": "+3m"})   # no wrapper process
     status, headers, body = later.post(req, target=upstream.url)
     assert status == 200 and body == TRY_LATER
     assert "no-store" in headers["cache-control"]
@@ -416,3 +412,65 @@ def test_concurrent_misses_share_one_upstream_fetch(pki, responder, allow_dir, s
     assert len({b for _, _, b in results}) == 1 and all(s == 200 for s, _, _ in results)
     m = proxy.metrics()
     assert m["ocsp_proxy_cache_misses_total"] + m["ocsp_proxy_cache_hits_total"] == 12
+
+
+@pytest.fixture
+def short_lived(pki):
+    """A leaf whose AIA names its own responder giving 5-minute answers (1% refresh: after 3 s)."""
+    port = pkimod.free_port()
+    leaf = pki.make_leaf(f"short{port}", ocsp_urls=[f"http://127.0.0.1:{port}/"])
+    upstream = pkimod.Responder(pki, port=port, nmin=5).start()
+    yield leaf, upstream
+    upstream.stop()
+
+
+def warm(cache_url, *args):
+    res = run_cmd("ocsp-proxy", "warm", "--cache", cache_url, "--refresh-at", "1%", *args)
+    assert res.returncode == 0, res.stderr
+
+
+def not_allowed_refreshes(proxy):
+    return proxy.metrics()["ocsp_proxy_refreshes_total{result=not allowed}"]
+
+
+def test_cached_urls_obey_the_allow_list(pki, short_lived, issuer_dir, start_proxy, tmp_path):
+    """Warmed from a responder the proxy may not contact (only the issuer under --allow-from): the
+    refresher leaves it alone and the entry is served while valid; once expired, a client's miss
+    is refused instead of being sent to the URL stored in the cache."""
+    leaf, upstream = short_lived
+    cache_url = f"sqlite:///{tmp_path}/cache.sqlite"
+    warm(cache_url, leaf.fullchain)
+    assert received(upstream) == 1
+    req = request_der(pki, leaf, tmp=tmp_path)
+    proxy = start_proxy("--allow-from", str(issuer_dir), "--timeout", "2")
+    assert wait_for(lambda: not_allowed_refreshes(proxy) >= 1, timeout=15), proxy.log
+    assert "not allowed" in proxy.log and upstream.url in proxy.log
+    status, _, body = proxy.post(req)
+    assert status == 200 and body[:1] == b"\x30" and body != TRY_LATER      # still valid: served
+    assert received(upstream) == 1
+    proxy.stop()
+    later = start_proxy("--allow-from", str(issuer_dir), "--timeout", "2",
+                        env={"LD_PRELOAD": faketime_lib(), "FAKETIME": "+6m"})    # past nextUpdate
+    status, _, _ = later.post(req)
+    assert status == 403
+    assert received(upstream) == 1
+
+
+def test_sighup_shrinking_the_allow_list_stops_refreshes(pki, short_lived, start_proxy, tmp_path):
+    leaf, upstream = short_lived
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(leaf.fullchain, tree / "leaf.pem")
+    shutil.copy(pki.inter_cert, tree / "inter.pem")
+    proxy = start_proxy("--allow-from", str(tree), "--refresh-at", "1%", "--timeout", "2")
+    req = request_der(pki, leaf, tmp=tmp_path)
+    assert proxy.post(req)[0] == 200
+    assert wait_for(lambda: proxy.metrics()["ocsp_proxy_refreshes_total{result=ok}"] >= 1, timeout=15)
+    os.unlink(tree / "leaf.pem")                     # the issuer stays trusted, its responder goes
+    proxy.proc.send_signal(__import__("signal").SIGHUP)
+    assert wait_for(lambda: "reloaded" in proxy.log)
+    time.sleep(0.5)                                   # a refresh already in flight may finish
+    before = received(upstream)
+    assert wait_for(lambda: not_allowed_refreshes(proxy) >= 1, timeout=15), proxy.log
+    assert received(upstream) == before
+    assert proxy.post(req)[0] == 200                  # the refreshed answer is still served

@@ -130,6 +130,16 @@ def check_response(pki, leaf, body: bytes, tmp: Path, *, extra: Sequence[str] = 
     return cp.stdout + cp.stderr
 
 
+def faketime_lib() -> str:
+    """libfaketime's path (preloaded directly: no wrapper process), or skip the test."""
+    for path in ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+                 "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+                 "/usr/lib/faketime/libfaketime.so.1"):
+        if os.path.exists(path):
+            return path
+    pytest.skip("libfaketime not installed (Debian faketime)")
+
+
 def received(responder) -> int:
     """How many requests an openssl responder has logged so far."""
     return responder.output.count("Received request")

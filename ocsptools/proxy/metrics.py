@@ -47,7 +47,7 @@ class Metrics:
                labelled("kind", self.upstream_errors, ("connect", "timeout", "http", "responder_status",
                                                        "verify", "times", "unknown", "other")))
         metric("ocsp_proxy_refreshes_total", "counter", "Background refreshes, by result.",
-               labelled("result", self.refreshes, ("ok", "failed", "unchanged")))
+               labelled("result", self.refreshes, ("ok", "failed", "unchanged", "not allowed")))
         metric("ocsp_proxy_expired_total", "counter",
                "Requests for an expired entry the responder could not renew (answered tryLater).",
                [("", self.expired)])

@@ -147,7 +147,6 @@ class Proxy:
         self.hot: Dict[str, Hot] = {}
         self.inflight: Dict[str, asyncio.Future] = {}
         self.refreshing: set = set()
-        self._certs: Dict[bytes, Certificate] = {}
         self._stop = asyncio.Event()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
@@ -171,16 +170,6 @@ class Proxy:
         if len(self.memo) > MEMO_MAX:
             self.memo.clear()
         self.memo[memo_key] = key
-
-    def _cert(self, data: Optional[bytes]) -> Optional[Certificate]:
-        """A Certificate from DER stored in an entry (parsed once)."""
-        if data is None:
-            return None
-        cert = self._certs.get(data)
-        if cert is None:
-            cert = self.ossl.parse_certificates([data])[0]
-            self._certs[data] = cert
-        return cert
 
     def _own(self, url: str) -> bool:
         target = split_url(url)
@@ -302,8 +291,8 @@ class Proxy:
             if inm is not None and hot.etag in inm:
                 return hot.not_modified(now, ka)
             return hot.render(now, ka, head)
-        if not urls and entry is not None:
-            urls = [entry.url]
+        if not urls and entry is not None and self.known.allowed(entry.url):
+            urls = [entry.url]          # the URL it was fetched from, if the allow-list still has it
         if not urls:
             return self._forbidden(req, cid, ka)
         self.metrics.misses += 1
@@ -368,9 +357,7 @@ class Proxy:
             else:
                 self.log.warning(f"serial {cid.serial_hex}: {exc}; answered tryLater")
             return ("later", str(exc))
-        if issuer is None and entry is not None:
-            issuer = await self._io(self._cert, entry.issuer)
-        if issuer is None:
+        if issuer is None:              # only issuers under --allow-from, never one read from the cache
             self.metrics.passthrough["unknown issuer"] += 1
             return ("pass", (200, body, OCSP_TYPE))
         leaf = self.known.leaf_for(issuer, cid.serial)
@@ -511,9 +498,16 @@ class Proxy:
                 return None                                   # someone refreshed it meanwhile
             cid = der.CertID(entry.hash_alg, bytes.fromhex(entry.name_hash),
                              bytes.fromhex(entry.key_hash), int(entry.serial, 16))
-            issuer = await self._io(self._cert, entry.issuer)
-            leaf = await self._io(self._cert, entry.leaf)
-            urls = [entry.url] + [u for u in self.known.routes_for(issuer, cid.serial) if u != entry.url]
+            known = self.known                                # one allow-list for this refresh
+            issuer = known.issuer_for(cid)                    # never the issuer read from the cache
+            if issuer is None:
+                return await self._refresh_refused(entry, "its issuer is not under --allow-from")
+            leaf = known.leaf_for(issuer, cid.serial)
+            urls = list(dict.fromkeys(([entry.url] if known.allowed(entry.url) else [])
+                                      + known.routes_for(issuer, cid.serial)))
+            if not urls:
+                return await self._refresh_refused(entry, f"its responder {entry.url} is not allowed "
+                                                          f"(--allow / --allow-from)")
             try:
                 url, body = await self._io(ask_first, urls, entry.request, self.settings.http)
                 staple = await self._io(check, body, cid, issuer, leaf, self.ossl, self._now_dt(), url)
@@ -521,9 +515,7 @@ class Proxy:
                 return await self._refresh_failed(entry, exc)
             new = make_entry(staple, cid, url, issuer, leaf, self._now_dt(), self.settings.refresh_pct)
             if not await self._io(self.cache.put, new):
-                failures = entry.failures + 1
-                due = rules.backoff(failures, time.time(), entry.next_update)
-                await self._io(self.cache.reschedule, key, due, failures)
+                due, _, _ = await self._back_off(entry)
                 self.metrics.refreshes["unchanged"] += 1
                 self.log.info(f"serial {entry.serial}: {url} returned no newer answer; "
                               f"next try {rules.http_date(due)}")
@@ -544,15 +536,28 @@ class Proxy:
             except CacheError:
                 pass
 
-    async def _refresh_failed(self, entry: Entry, exc: OcspToolsError) -> str:
+    async def _back_off(self, entry: Entry) -> Tuple[float, int, str]:
+        """Reschedule ENTRY after one more failure: (when, failures, what clients get meanwhile)."""
         failures = entry.failures + 1
         now = time.time()
         due = rules.backoff(failures, now, entry.next_update)
         await self._io(self.cache.reschedule, entry.key, due, failures)
-        self.metrics.refreshes["failed"] += 1
-        self.metrics.upstream_errors[error_kind(exc)] += 1
         state = ("still valid until " + rules.http_date(entry.next_update)
                  if rules.usable(entry.next_update, now) else "EXPIRED, clients get tryLater")
+        return due, failures, state
+
+    async def _refresh_refused(self, entry: Entry, why: str) -> str:
+        """No allowed responder or no trusted issuer: back off, keep serving the entry while valid."""
+        due, _, state = await self._back_off(entry)
+        self.metrics.refreshes["not allowed"] += 1
+        self.log.warning(f"serial {entry.serial}: not refreshed, not allowed: {why}; cached answer "
+                         f"{state}; next look {rules.http_date(due)}")
+        return "not allowed"
+
+    async def _refresh_failed(self, entry: Entry, exc: OcspToolsError) -> str:
+        due, failures, state = await self._back_off(entry)
+        self.metrics.refreshes["failed"] += 1
+        self.metrics.upstream_errors[error_kind(exc)] += 1
         self.log.warning(f"serial {entry.serial}: refresh failed ({exc}); cached answer {state}; "
                          f"retry {failures} at {rules.http_date(due)}")
         return "failed"

@@ -38,6 +38,8 @@ class Answer:
     delay: float = 0.0          # seconds before answering
     drip: float = 0.0           # seconds between body bytes
     reset: bool = False         # close the connection without answering
+    framing: str = "length"     # length: Content-Length; close: none, the body ends at close;
+                                # chunked: Transfer-Encoding: chunked (64 KiB chunks)
 
 
 @dataclass
@@ -83,7 +85,10 @@ class FakeResponder:
                     return
                 self.send_response(ans.status)
                 self.send_header("Content-Type", ans.content_type)
-                self.send_header("Content-Length", str(len(ans.body)))
+                if ans.framing == "length":
+                    self.send_header("Content-Length", str(len(ans.body)))
+                elif ans.framing == "chunked":
+                    self.send_header("Transfer-Encoding", "chunked")
                 self.send_header("Connection", "close")
                 for k, v in ans.headers.items():
                     self.send_header(k, v)
@@ -98,6 +103,14 @@ class FakeResponder:
                         except OSError:
                             return
                         time.sleep(ans.drip)
+                elif ans.framing == "chunked":
+                    try:
+                        for i in range(0, len(ans.body), 65536):
+                            part = ans.body[i:i + 65536]
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        self.wfile.write(b"0\r\n\r\n")
+                    except OSError:
+                        pass
                 else:
                     try:
                         self.wfile.write(ans.body)

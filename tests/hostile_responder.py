@@ -51,18 +51,23 @@ class ResponseFactory:
         self._n += 1
         return self.dir / f"{self._n}{suffix}"
 
-    def request(self, certs: List[Path], *, issuer: Optional[Path] = None) -> Path:
+    def request(self, certs: List[Path], *, issuer: Optional[Path] = None, serials: tuple = ()) -> Path:
+        """An OCSP request for CERTS, or for SERIALS (hex) under ISSUER.  With ``-cert`` openssl
+        hashes the certificate's own issuer *name* whatever ``-issuer`` says; ``-serial`` takes
+        name and key hash from ISSUER, a CertID wholly of that issuer."""
         req = self._tmp("-req.der")
         argv = ["openssl", "ocsp", "-issuer", str(issuer or self.pki.inter_cert)]
         for c in certs:
             argv += ["-cert", str(c)]
+        for serial in serials:
+            argv += ["-serial", f"0x{serial}"]
         subprocess.run(argv + ["-no_nonce", "-reqout", str(req)], check=True, env=ENV, capture_output=True)
         return req
 
     def response(self, certs: List[Path], *, signer=None, ca: Optional[Path] = None,
                  index: Optional[Path] = None, ndays: Optional[int] = 1, faketime: Optional[str] = None,
-                 issuer: Optional[Path] = None, extra: tuple = ()) -> bytes:
-        req = self.request(certs, issuer=issuer)
+                 issuer: Optional[Path] = None, serials: tuple = (), extra: tuple = ()) -> bytes:
+        req = self.request(certs, issuer=issuer, serials=serials)
         out = self._tmp("-resp.der")
         s_cert, s_key = signer or (self.pki.ocsp_cert, self.pki.ocsp_key)
         argv = ["openssl", "ocsp", "-index", str(index or self.pki.index), "-rsigner", str(s_cert),
@@ -115,8 +120,16 @@ def scenarios(pki: "pkimod.PKI", leaf: "pkimod.Leaf", other: "pkimod.Leaf", revo
         Scenario("hang", lambda: Answer(delay=60), "reject", "within", slow=True),
         Scenario("drip-1-byte-per-second", lambda: Answer(body=good, drip=1.0), "reject", "within", slow=True),
         Scenario("50MB-body", lambda: Answer(body=b"\x30" + os.urandom(50 * 1024 * 1024)), "reject", "limit"),
+        # no Content-Length (the body ends when the connection closes) and chunked: only the cap
+        # counted while reading can stop these
+        Scenario("50MB-body-no-length",
+                 lambda: Answer(body=b"\x30" + os.urandom(50 * 1024 * 1024), framing="close"), "reject", "limit"),
+        Scenario("50MB-body-chunked",
+                 lambda: Answer(body=b"\x30" + os.urandom(50 * 1024 * 1024), framing="chunked"), "reject", "limit"),
         Scenario("wrong-content-type-html", ocsp(b"<html>busy</html>", content_type="text/html"),
                  "reject", "not a DER OCSP response"),
+        # the header is not authenticated, the DER is: a valid response is used whatever the label
+        Scenario("valid-response-as-text-html", ocsp(good, content_type="text/html"), "replace", "good"),
         Scenario("empty-body", ocsp(b""), "reject", "empty"),
         Scenario("random-bytes", ocsp(bytes(rng.getrandbits(8) for _ in range(700))), "reject", "OCSP"),
         Scenario("truncated-der", ocsp(good[: len(good) // 2]), "reject", "OCSP"),
@@ -127,9 +140,16 @@ def scenarios(pki: "pkimod.PKI", leaf: "pkimod.Leaf", other: "pkimod.Leaf", revo
         Scenario("sigRequired", ocsp(status_only("sigRequired")), "reject", "sigRequired"),
         Scenario("another-serial", ocsp(f.response([other.cert])), "reject", "not a response for this certificate"),
         Scenario("right-serial-other-issuer",
-                 ocsp(f.response([leaf.cert], issuer=pki.other_inter_cert, ca=pki.other_inter_cert,
-                                 signer=(pki.other_inter_cert, pki.other_inter_key),
+                 ocsp(f.response([], serials=(leaf.serial,), issuer=pki.other_inter_cert,
+                                 ca=pki.other_inter_cert, signer=(pki.other_inter_cert, pki.other_inter_key),
                                  index=f.index_for(leaf.serial))), "reject", "issuer"),
+        # `good` for our serial, CertID of another issuer, signed by OUR legitimate delegated
+        # signer: openssl's OCSP_basic_verify requires the signer's issuer to match the CertIDs
+        # (ocsp_check_issuer), so this fails as a signer that does not belong to the issuer
+        Scenario("right-serial-other-issuer-legit-signer",
+                 ocsp(f.response([], serials=(leaf.serial,), issuer=pki.other_inter_cert,
+                                 ca=pki.other_inter_cert, index=f.index_for(leaf.serial))),
+                 "reject", "does not chain to the issuer"),
         Scenario("several-responses-ours-last", ocsp(f.response([other.cert, revoked.cert, leaf.cert])),
                  "replace", "good"),
         Scenario("bad-signature", ocsp(f.response([leaf.cert], extra=("-badsig",))), "reject", "signature"),

@@ -33,9 +33,10 @@ def matrix(pki, tmp_path_factory):
 def scenario_names():
     # names only (the matrix itself needs the PKI): keep in step with hostile_responder.scenarios
     return ["http-500", "http-404", "http-301", "connection-reset", "hang", "drip-1-byte-per-second",
-            "50MB-body", "wrong-content-type-html", "empty-body", "random-bytes", "truncated-der",
+            "50MB-body", "50MB-body-no-length", "50MB-body-chunked", "wrong-content-type-html",
+            "valid-response-as-text-html", "empty-body", "random-bytes", "truncated-der",
             "tryLater", "unauthorized", "malformedRequest", "internalError", "sigRequired",
-            "another-serial", "right-serial-other-issuer", "several-responses-ours-last", "bad-signature",
+            "another-serial", "right-serial-other-issuer", "right-serial-other-issuer-legit-signer", "several-responses-ours-last", "bad-signature",
             "delegated-without-ocspsigning", "delegated-not-embedded", "delegated-signer-expired",
             "signer-expires-before-nextupdate", "no-nextupdate", "older-than-installed",
             "thisupdate-one-hour-ahead", "nextupdate-already-past", "revoked", "unknown"]
@@ -43,6 +44,25 @@ def scenario_names():
 
 def test_scenario_list_complete(matrix):
     assert sorted(matrix[0]) == sorted(scenario_names())
+
+
+@pytest.mark.parametrize("name, signer", [("right-serial-other-issuer", "Other Intermediate CA"),
+                                          ("right-serial-other-issuer-legit-signer", "Test OCSP Responder")])
+def test_other_issuer_scenarios_are_good_for_our_serial(name, signer, matrix, pki, tmp_path):
+    """These scenarios differ from a valid answer only in the CertID's issuer (and the signer):
+    status good, our serial, both issuer hashes those of the other intermediate."""
+    body = tmp_path / "r.der"
+    body.write_bytes(matrix[0][name].answer().body)
+    text = subprocess.run(["openssl", "ocsp", "-respin", str(body), "-resp_text", "-noverify"],
+                          capture_output=True, text=True, env=hostile.ENV).stdout
+    ids = {}
+    for issuer, cert in (("inter", pki.inter_cert), ("other", pki.other_inter_cert)):
+        req = subprocess.run(["openssl", "ocsp", "-issuer", str(cert), "-serial", "0x1", "-no_nonce", "-req_text"],
+                             capture_output=True, text=True, env=hostile.ENV).stdout
+        ids[issuer] = re.findall(r"Issuer (?:Name|Key) Hash: (\w+)", req)
+    assert re.findall(r"Issuer (?:Name|Key) Hash: (\w+)", text) == ids["other"] != ids["inter"]
+    assert f"Serial Number: {pki.leaves['good1'].serial}" in text and "Cert Status: good" in text
+    assert f"Responder Id: O = ocsptools test, CN = ocsptools {signer}" in text
 
 
 @pytest.mark.parametrize("name", scenario_names())

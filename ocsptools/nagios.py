@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATES = (OK, WARNING, CRITICAL, UNKNOWN)
@@ -84,12 +84,13 @@ def label(text: str) -> str:
     return cleaned or "staple"
 
 
-def unique_labels(texts: Iterable[str]) -> List[str]:
-    """Labels for TEXTS, made unique with ``#2``, ``#3`` ... where two would be equal."""
+def unique_labels(texts: Iterable[str], clean: Callable[[str], str] = label) -> List[str]:
+    """Labels for TEXTS (each through CLEAN), made unique with ``#2``, ``#3`` ... where two would
+    be equal: a series or perfdata item per staple, even for a path given twice."""
     used = set()
     out = []
     for text_ in texts:
-        base = candidate = label(text_)
+        base = candidate = clean(text_)
         n = 1
         while candidate in used:
             n += 1

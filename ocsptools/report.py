@@ -228,7 +228,9 @@ CERT_STATUSES = ("good", "revoked", "unknown")
 def prometheus(results: Sequence[Result], now: datetime) -> str:
     """Text exposition format with HELP/TYPE lines; a value that does not exist is left out."""
     lines: List[str] = []
-    labels = [{"path": r.label} for r in results]
+    # one series per staple: a path given twice must not make duplicate series (node_exporter
+    # rejects the whole file), so repeated paths get #2, #3 ... as in the perfdata
+    labels = [{"path": path} for path in nagios.unique_labels((r.label for r in results), str)]
     for name, help_text, get in METRICS:
         samples = []
         for lab, r in zip(labels, results):

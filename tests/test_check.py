@@ -670,6 +670,20 @@ def test_prometheus_text_parses(world, tmp_path):
         assert families[name].type == "gauge" and families[name].documentation
 
 
+def test_prometheus_same_path_twice_gives_no_duplicate_series(world):
+    """node_exporter rejects a whole .prom file with a duplicate series: a repeated path gets #2."""
+    from prometheus_client.parser import text_string_to_metric_families
+    w = world
+    good, expired = w.staple("good"), w.staple("expired")
+    rc, out, _ = check("--prometheus", good, expired, good, at=w.t0)
+    assert rc == 2
+    samples = [s for f in text_string_to_metric_families("\n".join(out) + "\n") for s in f.samples]
+    series = [(s.name, tuple(sorted(s.labels.items()))) for s in samples]
+    assert len(series) == len(set(series))
+    states = {s.labels["path"]: s.value for s in samples if s.name == "ocsp_staple_state"}
+    assert states == {str(good): 0, str(expired): 2, f"{good}#2": 0}
+
+
 ROOT = Path(__file__).resolve().parent.parent
 PROM_DIR = "/var/lib/node_exporter/"
 PROM_STAPLES = "/etc/haproxy/certs/*.ocsp"

@@ -178,6 +178,14 @@ class ServerProcess:
             self.stop()
             return str(exc)
 
+    def worker_pids(self) -> List[int]:
+        """The main process's children (nginx and HAProxy workers: a reload replaces them)."""
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as fh:
+                return [int(p) for p in fh.read().split()]
+        except OSError:
+            return []
+
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -297,19 +305,14 @@ http {{
         """What ``--on-change`` runs (as on a real host: ``nginx -s reload``, here with our -c)."""
         return f"{self.bin} -e {self.errlog} -p {self.dir}/ -c {self.conf} -s reload"
 
-    def worker_pids(self) -> List[int]:
-        try:
-            with open(f"/proc/{self.pid}/task/{self.pid}/children") as fh:
-                return [int(p) for p in fh.read().split()]
-        except OSError:
-            return []
-
     def extra_logs(self) -> List[Path]:
         return [self.errlog]
 
 
 class HAProxy(ServerProcess):
-    """``haproxy -db -f CONF`` with an admin-level stats socket (the runtime API)."""
+    """``haproxy -W -db -f CONF``: master-worker in the foreground (HAProxy writes its pid
+    file only in daemon or master-worker mode), with an admin-level stats socket (the
+    runtime API, served by the worker; a reload would replace the worker)."""
 
     name = "haproxy"
 
@@ -319,9 +322,11 @@ class HAProxy(ServerProcess):
         self.sites = list(sites)
         self.conf = self.dir / "haproxy.cfg"
         self.socket = self.dir / "admin.sock"
+        self.pidfile = self.dir / "haproxy.pid"
         crts = " ".join(f"crt {s.crt}" for s in self.sites)
         self.conf.write_text(f"""\
 global
+    pidfile {self.pidfile}
     stats socket {self.socket} mode 600 level admin
     log stderr format raw local0 info
 defaults
@@ -336,10 +341,10 @@ frontend tls
 """)
 
     def argv(self) -> List[str]:
-        return [self.bin, "-db", "-f", str(self.conf)]
+        return [self.bin, "-W", "-db", "-f", str(self.conf)]
 
     def ready(self) -> bool:
-        return self.socket.exists() and _port_open(self.port)
+        return self.pidfile.exists() and self.socket.exists() and _port_open(self.port)
 
     def api(self, line: str, timeout: float = 5.0) -> str:
         """One runtime-API command over the admin socket; its answer."""

@@ -70,6 +70,7 @@ def test_initial_staple_is_served(pki, make_site, renew, haproxy, scratch, srv_l
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.decode().startswith("renewed\t"), cp.stdout
     server = haproxy(site).start()
+    assert int(server.pidfile.read_text()) == server.pid        # its own pid file, not a service's
     for tls in ("tls1_3", "tls1_2"):
         assert_serves(probe(server.port, site.name, tls=tls), site.staple, pki,
                       srv_leaves["srv-a"].cert, scratch)
@@ -84,14 +85,15 @@ def test_empty_file_bootstrap_then_push_without_reload(pki, make_site, renew, ha
     server = haproxy(site).start()
     nothing = probe(server.port, site.name)
     assert nothing.ok and nothing.staple is None, nothing.describe()
-    pid = server.pid
+    pid, workers = server.pid, server.worker_pids()
+    assert workers, server.log()
 
     cp = renew(site.crt.parent, *push_args(server))
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.decode().startswith("renewed\t"), cp.stdout
     assert b"did not take it" not in cp.stdout, cp.stdout
     assert_serves(probe(server.port, site.name), site.staple, pki, srv_leaves["srv-a"].cert, scratch)
-    assert server.pid == pid and server.alive()
+    assert server.pid == pid and server.worker_pids() == workers and server.alive()   # no reload
     # the file is what the next start uses
     server.restart()
     assert_serves(probe(server.port, site.name), site.staple, pki, srv_leaves["srv-a"].cert, scratch)
@@ -117,14 +119,15 @@ def test_renewal_is_pushed_and_the_newer_staple_served(pki, make_site, renew, ha
     site.staple.write_bytes(factory.response([leaf.cert], faketime="-20h"))
     server = haproxy(site).start()
     old = assert_serves(probe(server.port, site.name), site.staple, pki, leaf.cert, scratch)
-    pid = server.pid
+    pid, workers = server.pid, server.worker_pids()
+    assert workers, server.log()
 
     cp = renew(site.crt.parent, *push_args(server))       # due by the default schedule
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout.decode().startswith("renewed\t"), cp.stdout
     new = assert_serves(probe(server.port, site.name), site.staple, pki, leaf.cert, scratch)
     assert response_time(new, scratch) > response_time(old, scratch)
-    assert server.pid == pid
+    assert server.pid == pid and server.worker_pids() == workers     # no reload
 
     # the pipeline form: ocsp-fetch --format base64 straight into the runtime API
     time.sleep(1.05 - time.time() % 1.0)

@@ -908,6 +908,7 @@ class Daemon:
         self._metrics_dirty = True
         self._staple_paths: Set[str] = set()
         self._pending: Set[str] = set()         # to look at (not forced) in the next pass
+        self._first_pass = False                # systemd STATUS once the first pass is done
         self._metrics_at = self._saved_at = float("-inf")
         self._cache_warned = ""
         self._lock = threading.Lock()
@@ -993,7 +994,12 @@ class Daemon:
                                 f"{_in(self.started, self.started + timedelta(seconds=self.wopts.sweep_interval))}",
                        mode=self.watcher.mode, pid=os.getpid())
         self._pending |= self._rescan(initial=True)
-        sd_notify("READY=1\nSTATUS=watching")
+        # READY as soon as the certificates are known and the watcher runs, before the first
+        # pass: with thousands of certificates or a slow responder that pass can outlast
+        # systemd's start timeout (90 s by default), which would kill and restart us for ever.
+        # STATUS says when the first pass is done.
+        sd_notify(f"READY=1\nSTATUS=first pass over {len(self.sched.slots)} certificates")
+        self._first_pass = True
         try:
             return self._loop()
         finally:
@@ -1035,6 +1041,9 @@ class Daemon:
                 self._cycle(batch, forced)
                 if self._stop_signal:
                     continue
+            if self._first_pass:
+                self._first_pass = False
+                sd_notify(f"STATUS=watching {len(self.sched.slots)} certificates (first pass done)")
             self._hooks_due()
             mono = self.monotonic()
             if self._metrics_dirty and mono >= self._metrics_at + METRICS_EVERY:

@@ -414,6 +414,33 @@ def test_sigterm_abandons_a_hung_fetch(tmp_path, pki, watches):
 
 
 # ---------------------------------------------------------------------------
+# systemd Type=notify: READY before the first pass (which may outlast a start timeout)
+
+def test_ready_comes_before_the_first_pass_and_status_after_it(tmp_path, pki, watches):
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    shutil.copy(pki.leaves["good1"].fullchain, certs / "n.pem")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(5)
+    try:
+        with FakeResponder() as fake:
+            fake.set(delay=30)              # a responder that hangs: the first pass takes 3 s
+            w = watches(tmp_path, "-u", fake.url, "--timeout", "3", "--state", tmp_path / "s.json",
+                        certs, env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")})
+            ready = notify.recv(1024).decode()
+            assert ready == "READY=1\nSTATUS=first pass over 1 certificates", ready
+            assert not w.events("failed")   # the first pass is still waiting for the responder
+            status = notify.recv(1024).decode()
+            assert status == "STATUS=watching 1 certificates (first pass done)", status
+            assert w.events("failed")       # sent after the pass gave its verdict
+            assert w.stop()[0] == 0
+            assert notify.recv(1024) == b"STOPPING=1"
+    finally:
+        notify.close()
+
+
+# ---------------------------------------------------------------------------
 # the polling fallback, where inotify is unavailable
 
 def test_polling_fallback_picks_up_a_new_certificate(tmp_path, pki, watches, responder):
@@ -436,6 +463,7 @@ def test_polling_fallback_picks_up_a_new_certificate(tmp_path, pki, watches, res
     w.signal(signal.SIGINT)                 # Ctrl-C in a terminal: the same clean stop
     assert w.proc.wait(5) == 0
     assert w.events("exit")[0]["signal"] == "SIGINT"
+    assert notify.recv(1024).startswith(b"STATUS=watching 0 certificates")
     assert notify.recv(1024) == b"STOPPING=1"
     notify.close()
 

@@ -206,6 +206,31 @@ def test_fractional_threshold_is_rounded_up_everywhere(world):
     assert rc == 0 and out[0].endswith(f" | {perf(p, 201580, 201580)}")
 
 
+def test_bare_seconds_thresholds(world):
+    """-w 90 -c 30 are seconds: a 1-hour staple with 89 s left is WARNING, with 29 s CRITICAL."""
+    w = world
+    p = w.staple("hour")
+    nu = w.t0 + HOUR
+    rc, out, _ = check("-w", "90", "-c", "30", "--cert", w.cert("good1"), p, at=nu - dt.timedelta(seconds=89))
+    assert rc == 1
+    assert out == [f"OCSP WARNING - {p}: good, 1m29s left (next update {iso(nu)}), below the warning "
+                   f"threshold 1m30s | {perf(p, 89, 90, 30, 3600)}"]
+    rc, out, _ = check("-w", "90", "-c", "30", "--cert", w.cert("good1"), p, at=nu - dt.timedelta(seconds=29))
+    assert rc == 2
+    assert out == [f"OCSP CRITICAL - {p}: good, 29s left (next update {iso(nu)}), below the critical "
+                   f"threshold 30s | {perf(p, 29, 90, 30, 3600)}"]
+
+
+def test_bare_seconds_thresholds_in_days(world):
+    """-w 259200 -c 86400 (3 days, 1 day in seconds) are written ;259200:;86400: in the perfdata."""
+    w = world
+    p = w.staple("good")
+    rc, out, _ = check("-w", "259200", "-c", "86400", "--cert", w.cert("good1"), p, at=w.t0 + 5 * DAY)
+    assert rc == 1
+    assert out == [f"OCSP WARNING - {p}: good, 2d left (next update {iso(w.t0 + 7 * DAY)}), below the "
+                   f"warning threshold 3d | '{p}'=172800s;259200:;86400:;0;604800"]
+
+
 def test_critical_is_tested_before_warning(world):
     """-c above -w: critical wins although warning matches too."""
     w = world
@@ -293,8 +318,7 @@ def test_not_an_ocsp_response(world):
     p = w.staple("garbage")
     rc, out, _ = check("--cert", w.cert("good1"), p, at=w.t0)
     assert rc == 2
-    assert out[0].startswith(f"OCSP CRITICAL - {p}: not a DER OCSP response")
-    assert out[0].endswith(f" | '{p}'=U")
+    assert out == [f"OCSP CRITICAL - {p}: not a DER OCSP response (not enough data) | '{p}'=U"]
 
 
 def test_empty_file(world):
@@ -323,6 +347,31 @@ def test_unreadable_file(world, kind):
     rc, out, _ = check(p, at=w.t0)
     assert rc == 2
     assert out == [f"OCSP CRITICAL - {p}: {text} | '{p}'=U"]
+
+
+def test_permission_denied():
+    """A staple the monitoring user cannot read (mode 000): CRITICAL naming what to do.  Root reads
+    anything, so as root the check runs as nobody (uid 65534) through setpriv."""
+    import os
+    import tempfile
+    root = os.geteuid() == 0
+    if root and shutil.which("setpriv") is None:
+        pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop privileges")
+    d = Path(tempfile.mkdtemp(prefix="ocsp-check-perm-"))      # not under pytest's 0700 tmp dirs
+    try:
+        d.chmod(0o755)                                          # nobody can traverse it
+        p = d / "site.der"
+        p.write_bytes(b"\x30\x03\x0a\x01\x00")
+        p.chmod(0)
+        prefix = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"] if root else []
+        res = build.run_at(None, [*prefix, command("ocsp-check"), str(p)])
+    finally:
+        shutil.rmtree(d)
+    assert res.returncode == 2, res.stderr
+    assert res.stdout.decode().splitlines() == [
+        f"OCSP CRITICAL - {p}: permission denied (run the check as a user that can read the staple, "
+        f"e.g. the server's) | '{p}'=U"]
+    assert res.stderr == b""
 
 
 def test_bad_signature(world):

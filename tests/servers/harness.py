@@ -362,6 +362,9 @@ frontend tls
 
 
 EXIM_USER = "Debian-exim"
+EXIM_NEEDS_ROOT = ("the Exim tests need root: Exim run with its own configuration switches to "
+                   f"{EXIM_USER}, and only root can give that user the test's spool, log and "
+                   "certificate directories (docs/servers.md, 'Running the server tests')")
 
 
 class Exim(ServerProcess):
@@ -376,8 +379,7 @@ class Exim(ServerProcess):
                  workdir: Optional[Path] = None) -> None:
         self.bin = binary("exim4", "exim4-daemon-heavy")
         if os.geteuid() != 0:
-            pytest.skip("the Exim test daemon needs root (it gives its files to Debian-exim and "
-                        "switches to that user)")
+            pytest.skip(EXIM_NEEDS_ROOT)
         import pwd
         try:
             self.pw = pwd.getpwnam(EXIM_USER)

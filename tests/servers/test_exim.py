@@ -29,8 +29,8 @@ import pytest
 import pki as pkimod
 from fake_responder import FakeResponder
 
-from .harness import (binary, EXIM_USER, Exim, assert_serves, need_faketime, assert_check_ok,
-                      probe, response_time, wait_until)
+from .harness import (binary, EXIM_NEEDS_ROOT, EXIM_USER, Exim, assert_serves, need_faketime,
+                      assert_check_ok, probe, response_time, wait_until)
 
 pytestmark = pytest.mark.servers
 
@@ -40,8 +40,7 @@ def _installed():
     """Skip before any work when exim4 is not installed."""
     binary("exim4", "exim4-daemon-heavy")
     if os.geteuid() != 0:
-        pytest.skip("the Exim test daemon needs root (it gives its files to Debian-exim and "
-                    "switches to that user)")
+        pytest.skip(EXIM_NEEDS_ROOT)
 
 
 @pytest.fixture

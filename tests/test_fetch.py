@@ -180,6 +180,26 @@ def test_issuer_discovery(layout, leaf_dir, pki, responder):
     assert expected in res.stderr.decode()
 
 
+@pytest.mark.parametrize("bundle,dot_issuer,chain,expected", [
+    ("right", "right", "right", "(bundle)"),         # the bundle beats CERT.issuer and chain.pem
+    (None, "right", "right", "cert.pem.issuer"),      # CERT.issuer beats chain.pem
+    (None, "wrong", "right", "chain.pem"),            # a wrong CERT.issuer is skipped (signature)
+    ("wrong", "right", None, "cert.pem.issuer"),      # so is a wrong certificate in the bundle
+])
+def test_issuer_discovery_order(bundle, dot_issuer, chain, expected, tmp_path, pki, responder):
+    files = {"right": pki.inter_cert.read_bytes(), "wrong": pki.other_inter_cert.read_bytes()}
+    cert = tmp_path / "cert.pem"
+    cert.write_bytes(pki.leaves["good1"].cert.read_bytes() + (files[bundle] if bundle else b""))
+    if dot_issuer:
+        (tmp_path / "cert.pem.issuer").write_bytes(files[dot_issuer])
+    if chain:
+        (tmp_path / "chain.pem").write_bytes(files[chain])
+    res = fetch(cert, "--no-aia", "-v", "-o", tmp_path / "s.der")
+    assert res.returncode == 0, res.stderr
+    used = [l for l in res.stderr.decode().splitlines() if " from " in l]
+    assert len(used) == 1 and used[0].split(" from ")[1].split(";")[0].endswith(expected), used
+
+
 def test_issuer_from_ca_dir(tmp_path, leaf_dir, pki, responder):
     cert = leaf_dir("good1")
     cadir = tmp_path / "cas"
@@ -209,6 +229,87 @@ def test_issuer_from_aia_ca_issuers(encoding, tmp_path, pki, fake, responder):
     res = fetch(leaf.cert, "-o", tmp_path / "s.der", "-v")
     assert res.returncode == 0, res.stderr
     assert "inter.cer" in res.stderr.decode()
+
+
+class RawServer:
+    """A loopback TCP server that reads one request and then does BEHAVE(conn) (hang, flood...)."""
+
+    def __init__(self, behave) -> None:
+        import socket
+        import threading
+        self.stop = threading.Event()
+        self.hits = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/inter.cer"
+
+        def serve():
+            while not self.stop.is_set():
+                try:
+                    conn, _ = self.sock.accept()
+                except OSError:
+                    return
+                self.hits += 1
+                with conn:
+                    try:
+                        conn.recv(65536)
+                        behave(self, conn)
+                    except OSError:
+                        pass
+        threading.Thread(target=serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+CAP = 1024 * 1024                                   # transport.MAX_RESPONSE_SIZE
+
+
+def _hang(srv, conn):
+    srv.stop.wait(30)
+
+
+def _drip(srv, conn):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n")
+    while not srv.stop.wait(0.2):
+        conn.sendall(b"0")
+
+
+def _flood(srv, conn, length_header=True):
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/pkix-cert\r\nConnection: close\r\n"
+    if length_header:
+        head += b"Content-Length: %d\r\n" % (CAP + 1)
+    conn.sendall(head + b"\r\n")
+    chunk = b"0" * 65536
+    for _ in range(CAP // len(chunk) + 2):
+        if srv.stop.is_set():
+            return
+        conn.sendall(chunk)
+
+
+@pytest.mark.parametrize("behave,needle", [
+    (_hang, "no answer within 1 s"),
+    (_drip, "no complete answer within 1 s"),
+    (_flood, f"exceeds the {CAP}-byte limit"),
+    (lambda srv, conn: _flood(srv, conn, length_header=False), f"exceeds the {CAP}-byte limit"),
+], ids=["hang", "drip", "too-large", "too-large-unannounced"])
+def test_aia_ca_issuers_download_is_bounded(behave, needle, request, tmp_path, pki):
+    srv = RawServer(behave)
+    try:
+        leaf = pki.make_leaf(f"aialimit-{request.node.callspec.id}", ca_issuers=srv.url)
+        cert = tmp_path / "cert.pem"
+        shutil.copy(leaf.cert, cert)                # alone: the issuer can only come from AIA
+        start = time.monotonic()
+        res = fetch(cert, "--timeout", "1", "-o", tmp_path / "s.der")
+        elapsed = time.monotonic() - start
+    finally:
+        srv.close()
+    assert srv.hits == 1
+    assert res.returncode == 2
+    line = assert_one_line_error(res.stderr)
+    assert srv.url in line and needle in line and "AIA caIssuers" in line and "-i FILE" in line
+    assert elapsed < 8, elapsed
+    assert not (tmp_path / "s.der").exists()
 
 
 def test_issuer_must_really_verify(tmp_path, pki, responder):
@@ -461,6 +562,19 @@ def test_replacement_keeps_mode(installed, pki, responder):
     assert fetch(pki.leaves["good1"].fullchain, "-o", installed).returncode == 0
     assert installed.stat().st_ino != ino                  # replaced by rename, not rewritten
     assert oct(installed.stat().st_mode & 0o777) == "0o640"
+
+
+def test_replacement_keeps_owner_and_mode(installed, pki, responder):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to hand the staple to another owner")
+    os.chown(installed, 65534, 65534)
+    os.chmod(installed, 0o640)
+    before = installed.read_bytes()
+    time.sleep(1.1)                                 # a newer thisUpdate, so it is replaced
+    assert fetch(pki.leaves["good1"].fullchain, "-o", installed).returncode == 0
+    st = installed.stat()
+    assert installed.read_bytes() != before
+    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (65534, 65534, "0o640")
 
 
 def test_write_failure_leaves_old_file(installed, pki, responder):

@@ -30,10 +30,20 @@ def openssl_times(staple: Path):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.strptime(this.replace("  ", " "), "%b %d %H:%M:%S %Y GMT"))
 
 
+def tz_env(tz: str) -> dict:
+    """{"TZ": TZ}, after proving the zone is really in effect (an unknown zone silently means
+    UTC, and the test would pass without testing anything)."""
+    offset = subprocess.run(["date", "-d", "2026-01-15 12:00Z", "+%z"], capture_output=True, text=True,
+                            env=dict(os.environ, TZ=tz)).stdout.strip()
+    assert offset not in ("", "+0000", "-0000"), f"TZ={tz} is not in effect here (offset {offset!r})"
+    return {"TZ": tz}
+
+
 @pytest.mark.parametrize("tz", ["America/New_York", "Asia/Kolkata", "Pacific/Kiritimati", "UTC"])
 def test_time_zone_does_not_shift_anything(tz, tmp_path, pki, responder):
     out = tmp_path / "s.der"
-    res = fetch(pki.leaves["good1"].fullchain, "-o", out, env={"TZ": tz})
+    env = {"TZ": tz} if tz == "UTC" else tz_env(tz)
+    res = fetch(pki.leaves["good1"].fullchain, "-o", out, env=env)
     assert res.returncode == 0, res.stderr
     # the summary shows the response's own UTC thisUpdate, whatever the local zone
     assert f"this update {openssl_times(out)}" in res.stderr.decode()
@@ -55,17 +65,28 @@ def locpath(tmp_path_factory):
 
 
 def locale_env(locpath: Path, loc: str) -> dict:
+    """The environment of LOC compiled into LOCPATH, proven active: month names are translated."""
     env = {"LOCPATH": str(locpath), "LC_ALL": loc, "LANG": loc, "LANGUAGE": loc[:2]}
-    if loc != "C.UTF-8":      # prove the locale is really active: month names are translated
-        probe = subprocess.run(["date", "-d", "2026-03-01", "+%B"], capture_output=True, text=True,
-                               env=dict(os.environ, **env))
-        assert probe.stdout.strip() in ("M\u00e4rz", "Mart"), probe.stdout
+    probe = subprocess.run(["date", "-d", "2026-03-01", "+%B"], capture_output=True, text=True,
+                           env=dict(os.environ, **env))
+    assert probe.stdout.strip() in ("M\u00e4rz", "Mart"), probe.stdout
+    return env
+
+
+def c_utf8_env() -> dict:
+    """C.UTF-8 is built into glibc (2.35+; Debian's libc-bin also ships /usr/lib/locale/C.utf8):
+    no locale sources needed, so this case never skips.  Proven active: the charmap is UTF-8."""
+    env = {"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "LANGUAGE": "C"}
+    probe = subprocess.run(["locale", "charmap"], capture_output=True, text=True,
+                           env=dict(os.environ, **env))
+    assert probe.stdout.strip() == "UTF-8" and probe.stderr == "", probe.stdout + probe.stderr
     return env
 
 
 @pytest.mark.parametrize("locale", ["de_DE.UTF-8", "C.UTF-8", "tr_TR.UTF-8"])
-def test_non_c_locale(locale, locpath, tmp_path, pki, responder):
-    res = fetch(pki.leaves["good1"].fullchain, "-o", tmp_path / "s.der", env=locale_env(locpath, locale))
+def test_non_c_locale(locale, request, tmp_path, pki, responder):
+    env = c_utf8_env() if locale == "C.UTF-8" else locale_env(request.getfixturevalue("locpath"), locale)
+    res = fetch(pki.leaves["good1"].fullchain, "-o", tmp_path / "s.der", env=env)
     assert res.returncode == 0, res.stderr
     assert b": good, this update" in res.stderr
 

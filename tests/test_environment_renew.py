@@ -19,7 +19,7 @@ import pytest
 
 import reliability
 from conftest import assert_one_line_error, run_cmd
-from test_environment import locale_env, locpath, tmpfs  # noqa: F401 (fixture)
+from test_environment import locale_env, locpath, tmpfs, tz_env  # noqa: F401 (fixture)
 
 ENV = dict(os.environ, LC_ALL="C", SSL_CERT_FILE=os.devnull)
 
@@ -64,7 +64,7 @@ def test_time_zones_shift_nothing(tz, tmp_path, pki, responder):
     tree.mkdir()
     (tree / "site.pem").write_bytes(bundle(pki))
     state = tmp_path / "s.json"
-    res = renew(state, tree, env={"TZ": tz})
+    res = renew(state, tree, env=tz_env(tz))          # asserts the zone is really in effect
     assert res.returncode == 0, res.stderr
     (action, _, staple, detail), = rows(res)
     tu, nu = staple_times(Path(staple))
@@ -72,11 +72,12 @@ def test_time_zones_shift_nothing(tz, tmp_path, pki, responder):
     assert detail == f"good until {iso(nu)}, renewal due at {iso(tu + (nu - tu) / 2)}", detail
     # another zone, the same state: still fresh, nothing to say; -q agrees
     for other in ("UTC", "Asia/Kolkata", "America/New_York"):
-        again = renew(state, tree, env={"TZ": other})
+        env = {"TZ": other} if other == "UTC" else tz_env(other)
+        again = renew(state, tree, env=env)
         assert again.returncode == 0 and again.stdout == b"", (other, again.stdout)
-        assert renew(state, "-q", tree, env={"TZ": other}).returncode == 0
+        assert renew(state, "-q", tree, env=env).returncode == 0
     # and the thresholds are durations, not wall-clock times: 25 h before a 24 h nextUpdate is due
-    res = renew(state, "-n", "--min-validity", "25h", tree, env={"TZ": tz})
+    res = renew(state, "-n", "--min-validity", "25h", tree, env=tz_env(tz))
     assert [r[0] for r in rows(res)] == ["would-renew"], res.stdout
     reliability.record("environment", f"TZ={tz}", "ocsp-renew-dir",
                        "times printed in UTC from the response; no decision moves with the zone",

@@ -20,10 +20,16 @@ import pki as pkimod  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RUN = ROOT / "demo-run"
+#: Steps whose exit status was not the one the demo shows off (printed again at the end).
+MISMATCHES: list = []
 
 
-def show(*argv, stdin=None, pipe_to=None, cwd=RUN):
-    """Print a command as the user would type it, run it, print what it said."""
+def show(*argv, expect=0, want=None, stdin=None, pipe_to=None, cwd=RUN):
+    """Print a command as the user would type it, run it, print what it said.
+
+    EXPECT is the exit status this step must have (for a pipe: both commands);
+    a different one is recorded in MISMATCHES and makes the demo fail, as does output that
+    lacks WANT (for openssl, whose exit status does not tell a failed verification)."""
     shown = " ".join(shlex.quote(str(a)) for a in argv)
     if pipe_to:
         shown += " | " + " ".join(shlex.quote(str(a)) for a in pipe_to)
@@ -34,9 +40,11 @@ def show(*argv, stdin=None, pipe_to=None, cwd=RUN):
         second = subprocess.run(exe(pipe_to), stdin=first.stdout, capture_output=True, cwd=cwd)
         first.stdout.close()
         err1 = first.stderr.read()
-        first.wait()
+        first_rc = first.wait()
         out, err = second.stdout, err1 + second.stderr
         rc = second.returncode
+        if first_rc != expect:
+            MISMATCHES.append(f"{shown}: {argv[0]} exited {first_rc}, expected {expect}")
     else:
         res = subprocess.run(exe(argv), input=stdin, capture_output=True, cwd=cwd)
         out, err, rc = res.stdout, res.stderr, res.returncode
@@ -47,6 +55,12 @@ def show(*argv, stdin=None, pipe_to=None, cwd=RUN):
         elif blob:
             print(f"[{len(blob)} bytes of DER]")
     print(f"[exit status {rc}]")
+    if rc != expect:
+        MISMATCHES.append(f"{shown}: exited {rc}, expected {expect}")
+        print(f"   !! expected exit status {expect}")
+    if want is not None and want.encode() not in out + err:
+        MISMATCHES.append(f"{shown}: the output lacks {want!r}")
+        print(f"   !! expected {want!r} in the output")
     return rc
 
 
@@ -76,7 +90,8 @@ def main() -> int:
         show("ocsp-fetch", "-v", "-o", "certs/good1.pem.ocsp", "certs/good1.pem")
         print("\n== the staple verifies with openssl itself, trusting only the root:")
         show("openssl", "ocsp", "-respin", "certs/good1.pem.ocsp", "-issuer", pki.inter_cert,
-             "-cert", pki.leaves["good1"].cert, "-CAfile", pki.root_cert, "-no_nonce")
+             "-cert", pki.leaves["good1"].cert, "-CAfile", pki.root_cert, "-no_nonce",
+             want="Response verify OK")
         print("\n== fetching again changes nothing: the installed staple is as recent")
         show("ocsp-fetch", "-o", "certs/good1.pem.ocsp", "certs/good1.pem")
         print("\n== a pipe: DER on stdout, base64 for HAProxy's `set ssl ocsp-response`")
@@ -86,9 +101,9 @@ def main() -> int:
             show("ocsp-check", "--cert", "certs/good1.pem", "certs/good1.pem.ocsp")
             show("ocsp-fetch", "-q", "certs/good2.pem", pipe_to=("ocsp-check", "--cert", "certs/good2.pem", "-"))
         print("\n== a revoked certificate: exit 4, nothing written")
-        show("ocsp-fetch", "-o", "certs/revoked1.pem.ocsp", "certs/revoked1.pem")
+        show("ocsp-fetch", "-o", "certs/revoked1.pem.ocsp", "certs/revoked1.pem", expect=4)
         print("\n== a certificate without OCSP URL (normal since 2025): exit 3, not applicable")
-        show("ocsp-fetch", "-o", "certs/nourl.pem.ocsp", "certs/nourl.pem")
+        show("ocsp-fetch", "-o", "certs/nourl.pem.ocsp", "certs/nourl.pem", expect=3)
         if have("ocsp-renew-dir"):
             tree = RUN / "tree"
             tree.mkdir()
@@ -102,17 +117,25 @@ def main() -> int:
             print("\n== -v shows why; a revoked certificate is reported on every run (exit 1)")
             show("ocsp-renew-dir", "--state", "state.json", "-v", "tree")
             shutil.copy(pki.leaves["revoked1"].fullchain, tree / "revoked1.pem")
-            show("ocsp-renew-dir", "--state", "state.json", "tree")
+            show("ocsp-renew-dir", "--state", "state.json", "tree", expect=1)
         print("\n== the responder goes down: the fetch fails (exit 1) and the installed staple is untouched")
         before = (certs / "good1.pem.ocsp").read_bytes()
         responder.stop()
-        show("ocsp-fetch", "--timeout", "3", "-o", "certs/good1.pem.ocsp", "certs/good1.pem")
+        show("ocsp-fetch", "--timeout", "3", "-o", "certs/good1.pem.ocsp", "certs/good1.pem", expect=1)
         same = (certs / "good1.pem.ocsp").read_bytes() == before
         print(f"   installed staple byte-identical: {same}")
+        if not same:
+            MISMATCHES.append("the installed staple changed although the fetch failed")
         if have("ocsp-check"):
             show("ocsp-check", "--cert", "certs/good1.pem", "certs/good1.pem.ocsp")
-        print("\nDemo finished; everything is in demo-run/ (delete it at will).")
-        return 0 if same else 1
+        if MISMATCHES:
+            sys.stdout.flush()
+            print(f"\nDemo FAILED: {len(MISMATCHES)} step(s) did not behave as shown:", file=sys.stderr)
+            for line in MISMATCHES:
+                print(f"  demo: {line}", file=sys.stderr)
+            return 1
+        print("\nDemo finished, every step as expected; everything is in demo-run/ (delete it at will).")
+        return 0
     finally:
         responder.stop()
 

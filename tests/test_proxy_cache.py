@@ -12,6 +12,7 @@ import pki as pkimod
 from ocsptools.errors import UsageError
 from ocsptools.proxy import rules
 from ocsptools.proxy.cache import CacheError, Entry, RedisCache, SqliteCache, describe, open_cache
+from conftest import run_cmd
 from test_proxy_support import ProxyProc, RedisServer, received, request_der, wait_for
 
 
@@ -136,11 +137,74 @@ def test_describe_counts():
     assert d["entries"] == 2 and d["valid"] == 1 and d["expired"] == 1 and d["by_status"] == {"good": 2}
 
 
-def test_two_proxies_share_redis_with_one_refresher(pki, redis_server, tmp_path):
-    """A slow responder (1.5 s, longer than the refresher's 1 s tick) in front of the real one:
-    without the Redis lock both proxies would fetch every due entry."""
+def slow_relay_to(upstream, delay: float):
+    """A FakeResponder handler that relays to the real responder UPSTREAM, answering DELAY s late."""
     import urllib.request
-    from fake_responder import Answer, FakeResponder
+    from fake_responder import Answer
+
+    def relay(r):
+        if r.method == "GET":
+            real = urllib.request.Request(upstream.url + r.path.lstrip("/"))
+        else:
+            real = urllib.request.Request(upstream.url, data=r.body,
+                                          headers={"Content-Type": "application/ocsp-request"})
+        body = urllib.request.urlopen(real, timeout=10).read()
+        return Answer(body=body, delay=delay)
+    return relay
+
+
+def test_the_redis_lock_lets_one_of_two_proxies_refresh(pki, redis_server, tmp_path):
+    """Two proxies (two Redis connections) refresh the same due entry at the same instant, with a
+    responder that takes 1 s: without SET NX PX both would fetch it."""
+    import asyncio
+    import logging
+    from fake_responder import FakeResponder
+    from ocsptools.openssl import OpenSSL
+    from ocsptools.proxy import issuers
+    from ocsptools.proxy.service import Proxy, Settings
+    redis_server.client.flushdb()
+    issuer_dir = tmp_path / "issuer"
+    issuer_dir.mkdir()
+    shutil.copy(pki.inter_cert, issuer_dir / "inter.pem")
+    with FakeResponder() as slow:
+        leaf = pki.make_leaf(f"locked{slow.port}", ocsp_urls=[slow.url])
+        upstream = pkimod.Responder(pki, port=0, nmin=5).start()
+        try:
+            slow.set(handler=slow_relay_to(upstream, 1.0))
+            res = run_cmd("ocsp-proxy", "warm", "--cache", redis_server.url, leaf.fullchain)
+            assert res.returncode == 0, res.stderr
+            assert len(slow.requests) == 1
+            caches = [open_cache(redis_server.url) for _ in range(2)]
+            (entry,) = list(caches[0].entries())
+            caches[0].reschedule(entry.key, time.time() - 1, 0)         # due now
+            ossl = OpenSSL("openssl", timeout=10)
+            known = issuers.load([slow.url], [str(issuer_dir)], ossl)
+
+            async def both():
+                proxies = [Proxy(c, known, ossl, Settings(refresh_pct=1.0), logging.getLogger("test"))
+                           for c in caches]
+                try:
+                    return await asyncio.gather(*(p.refresh_one(entry.key) for p in proxies))
+                finally:
+                    for p in proxies:
+                        p.executor.shutdown()
+            outcomes = asyncio.run(both())
+            assert sorted(outcomes, key=str) == [None, "ok"]             # one refreshed, one skipped
+            assert len(slow.requests) == 2                               # one upstream request
+            assert caches[1].get(entry.key).this_update >= entry.this_update
+            assert caches[1].get(entry.key).due > time.time()
+            for c in caches:
+                c.close()
+        finally:
+            upstream.stop()
+
+
+def test_two_proxies_share_redis_with_one_refresher(pki, redis_server, tmp_path):
+    """Two `serve` processes on one Redis behind a slow responder (1.5 s, longer than the
+    refresher's 1 s tick): B answers from what A stored, both refresh under one lock (the lock
+    itself is proven deterministically by test_the_redis_lock_lets_one_of_two_proxies_refresh),
+    and both serve the refreshed answer."""
+    from fake_responder import FakeResponder
     redis_server.client.flushdb()
     issuer_dir = tmp_path / "issuer"
     issuer_dir.mkdir()
@@ -148,18 +212,9 @@ def test_two_proxies_share_redis_with_one_refresher(pki, redis_server, tmp_path)
     leaf = pki.leaves["good1"]
     req = request_der(pki, leaf, tmp=tmp_path)
     upstream = pkimod.Responder(pki, port=0, nmin=5).start()     # 5-minute answers
-
-    def slow_relay(r):
-        if r.method == "GET":
-            real = urllib.request.Request(upstream.url + r.path.lstrip("/"))
-        else:
-            real = urllib.request.Request(upstream.url, data=r.body,
-                                          headers={"Content-Type": "application/ocsp-request"})
-        body = urllib.request.urlopen(real, timeout=10).read()
-        return Answer(body=body, delay=1.5)
     try:
         with FakeResponder() as slow:
-            slow.set(handler=slow_relay)
+            slow.set(handler=slow_relay_to(upstream, 1.5))
             args = ("--allow", slow.url, "--allow-from", str(issuer_dir), "--refresh-at", "1%")
             with ProxyProc(*args, cache=redis_server.url) as a, ProxyProc(*args, cache=redis_server.url) as b:
                 status, _, body = a.post(req, target=slow.url)

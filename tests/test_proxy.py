@@ -474,3 +474,47 @@ def test_sighup_shrinking_the_allow_list_stops_refreshes(pki, short_lived, start
     assert wait_for(lambda: not_allowed_refreshes(proxy) >= 1, timeout=15), proxy.log
     assert received(upstream) == before
     assert proxy.post(req)[0] == 200                  # the refreshed answer is still served
+
+
+def test_host_header_naming_the_responder(pki, responder, issuer_dir, start_proxy, tmp_path):
+    """DNS pointing the CA's responder name at the proxy: POST / with `Host: <responder>`."""
+    proxy = start_proxy("--allow", responder.url, "--allow-from", str(issuer_dir))
+    leaf = pki.leaves["good1"]
+    req = request_der(pki, leaf, tmp=tmp_path)
+    host = {"Host": f"127.0.0.1:{responder.port}"}
+    before = received(responder)
+    status, headers, body = proxy.post(req, headers=host)
+    assert status == 200 and "no-store" not in headers["cache-control"]
+    assert "Response verify OK" in check_response(pki, leaf, body, tmp_path)
+    assert proxy.post(req, headers=host)[2] == body
+    assert received(responder) - before == 1
+    m = proxy.metrics()
+    assert m["ocsp_proxy_cache_misses_total"] == 1 and m["ocsp_proxy_cache_hits_total"] == 1
+    # a Host the allow-list does not name: the cached answer is served, a miss is refused
+    assert proxy.post(req, headers={"Host": f"127.0.0.2:{responder.port}"})[2] == body
+    other = request_der(pki, pki.leaves["revoked1"], tmp=tmp_path)
+    assert proxy.post(other, headers={"Host": f"127.0.0.2:{responder.port}"})[0] == 403
+    assert received(responder) - before == 1
+
+
+def test_nginx_style_get_with_a_host_without_port(pki, responder, allow_dir, start_proxy, tmp_path):
+    """nginx's ssl_stapling_responder sends `GET /<base64> HTTP/1.0` and `Host: NAME` without the
+    port: port 80 is neither the proxy nor an allowed responder, so the CertID routes it."""
+    proxy = start_proxy("--allow-from", str(allow_dir))
+    leaf = pki.leaves["good1"]
+    path = "/" + urllib.parse.quote(base64.b64encode(request_der(pki, leaf, tmp=tmp_path)).decode(), safe="")
+    before = received(responder)
+    answers = []
+    for _ in range(2):
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            s.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head, head
+        answers.append(body)
+    assert answers[0] == answers[1]
+    assert "Response verify OK" in check_response(pki, leaf, answers[0], tmp_path)
+    assert received(responder) - before == 1
+    assert proxy.metrics()["ocsp_proxy_cache_hits_total"] == 1

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, run_cmd
+from conftest import assert_one_line_error, command, run_cmd
 from fake_responder import Answer, FakeResponder, status_only
 
 from ocsptools import verify
@@ -511,7 +511,8 @@ def test_out_dir_and_collisions(tmp_path, pki, responder):
     assert res.returncode == 2 and "--out-dir" in assert_one_line_error(res.stderr)
 
 
-def test_state_cache_deleted_midway_changes_no_decision(tmp_path, pki, responder):
+def renewed_tree_with_cache(tmp_path, pki, responder) -> tuple[Path, Path]:
+    """A certbot tree (two leaves and one without OCSP) renewed once: (root, state cache)."""
     root = tmp_path / "tree"
     for n in ("good1", "good2"):
         place(root, "certbot", n, pki.leaves[n], pki)
@@ -519,14 +520,26 @@ def test_state_cache_deleted_midway_changes_no_decision(tmp_path, pki, responder
     place(root, "certbot", "nocsp", nocsp, pki)
     state = tmp_path / "s.json"
     assert renew(state, root).returncode == 0
-    # the same decisions with and without the cache, at several thresholds
+    return root, state
+
+
+def test_state_cache_deleted_midway_changes_no_decision(tmp_path, pki, responder, wrapper):
+    root, state = renewed_tree_with_cache(tmp_path, pki, responder)
+    backup = state.read_bytes()
+    # the same decisions with and without the cache, at several thresholds; without -v, which
+    # would bypass the cache's fast path (the path a cron -q really takes)
     for extra in ((), ("--renew-at", "0"), ("--min-validity", "30h"), ("-B",)):
-        with_cache = renew(state, "-n", "-v", *extra, root)
-        backup = state.read_bytes()
+        wrapper.reset()
+        with_cache = [renew(state, flag, "--openssl", wrapper.path, *extra, root) for flag in ("-n", "-q")]
+        if not extra:
+            assert wrapper.calls() == []    # decided by the fast path alone
         state.unlink()
-        without = renew(state, "-n", "-v", *extra, root)
-        assert with_cache.returncode == without.returncode == 0
-        assert sorted(lines(with_cache)) == sorted(lines(without)), extra
+        without = [renew(state, flag, *extra, root) for flag in ("-n", "-q")]
+        assert not state.exists()
+        assert [r.returncode for r in with_cache] == [r.returncode for r in without] \
+            == [0, 0 if not extra else 1], extra
+        assert sorted(lines(with_cache[0])) == sorted(lines(without[0])), extra
+        assert bool(lines(with_cache[0])) == bool(extra)
         state.write_bytes(backup)
     # deleted between runs: the next real run still does nothing
     state.unlink()
@@ -536,6 +549,25 @@ def test_state_cache_deleted_midway_changes_no_decision(tmp_path, pki, responder
     state.write_text("{not json")
     res = renew(state, root)
     assert res.returncode == 0 and res.stdout == b""
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime not installed (Debian package faketime)")
+def test_state_cache_past_due_says_would_renew(tmp_path, pki, responder):
+    """Past the due instant (half of the 1-day staples) with the cache intact: its fresh window
+    has closed, so the cached facts say would-renew, as a run without the cache does."""
+    root, state = renewed_tree_with_cache(tmp_path, pki, responder)
+    backup = state.read_bytes()
+
+    def later(*args):
+        return subprocess.run(["faketime", "-f", "+13h", command("ocsp-renew-dir"), "--state",
+                               str(state), *map(str, args)], capture_output=True, timeout=60)
+    for cached in (True, False):
+        n, q = later("-n", root), later("-q", root)
+        assert sorted(l[0] for l in lines(n)) == ["would-renew", "would-renew"], (cached, n)
+        assert all("50% of its lifetime elapsed" in l[3] for l in lines(n)), lines(n)
+        assert q.returncode == 1 and q.stdout == b"" and q.stderr == b""
+        assert state.exists() == cached and (not cached or state.read_bytes() == backup)
+        state.unlink(missing_ok=True)
 
 
 def test_unusable_state_directory_is_a_setup_error(tmp_path, pki):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, run_cmd
+from conftest import assert_one_line_error, command, run_cmd
 
 ENV = dict(os.environ, LC_ALL="C", SSL_CERT_FILE=os.devnull)
 
@@ -144,6 +144,62 @@ def tmpfs(size: str, *, readonly: bool = False, populate=None):
         os.rmdir(d)
 
 
+NOBODY = 65534
+
+
+class ReadOnlyDir:
+    """A staple directory the command cannot write to, and how to run the command there."""
+
+    def __init__(self, path: Path, how: str, prefix: list, home: Path) -> None:
+        self.path, self.how, self.prefix, self.home = path, how, prefix, home
+
+    def run(self, name: str, *args) -> subprocess.CompletedProcess:
+        """Run command NAME as a user who cannot write to the directory; HOME and TMPDIR are a
+        private directory that user may write to."""
+        env = dict(os.environ, HOME=str(self.home), TMPDIR=str(self.home))
+        return subprocess.run([*self.prefix, command(name), *map(str, args)], capture_output=True,
+                              env=env, timeout=60)
+
+
+@contextlib.contextmanager
+def read_only_dir(how: str, populate):
+    """``how="mount"``: a private tmpfs remounted read-only.  Where mounting is not permitted (no
+    CAP_SYS_ADMIN, or not root) it falls back to ``"permissions"``: the directory mode 0555 and,
+    as root (whom modes do not stop), the command run as uid 65534 through ``setpriv``.  Skips
+    only when neither is possible."""
+    with contextlib.ExitStack() as stack:
+        home = Path(tempfile.mkdtemp(prefix="ocsptools-home-"))
+        stack.callback(shutil.rmtree, home, True)
+        mounted = None
+        if how == "mount":
+            try:
+                mounted = stack.enter_context(tmpfs("1m", readonly=True, populate=populate))
+            except pytest.skip.Exception:
+                pass                                # fall back to permissions
+        if mounted is not None:
+            yield ReadOnlyDir(mounted, "tmpfs mounted read-only", [], home)
+            return
+        d = Path(tempfile.mkdtemp(prefix="ocsptools-ro-"))
+        stack.callback(shutil.rmtree, d, True)
+        stack.callback(os.chmod, d, 0o755)          # runs first: so rmtree can empty it
+        populate(d)
+        for p in d.iterdir():
+            p.chmod(0o644)
+        d.chmod(0o555)
+        prefix: list = []
+        if os.geteuid() == 0:
+            if shutil.which("setpriv") is None:
+                pytest.skip("cannot mount a read-only tmpfs, and no setpriv to drop root for mode 0555")
+            prefix = ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
+            os.chown(home, NOBODY, NOBODY)
+            probe = subprocess.run([*prefix, command("ocsp-fetch"), "--version"], capture_output=True, text=True)
+            if probe.returncode != 0:
+                pytest.skip(f"cannot mount a read-only tmpfs, and uid {NOBODY} cannot run the installed "
+                            f"commands: {probe.stderr.strip()[:200]}")
+        yield ReadOnlyDir(d, "directory mode 0555" + (f", run as uid {NOBODY}" if prefix else ""),
+                          prefix, home)
+
+
 @pytest.fixture
 def good_staple(tmp_path, pki, responder):
     out = tmp_path / "good.der"
@@ -152,13 +208,19 @@ def good_staple(tmp_path, pki, responder):
     return out.read_bytes()
 
 
-def test_read_only_staple_directory(good_staple, pki, responder):
-    with tmpfs("1m", readonly=True, populate=lambda d: (d / "s.ocsp").write_bytes(good_staple)) as d:
-        res = fetch(pki.leaves["good1"].fullchain, "-o", d / "s.ocsp")
-        assert res.returncode == 1
+@pytest.mark.parametrize("how", ["mount", "permissions"])
+def test_read_only_staple_directory(how, good_staple, pki, responder):
+    def populate(d: Path):
+        shutil.copy(pki.leaves["good1"].fullchain, d / "site.pem")
+        (d / "s.ocsp").write_bytes(good_staple)
+    with read_only_dir(how, populate) as ro:
+        res = ro.run("ocsp-fetch", ro.path / "site.pem", "-o", ro.path / "s.ocsp")
+        assert res.returncode == 1, res.stderr
         line = assert_one_line_error(res.stderr)
-        assert "Read-only file system" in line and "untouched" in line
-        assert (d / "s.ocsp").read_bytes() == good_staple
+        assert "cannot write" in line and "untouched" in line, line
+        assert ("Read-only file system" if "tmpfs" in ro.how else "ermission denied") in line
+        assert (ro.path / "s.ocsp").read_bytes() == good_staple
+        assert sorted(os.listdir(ro.path)) == ["s.ocsp", "site.pem"]
 
 
 def test_full_disk(good_staple, pki, responder):

@@ -19,7 +19,7 @@ import pytest
 
 import reliability
 from conftest import assert_one_line_error, run_cmd
-from test_environment import locale_env, locpath, tmpfs, tz_env  # noqa: F401 (fixture)
+from test_environment import locale_env, locpath, read_only_dir, tmpfs, tz_env  # noqa: F401 (fixture)
 
 ENV = dict(os.environ, LC_ALL="C", SSL_CERT_FILE=os.devnull)
 
@@ -217,20 +217,22 @@ def installed(tmp_path, pki, responder):
     return out.read_bytes()
 
 
-def test_read_only_staple_directory(installed, tmp_path, pki, responder):
+@pytest.mark.parametrize("how", ["mount", "permissions"])
+def test_read_only_staple_directory(how, installed, tmp_path, pki, responder):
     def populate(d: Path):
         (d / "site.pem").write_bytes(bundle(pki))
         (d / "site.pem.ocsp").write_bytes(installed)
-    with tmpfs("1m", readonly=True, populate=populate) as d:
-        res = renew(tmp_path / "s.json", "-B", d)
+    with read_only_dir(how, populate) as ro:     # a read-only tmpfs, or mode 0555 as uid 65534
+        res = ro.run("ocsp-renew-dir", "--state", ro.home / "s.json", "-B", ro.path)
         assert res.returncode == 1, res.stdout + res.stderr
         assert res.stderr == b""
         (action, _, _, detail), = rows(res)
-        assert action == "failed" and "Read-only file system" in detail, detail
+        assert action == "failed" and "cannot write" in detail, detail
+        assert ("Read-only file system" if "tmpfs" in ro.how else "ermission denied") in detail, detail
         assert "the installed staple was kept, valid until" in detail
-        assert (d / "site.pem.ocsp").read_bytes() == installed
-        assert sorted(os.listdir(d)) == ["site.pem", "site.pem.ocsp"]
-    reliability.record("environment", "read-only staple directory (tmpfs mounted ro), -B",
+        assert (ro.path / "site.pem.ocsp").read_bytes() == installed
+        assert sorted(os.listdir(ro.path)) == ["site.pem", "site.pem.ocsp"]
+    reliability.record("environment", f"read-only staple directory ({ro.how}), -B",
                        "ocsp-renew-dir", "TSV `failed` naming the cause, exit 1, staple kept",
                        f"exit 1; `failed`: {detail.split('; the installed')[0].split(': ', 1)[-1]}; "
                        "staple byte-identical", lost=0)

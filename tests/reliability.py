@@ -38,17 +38,25 @@ TEST_FILES = ["tests/test_hostile.py", "tests/test_crash.py", "tests/test_concur
 FROM_OUTCOMES = [
     ("test_fuzz_parsers", "test_response_parsers_on_mutated_real_output", "fuzzing",
      "openssl-output parsers on mutated recorded outputs (hypothesis, 300 examples)",
-     "ocsptools.openssl parse_*", "a value or ValueError, never another exception"),
+     "ocsptools.openssl parse_*", "a value or ValueError, never another exception; the verdict "
+     "and every time keep the promises below (checked)"),
     ("test_fuzz_parsers", "test_verdict_on_arbitrary_text", "fuzzing",
-     "verification verdict parser on arbitrary stdout/stderr text (hypothesis)",
-     "ocsptools.openssl", "a verdict or ValueError; never 'verified' without 'Response verify OK'"),
-    ("test_fuzz_parsers", "test_parse_time_arbitrary", "fuzzing", "openssl time parser on arbitrary text",
-     "ocsptools.openssl.parse_time", "an aware UTC datetime or ValueError"),
+     "verification verdict parser on real openssl lines (verify OK/Failure, look-alikes, label "
+     "lines) mixed with arbitrary text (hypothesis, 300)", "ocsptools.openssl.parse_verdict",
+     "a verdict or ValueError; 'verified' only with the exact line 'Response verify OK' and no "
+     "'Response Verify Failure'; a status only from the exact label's line; times aware UTC (asserted)"),
+    ("test_fuzz_parsers", "test_verdict_on_random_text", "fuzzing",
+     "verification verdict parser on arbitrary stdout/stderr/label (hypothesis, 300)",
+     "ocsptools.openssl.parse_verdict", "the same (asserted)"),
+    ("test_fuzz_parsers", "test_parse_time_arbitrary", "fuzzing",
+     "openssl time parser on arbitrary text and on openssl-shaped times (hypothesis, 300)",
+     "ocsptools.openssl.parse_time", "an aware datetime at UTC offset 0, or ValueError (asserted)"),
     ("test_fuzz_parsers", "test_pem_and_staple_decoding_arbitrary_bytes", "fuzzing",
      "PEM/base64/DER staple decoding of arbitrary bytes", "ocsptools.staple", "bytes or ValueError"),
     ("test_fuzz_parsers", "test_duration_and_threshold_parsers", "fuzzing",
      "duration and threshold parsers on arbitrary text", "ocsptools.durations",
-     "a value in range or ValueError"),
+     "a value in range or ValueError (asserted: durations 0 to ten years, threshold percent 0-100, "
+     "--percent (0, 100])"),
     ("test_fuzz_parsers", "test_duration_round_trip", "fuzzing", "duration format/parse round trip",
      "ocsptools.durations", "parse(format(d)) == d"),
     ("test_fuzz_config", "test_random_yaml_documents", "fuzzing",

@@ -32,10 +32,12 @@ EPILOG = f"""\
 states and exit status (worst wins: OK < UNKNOWN < WARNING < CRITICAL):
   0 OK        good, and more time left than the thresholds
   1 WARNING   below -w; no nextUpdate; responder certificate expires before nextUpdate
+              (CRITICAL when that is less than -c away)
   2 CRITICAL  missing, empty or unreadable file; not an OCSP response; tryLater,
               unauthorized...; revoked or unknown; expired; thisUpdate in the future;
               bad signature; not for this certificate; delegated responder not
-              embedded; below -c; live: no staple sent, handshake failure
+              embedded; below -c; live: no staple sent, handshake failure;
+              Must-Staple certificate without a verified staple (give -i ISSUER)
   3 UNKNOWN   bad arguments, --help, --version, openssl missing, --cert unusable
 
 thresholds: a duration (3d, 12h, 1d12h, '2 hours 5 minutes', seconds) or a share of

@@ -177,16 +177,19 @@ def test_critical_below_default_percentage(world):
                    f"below the critical threshold 16h48m (10% of 7d) | {perf(p, 43200)}"]
 
 
+@pytest.mark.parametrize("thresholds", [["-w", "3d", "--critical", "1 day"],
+                                        ["-w", "259200", "-c", "86400"]])      # bare seconds
 @pytest.mark.parametrize("after, rc, state, suffix", [
     (4 * DAY, 0, "OK", ""),
     (5 * DAY, 1, "WARNING", ", below the warning threshold 3d"),
     (6 * DAY + dt.timedelta(seconds=1), 2, "CRITICAL", ", below the critical threshold 1d"),
 ])
-def test_duration_thresholds(world, after, rc, state, suffix):
+def test_duration_thresholds(world, thresholds, after, rc, state, suffix):
+    """Perfdata ranges ;259200:;86400: however the thresholds are spelled."""
     w = world
     p = w.staple("good")
     left = int((7 * DAY - after).total_seconds())
-    code, out, _ = check("-w", "3d", "--critical", "1 day", "--cert", w.cert("good1"), p, at=w.t0 + after)
+    code, out, _ = check(*thresholds, "--cert", w.cert("good1"), p, at=w.t0 + after)
     assert code == rc
     human = {259200: "3d", 172800: "2d", 86399: "23h59m"}[left]
     assert out == [f"OCSP {state} - {p}: good, {human} left (next update {iso(w.t0 + 7 * DAY)}){suffix} "
@@ -209,29 +212,19 @@ def test_fractional_threshold_is_rounded_up_everywhere(world):
     assert rc == 0 and out[0].endswith(f" | {perf(p, 201580, 201580)}")
 
 
-def test_bare_seconds_thresholds(world):
-    """-w 90 -c 30 are seconds: a 1-hour staple with 89 s left is WARNING, with 29 s CRITICAL."""
+@pytest.mark.parametrize("left, rc, text", [
+    (89, 1, "WARNING - {p}: good, 1m29s left (next update {nu}), below the warning threshold 1m30s"),
+    (29, 2, "CRITICAL - {p}: good, 29s left (next update {nu}), below the critical threshold 30s"),
+])
+def test_bare_seconds_thresholds(world, left, rc, text):
+    """-w 90 -c 30 are seconds, on a 1-hour staple."""
     w = world
     p = w.staple("hour")
     nu = w.t0 + HOUR
-    rc, out, _ = check("-w", "90", "-c", "30", "--cert", w.cert("good1"), p, at=nu - dt.timedelta(seconds=89))
-    assert rc == 1
-    assert out == [f"OCSP WARNING - {p}: good, 1m29s left (next update {iso(nu)}), below the warning "
-                   f"threshold 1m30s | {perf(p, 89, 90, 30, 3600)}"]
-    rc, out, _ = check("-w", "90", "-c", "30", "--cert", w.cert("good1"), p, at=nu - dt.timedelta(seconds=29))
-    assert rc == 2
-    assert out == [f"OCSP CRITICAL - {p}: good, 29s left (next update {iso(nu)}), below the critical "
-                   f"threshold 30s | {perf(p, 29, 90, 30, 3600)}"]
-
-
-def test_bare_seconds_thresholds_in_days(world):
-    """-w 259200 -c 86400 (3 days, 1 day in seconds) are written ;259200:;86400: in the perfdata."""
-    w = world
-    p = w.staple("good")
-    rc, out, _ = check("-w", "259200", "-c", "86400", "--cert", w.cert("good1"), p, at=w.t0 + 5 * DAY)
-    assert rc == 1
-    assert out == [f"OCSP WARNING - {p}: good, 2d left (next update {iso(w.t0 + 7 * DAY)}), below the "
-                   f"warning threshold 3d | '{p}'=172800s;259200:;86400:;0;604800"]
+    code, out, _ = check("-w", "90", "-c", "30", "--cert", w.cert("good1"), p,
+                         at=nu - dt.timedelta(seconds=left))
+    assert code == rc
+    assert out == [f"OCSP {text.format(p=p, nu=iso(nu))} | {perf(p, left, 90, 30, 3600)}"]
 
 
 def test_critical_is_tested_before_warning(world):

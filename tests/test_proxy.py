@@ -368,6 +368,16 @@ def test_metrics_healthz_and_purge_over_http(pki, responder, allow_dir, start_pr
     assert "missing" in assert_one_line_error(res.stderr)
 
 
+def test_purge_over_http_is_off_without_a_token_file(pki, responder, allow_dir, start_proxy, tmp_path):
+    proxy = start_proxy("--allow-from", str(allow_dir))
+    leaf = pki.leaves["good1"]
+    assert proxy.post(request_der(pki, leaf, tmp=tmp_path))[0] == 200
+    auth = {"Authorization": "Bearer 0123456789abcdef0123456789abcdef"}
+    status, _, body = proxy.request("POST", f"/admin/purge?serial={leaf.serial}", b"", headers=auth)
+    assert status == 404 and b"--admin-token-file" in body
+    assert proxy.metrics()["ocsp_proxy_cache_entries"] == 1                 # nothing purged
+
+
 def test_half_closed_client_still_gets_its_answer(pki, responder, allow_dir, start_proxy, tmp_path):
     proxy = start_proxy("--allow-from", str(allow_dir))
     req = request_der(pki, pki.leaves["good1"], tmp=tmp_path)          # a miss: answered asynchronously

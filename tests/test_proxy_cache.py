@@ -238,3 +238,57 @@ def test_two_proxies_share_redis_with_one_refresher(pki, redis_server, tmp_path)
                 assert b.post(req, target=slow.url)[2] == a.post(req, target=slow.url)[2]
     finally:
         upstream.stop()
+
+
+def entries_around_keep(now):
+    """A valid entry, one past nextUpdate (kept, never served) and one whose keep ends in 1 s
+    (Redis drops it by itself: PXAT); the dying one is also the oldest."""
+    return [make_entry("live", serial="01", this_update=now - 600),
+            make_entry("kept", serial="02", this_update=now - 7200, next_update=now - 60),
+            make_entry("dying", serial="03", this_update=now - 3 * rules.KEEP_EXPIRED,
+                       next_update=now - rules.KEEP_EXPIRED + 1.0)]
+
+
+def test_summary_leaves_out_entries_past_their_keep(cache):
+    now = time.time()
+    for e in entries_around_keep(now):
+        assert cache.put(e)
+    s = cache.summary(now)
+    assert s["entries"] == 3 and s["expired"] == 2 and s["oldest_age"] > 2 * rules.KEEP_EXPIRED
+    time.sleep(1.2)
+    later = time.time()
+    s = cache.summary(later)
+    assert s["entries"] == 2 and s["expired"] == 1 and 7200 <= s["oldest_age"] < 7300
+    if isinstance(cache, RedisCache):
+        assert cache.get("dying") is None                               # Redis dropped it (PXAT)
+        assert cache.client.zcard(cache.age_key) == 3                   # its index rows wait for the sweep
+        assert cache.sweep(later) == 1 and cache.summary(later)["entries"] == 2
+
+
+def test_redis_metrics_stats_and_healthz(tmp_path):
+    """/metrics and `stats` on Redis count only what Redis still holds; /healthz is 503 (and
+    /metrics still answers) once Redis is gone."""
+    server = RedisServer(tmp_path)
+    try:
+        with ProxyProc("--allow", "http://127.0.0.1:9/", cache=server.url) as proxy:
+            time.sleep(1.5)                   # its first sweep is done; the next one in 10 minutes
+            c = open_cache(server.url)
+            for e in entries_around_keep(time.time()):
+                c.put(e)
+            c.close()
+            time.sleep(1.2)
+            assert server.client.zcard(RedisCache.PREFIX + "this_update") == 3     # not swept
+            m = proxy.metrics()
+            assert m["ocsp_proxy_cache_entries"] == 2 and m["ocsp_proxy_cache_expired_entries"] == 1
+            assert 7200 <= m["ocsp_proxy_oldest_entry_age_seconds"] < 7300
+            stats = run_cmd("ocsp-proxy", "stats", "--cache", server.url).stdout.decode()
+            assert "entries: 2" in stats and "valid: 1" in stats and "expired: 1" in stats
+            assert proxy.request("GET", "/healthz")[0] == 200
+            server.stop()
+            status, _, body = proxy.request("GET", "/healthz")
+            assert status == 503 and b"cache unreachable" in body and f"127.0.0.1:{server.port}".encode() in body
+            m = proxy.metrics()
+            assert m["ocsp_proxy_cache_errors_total"] >= 1 and m["ocsp_proxy_cache_entries"] == 0
+            assert proxy.alive()
+    finally:
+        server.stop()

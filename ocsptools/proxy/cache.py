@@ -259,8 +259,8 @@ class SqliteCache(Cache):
     def summary(self, now: float) -> Dict[str, float]:
         try:
             count, expired, oldest = self._conn().execute(
-                "SELECT COUNT(*), COALESCE(SUM(next_update<=?), 0), MIN(this_update) FROM entries",
-                (now,)).fetchone()
+                "SELECT COUNT(*), COALESCE(SUM(next_update<=?), 0), MIN(this_update) FROM entries "
+                "WHERE keep_until>?", (now, now)).fetchone()       # as Redis: not the ones past keep
         except sqlite3.Error as exc:
             raise self._err("read", exc) from None
         return {"entries": count, "expired": expired,
@@ -418,13 +418,27 @@ class RedisCache(Cache):
         return gone
 
     def summary(self, now: float) -> Dict[str, float]:
+        """Counted from the index sets by score, so entries Redis already dropped (PXAT =
+        nextUpdate + KEEP_EXPIRED) are not counted while their index rows wait for the sweep."""
+        cutoff = now - rules.KEEP_EXPIRED                   # live: nextUpdate > cutoff
         pipe = self.client.pipeline(transaction=False)
-        pipe.zcard(self.age_key)
-        pipe.zcount(self.next_key, "-inf", now)
-        pipe.zrange(self.age_key, 0, 0, withscores=True)
-        count, expired, oldest = self._call("read", pipe.execute)
+        pipe.zcount(self.next_key, f"({cutoff!r}", "+inf")
+        pipe.zcount(self.next_key, f"({cutoff!r}", now)
+        count, expired = self._call("read", pipe.execute)
+        oldest: Optional[float] = None
+        start = 0
+        while count and oldest is None:                     # oldest thisUpdate of a live entry
+            page = self._call("read", self.client.zrange, self.age_key, start, start + 99, withscores=True)
+            if not page:
+                break
+            next_updates = self._call("read", self.client.zmscore, self.next_key, [m for m, _ in page])
+            for (_, this_update), next_update in zip(page, next_updates):
+                if next_update is not None and next_update > cutoff:
+                    oldest = this_update
+                    break
+            start += 100
         return {"entries": count, "expired": expired,
-                "oldest_age": (now - oldest[0][1]) if oldest else 0.0}
+                "oldest_age": (now - oldest) if oldest is not None else 0.0}
 
     def ping(self) -> None:
         self._call("reach", self.client.ping)

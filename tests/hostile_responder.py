@@ -36,6 +36,7 @@ class Scenario:
     expect: str                  # reject | revoked | replace
     needle: str                  # a word the one-line message must contain
     slow: bool = False           # exercises a timeout
+    signer: Optional[Path] = None  # a short-lived delegated signer whose notAfter matters
 
 
 class ResponseFactory:
@@ -160,7 +161,7 @@ def scenarios(pki: "pkimod.PKI", leaf: "pkimod.Leaf", other: "pkimod.Leaf", revo
         Scenario("delegated-signer-expired", ocsp(f.response([leaf.cert], signer=expired_signer)), "reject",
                  "expired"),
         Scenario("signer-expires-before-nextupdate", ocsp(f.response([leaf.cert], signer=short_signer)),
-                 "replace", "good"),
+                 "replace", "good", signer=short_signer[0]),
         Scenario("no-nextupdate", ocsp(f.response([leaf.cert], ndays=None)), "reject", "nextUpdate"),
         Scenario("older-than-installed", ocsp(f.response([leaf.cert], faketime="-1h")), "reject", "older"),
         Scenario("thisupdate-one-hour-ahead", ocsp(f.response([leaf.cert], faketime="+1h")), "reject", "future"),

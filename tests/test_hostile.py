@@ -87,16 +87,22 @@ def test_ocsp_fetch_against_hostile_responder(name, matrix, pki, fake, tmp_path)
                                 "-no_nonce"], capture_output=True, text=True, env=hostile.ENV)
         assert "Response verify OK" in check.stderr and ": good" in check.stdout
         assert "Traceback" not in res.stderr.decode()
+        warning = f"the responder certificate expires at {not_after(sc.signer)}, before nextUpdate" \
+            if sc.signer else None
+        assert (warning is not None and warning in res.stderr.decode()) == ("warning:" in res.stderr.decode()), \
+            res.stderr
     else:
         line = assert_one_line_error(res.stderr)
         assert sc.needle.lower() in line.lower(), line
         assert staple.read_bytes() == installed
     said = res.stderr.decode().strip().splitlines()[-1] if res.stderr.strip() else ""
     reliability.record("hostile", name, "ocsp-fetch -o",
-                       f"exit {EXIT[sc.expect]}, one line"
+                       f"exit {EXIT[sc.expect]}, "
+                       + ("a warning naming the signer's notAfter, then the summary" if sc.signer else "one line")
                        + ("" if sc.expect == "replace" else f" naming '{sc.needle}'")
                        + ", " + ("staple replaced" if sc.expect == "replace" else "staple kept"),
                        f"exit {res.returncode} in {elapsed:.1f} s: {_short(said, fake.url)}; "
+                       + ("warned that the responder certificate expires before nextUpdate; " if sc.signer else "")
                        + ("replaced by the verified newer response" if sc.expect == "replace"
                           else "staple byte-identical") + "; no temp files", lost=0)
 
@@ -158,6 +164,12 @@ def test_ocsp_renew_dir_against_hostile_responder(name, route, matrix, pki, fake
         assert staple.read_bytes() != installed
         assert _verifies_good(staple, pki)
         assert detail.startswith("good until ")
+        if sc.signer:           # usable only until the signer's notAfter, renewed before it
+            until, due = re.match(r"good until (\S+), renewal due at (\S+); warning: the responder "
+                                  r"certificate expires at (?:\S+), before nextUpdate", detail).groups()
+            assert until == not_after(sc.signer) and due <= until, detail
+        else:
+            assert "warning" not in detail, detail
         kept = "replaced by the verified newer response"
     else:
         assert sc.needle.lower() in detail.lower(), detail
@@ -168,9 +180,18 @@ def test_ocsp_renew_dir_against_hostile_responder(name, route, matrix, pki, fake
     reliability.record("hostile", name, how,
                        f"exit {RENEW_EXIT[sc.expect]}, TSV `{RENEW_ACTION[sc.expect]}`"
                        + ("" if sc.expect == "replace" else f" naming '{sc.needle}'")
-                       + ", " + ("staple replaced" if sc.expect == "replace" else "staple kept"),
-                       f"exit {res.returncode} in {elapsed:.1f} s; `{action}`: {_short(detail, fake.url)}; "
+                       + ", " + ("staple replaced" if sc.expect == "replace" else "staple kept")
+                       + ("; good until the signer's notAfter, renewal due no later" if sc.signer else ""),
+                       f"exit {res.returncode} in {elapsed:.1f} s; `{action}`: {_short(detail, fake.url, 160)}; "
                        f"{kept}; no temp files", lost=0)
+
+
+def not_after(cert) -> str:
+    """CERT's notAfter as ocsptools prints times (ISO 8601 UTC with Z)."""
+    from datetime import datetime
+    out = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-enddate"], capture_output=True,
+                         text=True, env=hostile.ENV, check=True).stdout.strip().split("=", 1)[1]
+    return datetime.strptime(" ".join(out.split()), "%b %d %H:%M:%S %Y GMT").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _short(text: str, url: str, limit: int = 100) -> str:

@@ -204,14 +204,22 @@ def test_aliases_cannot_blow_up():
 # ---------------------------------------------------------------------------
 # through the command: in-process for speed (the exit status and stderr are what a user sees)
 
-def renew_in_process(args) -> tuple:
+def renew_in_process(args, *, home: str) -> tuple:
+    """Run ocsp-renew-dir in this process with HOME=HOME: the documents may name "~" (INTERESTING),
+    and -n would walk the real home directory."""
     err, out = io.StringIO(), io.StringIO()
     saved = tempfile.tempdir
+    saved_home = os.environ.get("HOME")
+    os.environ["HOME"] = home
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             rc = renew_dir.entry([str(a) for a in args])
     finally:
         tempfile.tempdir = saved            # the command keeps its scratch in RAM: undo that here
+        if saved_home is None:
+            del os.environ["HOME"]
+        else:
+            os.environ["HOME"] = saved_home
     return rc, out.getvalue(), err.getvalue()
 
 
@@ -231,7 +239,7 @@ def test_ocsp_renew_dir_config_never_a_traceback(doc, how, pos, junk):
         os.chdir(d)
         try:
             rc, out, err = renew_in_process(["-n", "--state", os.path.join(d, "s.json"),
-                                             "--config", path])
+                                             "--config", path], home=d)
         finally:
             os.chdir(old)
     assert "Traceback" not in err and "internal error" not in err, err
@@ -253,7 +261,7 @@ def test_console_script_exit_2_one_line(name, data, tmp_path):
     cfg = tmp_path / "ocsptools.yaml"
     cfg.write_bytes(data)
     res = run_cmd("ocsp-renew-dir", "--config", cfg, "--state", tmp_path / "s.json", timeout=30,
-                  cwd=tmp_path)
+                  cwd=tmp_path, env={"HOME": str(tmp_path)})
     line = assert_one_line_error(res.stderr)
     assert res.returncode == 2, line
     assert line.startswith(f"ocsp-renew-dir: {cfg}"), line
@@ -262,3 +270,14 @@ def test_console_script_exit_2_one_line(name, data, tmp_path):
                        "exit 2, one line naming the file (and line/key)",
                        f"exit 2: {line.replace(str(tmp_path) + '/', '')}", lost=0)
 
+
+
+def test_tilde_in_a_fuzzed_document_stays_in_the_temp_home(pki, tmp_path):
+    """"~" is among the INTERESTING values: renew_in_process points HOME at a temp directory, so
+    -n walks that and never the real home directory."""
+    (tmp_path / "site.pem").write_bytes(open(pki.leaves["good1"].fullchain, "rb").read())
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dirs: ['~']\n")
+    rc, out, err = renew_in_process(["-n", "--state", tmp_path / "s.json", "--config", cfg], home=str(tmp_path))
+    assert rc == 0 and out.split("\t")[:2] == ["would-renew", str(tmp_path / "site.pem")], (out, err)
+    assert os.environ.get("HOME") != str(tmp_path)

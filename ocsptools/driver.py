@@ -100,6 +100,8 @@ class Item:
     outcome: str = ""
     detail: str = ""
     retry_after: Optional[float] = None     # the responder's Retry-After on a failed fetch
+    try_later: bool = False                 # a responder answered tryLater on a failed fetch
+    cert_status: str = ""                   # the fetched answer's status: good, revoked, unknown
 
     @property
     def tgt(self) -> Target:
@@ -761,9 +763,11 @@ class Driver:
             result = self._fetch(item, urls, request)
         except (FetchError, OpensslError) as exc:
             item.retry_after = getattr(exc, "retry_after", None)
+            item.try_later = bool(getattr(exc, "try_later", False))
             self.report(FAILED, item, _strip_label(str(exc), item.cand.cert) + self._kept(item))
             return
         staple = result.staple
+        item.cert_status = staple.cert_status
         if staple.cert_status == "revoked":
             reason = staple.single.revocation_reason
             self.report(REVOKED, item, f"REVOKED at {iso(staple.single.revocation_time)}"

@@ -71,9 +71,10 @@ class FetchError(OcspToolsError):
     """No usable answer could be obtained from the responder(s)."""
 
     def __init__(self, message: str, *, path: Optional[str] = None,
-                 retry_after: Optional[float] = None) -> None:
+                 retry_after: Optional[float] = None, try_later: bool = False) -> None:
         super().__init__(message, path=path)
         self.retry_after = retry_after
+        self.try_later = try_later          # a responder answered responseStatus tryLater
 
 
 class ResponseError(FetchError):

@@ -110,6 +110,7 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, 
                 request = ossl.build_request(issuer_file, leaf_file, hash_alg=opts.hash_alg)
     failures: List[str] = []
     retry_after: Optional[float] = None
+    try_later = False
     for url in urls:
         try:
             transport.check_remote_url(url)     # the certificate's own URL may be anything
@@ -120,6 +121,7 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, 
         except FetchError as exc:
             failures.append(str(exc))
             retry_after = exc.retry_after if exc.retry_after is not None else retry_after
+            try_later = try_later or getattr(exc, "status", None) == "tryLater"
             continue
         except OpensslError as exc:     # e.g. openssl timed out on this answer: try the next URL
             failures.append(f"{url}: checking the answer failed: {exc}")
@@ -140,7 +142,7 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, 
                 continue
         return FetchResult(staple, url, method, warnings)
     raise FetchError(f"{target.label}: " + " | ".join(failures), path=target.label,
-                     retry_after=retry_after)
+                     retry_after=retry_after, try_later=try_later)
 
 
 def require_good(result: FetchResult, target: Target) -> None:

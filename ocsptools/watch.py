@@ -108,7 +108,6 @@ POLL_INTERVAL = 2.0
 #: collected into the next write); the state cache (an optimisation only: the daemon keeps it in
 #: memory) is saved at most this often, and at exit.
 METRICS_EVERY, CACHE_EVERY = 1.0, 60.0
-TRY_LATER_MARK = "(OCSP status tryLater)"
 
 
 def utcnow() -> datetime:
@@ -320,7 +319,7 @@ class Scheduler:
         elif item.outcome in (FAILED, REVOKED):
             if item.outcome == REVOKED:
                 slot.status = "revoked"
-            elif "says unknown" in item.detail:
+            elif item.cert_status == "unknown":
                 slot.status = "unknown"
             else:
                 slot.status = "failed"
@@ -373,7 +372,7 @@ class Scheduler:
             slot.status = "error"
         slot.last_failure = now
         slot.unchanged = 0
-        self._retry(slot, now, retry_after=item.retry_after, try_later=TRY_LATER_MARK in detail)
+        self._retry(slot, now, retry_after=item.retry_after, try_later=item.try_later)
         event = item.outcome if item.outcome in (FAILED, REVOKED) else FAILED
         return Outcome(event, slot, detail)
 

@@ -395,6 +395,27 @@ def test_retry_after_and_try_later_slow_the_retries(tmp_path, pki, watches, answ
 
 
 # ---------------------------------------------------------------------------
+# a revoked certificate stays on the schedule and is reported every time
+
+def test_revoked_certificate_is_reported_every_time(tmp_path, pki, responder, watches):
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    shutil.copy(pki.leaves["revoked1"].fullchain, certs / "r.pem")
+    prom = tmp_path / "ocsp.prom"
+    w = watches(tmp_path, "-u", responder.url, "--state", tmp_path / "s.json",
+                "--prometheus-textfile", prom, certs)
+    revs = w.wait_for(lambda: (lambda r: r if len(r) >= 3 else None)(w.events("revoked")), 30,
+                      "three revoked events")
+    assert [r["failures"] for r in revs[:3]] == [1, 2, 3]
+    assert [r["retry_in"] for r in revs[:3]] == [1.0, 2.0, 4.0]        # still scheduled
+    assert all("REVOKED at" in r["detail"] and r["next"] for r in revs)
+    assert not w.events("failed") and not (certs / "r.pem.ocsp").exists()
+    status = ("ocsp_renew_dir_staple_status", (("staple", str(certs / "r.pem.ocsp")), ("status", "revoked")))
+    w.wait_for(lambda: prom.exists() and metrics(prom).get(status) == 1, 5, "status revoked in the textfile")
+    assert w.stop()[0] == 0
+
+
+# ---------------------------------------------------------------------------
 # SIGTERM while a fetch hangs: gone within 5 s, and the abandoned fetch never writes
 
 def test_sigterm_abandons_a_hung_fetch(tmp_path, pki, watches):

@@ -262,3 +262,30 @@ def test_config_without_commands_may_be_group_writable(tmp_path, pki):
     cfg.chmod(0o664)                       # umask 002 with user-private groups
     res = run_cmd("ocsp-renew-dir", "--state", tmp_path / "s.json", "-n", "--config", cfg)
     assert res.returncode == 0 and res.stderr == b"", res.stderr
+
+
+@needs_root
+def test_owner_group_and_mode_survive_a_replace(tmp_path, pki, responder):
+    """A staple chowned to the web server's user (here 65534) and mode 0640 keeps both when root
+    replaces it (fchown/fchmod on the temp file before the rename)."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "site.pem").write_bytes(bundle(pki))
+    state = tmp_path / "s.json"
+    res = run_cmd("ocsp-renew-dir", "--state", state, tree)
+    assert res.returncode == 0 and res.stdout.startswith(b"renewed\t"), res.stdout + res.stderr
+    staple = tree / "site.pem.ocsp"
+    os.chown(staple, NOBODY, NOBODY)
+    staple.chmod(0o640)
+    before = staple.read_bytes()
+    inode = staple.stat().st_ino
+    time.sleep(1.1)                                      # so the next answer is strictly newer
+    res = run_cmd("ocsp-renew-dir", "--state", state, "-B", tree)
+    assert res.returncode == 0 and res.stdout.startswith(b"renewed\t"), res.stdout + res.stderr
+    st = staple.stat()
+    assert staple.read_bytes() != before and st.st_ino != inode        # really replaced (renamed)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY, NOBODY, 0o640)
+    reliability.record("security", "staple owned by another user (uid/gid 65534, mode 0640) replaced "
+                       "by a root run", "ocsp-renew-dir -B",
+                       "owner, group and mode kept", "replaced (new inode); uid 65534, gid 65534, "
+                       "mode 0640 kept", lost=0)

@@ -72,3 +72,67 @@ def test_cron_lines_are_valid():
         for f in fields[:5]:
             assert re.fullmatch(r"[\d*/,-]+", f), line
         parses(fields[6])
+
+
+# ---------------------------------------------------------------------------
+# the --watch unit
+
+WATCH_UNIT = ROOT / "contrib" / "systemd" / "ocsp-renew-dir-watch.service"
+
+
+def _exec_lines(text: str) -> list[str]:
+    """ExecStart= of the unit and of its commented-out examples, continuation lines joined."""
+    out = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^(# )?ExecStart=(.*)$", line)
+        if not m:
+            continue
+        cmd = m.group(2)
+        j = i
+        while cmd.endswith("\\"):
+            j += 1
+            cmd = cmd[:-1] + " " + re.sub(r"^#\s*", "", lines[j]).strip()
+        out.append(cmd)
+    return out
+
+
+def test_watch_service_is_hardened_and_restarts_on_failure():
+    svc = unit("ocsp-renew-dir-watch.service")["Service"]
+    assert svc["Type"] == "notify" and svc["NotifyAccess"] == "main"
+    for key, value in (("ProtectSystem", "strict"), ("NoNewPrivileges", "true"),
+                       ("Restart", "on-failure"), ("RestartPreventExitStatus", "2"),
+                       ("PrivateTmp", "true"), ("ProtectHome", "true"), ("CacheDirectory", "ocsptools"),
+                       ("KillSignal", "SIGTERM")):
+        assert svc[key] == value, key
+    assert svc["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    # the daemon promises to be gone within 5 s of SIGTERM: systemd waits longer than that
+    assert int(svc["TimeoutStopSec"].rstrip("s")) > 5
+    commands = _exec_lines(WATCH_UNIT.read_text())
+    assert len(commands) == 2 and commands[0] == svc["ExecStart"]
+    for cmd in commands:
+        assert "--watch" in shlex.split(cmd)
+        parses(cmd)
+    # writable: only the staple directories (and the textfile's), each optional ("-"); the
+    # trees the example command line names are among them
+    rw = svc["ReadWritePaths"].split()
+    assert rw and all(p.startswith("-/") for p in rw), rw
+    rw_dirs = [p[1:].rstrip("/") for p in rw]
+    assert not [d for d in rw_dirs if d in ("", "/etc", "/var", "/usr", "/var/lib")], rw_dirs
+    example = build_parser().parse_args(shlex.split(commands[1])[1:])
+    needed = list(example.dirs) + [str(Path(example.prometheus_textfile).parent)]
+    for d in needed:
+        assert any(d == r or d.startswith(r + "/") for r in rw_dirs), (d, rw_dirs)
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_watch_service_verifies_with_systemd_analyze(tmp_path):
+    """Every key and value known to systemd (its warnings go to stderr with exit 0). The binary
+    is pointed at the installed one so the check does not stop at a missing /usr/local/bin."""
+    from conftest import command
+    text = WATCH_UNIT.read_text().replace("/usr/local/bin/ocsp-renew-dir", command("ocsp-renew-dir"))
+    assert command("ocsp-renew-dir") in text
+    (tmp_path / WATCH_UNIT.name).write_text(text)
+    res = subprocess.run(["systemd-analyze", "verify", "--man=no", str(tmp_path / WATCH_UNIT.name)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0 and res.stderr == "", res.stderr

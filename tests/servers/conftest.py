@@ -14,7 +14,7 @@ import pytest
 import pki as pkimod
 from hostile_responder import ResponseFactory
 
-from .harness import Site, run_tool
+from .harness import OcspProxy, Site, run_tool
 
 
 def pytest_collection_modifyitems(items):
@@ -98,6 +98,20 @@ def servers():
             remove = getattr(server, "remove", None)
             if remove is not None:
                 remove()
+
+
+@pytest.fixture
+def ocsp_proxy(tmp_path, servers, responder):
+    """SITES -> a started ``ocsp-proxy serve`` whose ``--allow-from`` holds their certificates."""
+    def start(sites) -> OcspProxy:
+        allow = tmp_path / f"allow-{time.monotonic_ns()}"
+        allow.mkdir()
+        for s in sites:
+            (allow / f"{s.name}.pem").write_text(s.fullchain.read_text())
+        proxy = servers.add(OcspProxy(tmp_path / f"proxy-{time.monotonic_ns()}", pkimod.free_port(),
+                                      "--allow-from", str(allow)))
+        return proxy.start()
+    return start
 
 
 @pytest.fixture

@@ -256,7 +256,11 @@ class Nginx(ServerProcess):
 
     name = "nginx"
 
-    def __init__(self, workdir: Path, port: int, sites: Sequence[Site], *, stapling_file: bool = True) -> None:
+    def __init__(self, workdir: Path, port: int, sites: Sequence[Site], *, stapling_file: bool = True,
+                 responder: Optional[str] = None, trusted: Optional[Path] = None) -> None:
+        """RESPONDER (with TRUSTED, the CA file nginx verifies the fetched responses against):
+        nginx fetches the staple itself from that URL (``ssl_stapling_responder``,
+        ``ssl_stapling_verify on``) instead of reading ``ssl_stapling_file``."""
         super().__init__(workdir, port)
         self.bin = binary("nginx", "nginx")
         self.sites = list(sites)
@@ -265,8 +269,14 @@ class Nginx(ServerProcess):
         self.errlog = self.dir / "error.log"
         tmp = self.dir / "tmp"
         tmp.mkdir(exist_ok=True)
+        if responder is not None:
+            assert trusted is not None, "ssl_stapling_verify needs the trusted CA file"
+            stapling = (f"ssl_stapling_responder {responder};\n        ssl_stapling_verify on;\n"
+                        f"        ssl_trusted_certificate {trusted};")
         servers = []
         for i, s in enumerate(self.sites):
+            if responder is None:
+                stapling = f'ssl_stapling_file {s.staple};' if stapling_file else ''
             servers.append(f"""
     server {{
         listen 127.0.0.1:{port} ssl{' default_server' if i == 0 else ''};
@@ -275,7 +285,7 @@ class Nginx(ServerProcess):
         ssl_certificate {s.fullchain};
         ssl_certificate_key {s.key};
         ssl_stapling on;
-        {f'ssl_stapling_file {s.staple};' if stapling_file else ''}
+        {stapling}
         location / {{ return 200 "ok\\n"; }}
     }}""")
         temps = "".join(f"    {k}_temp_path {tmp};\n"
@@ -492,12 +502,14 @@ APACHE_MODULES = Path("/usr/lib/apache2/modules")
 
 class Apache(ServerProcess):
     """``apache2 -DFOREGROUND -f CONF``: mod_ssl stapling through a responder URL
-    (``SSLStaplingForceURL``), with its own shmcb stapling cache."""
+    (``SSLStaplingForceURL``; with PROXY, ``SSLOCSPProxyURL``: mod_ssl then asks that HTTP
+    proxy for the certificate's own responder URL, an absolute-URI request), with its own
+    shmcb stapling cache."""
 
     name = "apache"
 
     def __init__(self, workdir: Path, port: int, sites: Sequence[Site], *, responder_url: str,
-                 cache_timeout: int = 3600) -> None:
+                 cache_timeout: int = 3600, proxy: bool = False) -> None:
         super().__init__(workdir, port)
         self.bin = binary("apache2", "apache2")
         for mod in ("mod_ssl.so", "mod_mpm_event.so", "mod_socache_shmcb.so", "mod_authz_core.so"):
@@ -535,7 +547,7 @@ DocumentRoot {self.dir}
 Listen 127.0.0.1:{port} https
 SSLUseStapling on
 SSLStaplingCache shmcb:{run}/stapling(65536)
-SSLStaplingForceURL {responder_url}
+{'SSLOCSPProxyURL' if proxy else 'SSLStaplingForceURL'} {responder_url}
 SSLStaplingStandardCacheTimeout {cache_timeout}
 SSLStaplingResponderTimeout 5
 {vhosts}""")
@@ -573,6 +585,36 @@ class OcspProxy(ServerProcess):
 
     def ready(self) -> bool:
         return "listening on" in self.log()
+
+    def metric(self, name: str) -> float:
+        """One unlabelled value from ``GET /metrics``."""
+        import urllib.request
+        with urllib.request.urlopen(self.url + "metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"no {name} in /metrics:\n" + text)
+
+    def asked(self) -> float:
+        """OCSP requests the proxy has answered from its cache or fetched for (pass-throughs aside)."""
+        return self.metric("ocsp_proxy_cache_hits_total") + self.metric("ocsp_proxy_cache_misses_total")
+
+
+def proxy_answer(pki, proxy: OcspProxy, leaf, scratch: Path) -> bytes:
+    """What the proxy answers for LEAF's (SHA-1 CertID, no nonce) request, as Apache asks it."""
+    import http.client
+    req = scratch / f"req-{leaf.name}.der"
+    pkimod.openssl("ocsp", "-issuer", pki.inter_cert, "-cert", leaf.cert, "-no_nonce", "-reqout", req)
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=20)
+    try:
+        conn.request("POST", "/", body=req.read_bytes(), headers={"Content-Type": "application/ocsp-request"})
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 200, (resp.status, body)
+        return body
+    finally:
+        conn.close()
 
 
 # --------------------------------------------------------------------------- #

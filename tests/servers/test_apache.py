@@ -13,14 +13,13 @@ it stapling through a responder outage.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 import pki as pkimod
 
 from .conftest import next_second
-from .harness import (binary, Apache, OcspProxy, assert_check_ok, probe,
+from .harness import (binary, Apache, assert_check_ok, probe, proxy_answer,
                       response_time, run_tool, verify_staple, wait_until)
 
 pytestmark = pytest.mark.servers
@@ -32,47 +31,17 @@ def _installed():
     binary("apache2", "apache2")
 
 
-def proxy_answer(pki, proxy: OcspProxy, leaf, scratch: Path) -> bytes:
-    """What the proxy answers for LEAF's (SHA-1 CertID, no nonce) request, as Apache asks it."""
-    import http.client
-    req = scratch / f"req-{leaf.name}.der"
-    pkimod.openssl("ocsp", "-issuer", pki.inter_cert, "-cert", leaf.cert, "-no_nonce", "-reqout", req)
-    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=20)
-    try:
-        conn.request("POST", "/", body=req.read_bytes(), headers={"Content-Type": "application/ocsp-request"})
-        resp = conn.getresponse()
-        body = resp.read()
-        assert resp.status == 200, (resp.status, body)
-        return body
-    finally:
-        conn.close()
-
-
-def cache_hits(proxy: OcspProxy) -> float:
-    import urllib.request
-    with urllib.request.urlopen(proxy.url + "metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    for line in text.splitlines():
-        if line.startswith("ocsp_proxy_cache_hits_total "):
-            return float(line.split()[1])
-    raise AssertionError("no ocsp_proxy_cache_hits_total in /metrics:\n" + text)
-
-
 @pytest.fixture
-def stack(tmp_path, servers, make_site, responder, pki):
-    """Start ocsp-proxy (allowed: the site's certificate) and then Apache pointing at it."""
-    def start(site_names=("srv-a",), *, cache_timeout: int = 3600):
+def stack(tmp_path, servers, make_site, responder, ocsp_proxy):
+    """Start ocsp-proxy (allowed: the site's certificate) and then Apache pointing at it
+    (SSLStaplingForceURL; with PROXY=True, SSLOCSPProxyURL)."""
+    def start(site_names=("srv-a",), *, cache_timeout: int = 3600, proxy: bool = False):
         sites = [make_site(n) for n in site_names]
-        allow = tmp_path / "allow"
-        allow.mkdir(exist_ok=True)
-        for s in sites:
-            (allow / f"{s.name}.pem").write_text(s.fullchain.read_text())
-        proxy = servers.add(OcspProxy(tmp_path / "proxy", pkimod.free_port(), "--allow-from", str(allow)))
-        proxy.start()
+        ocsp = ocsp_proxy(sites)
         apache = servers.add(Apache(tmp_path / f"apache-{time.monotonic_ns()}", pkimod.free_port(), sites,
-                                    responder_url=proxy.url, cache_timeout=cache_timeout))
+                                    responder_url=ocsp.url, cache_timeout=cache_timeout, proxy=proxy))
         apache.start()
-        return sites, proxy, apache
+        return sites, ocsp, apache
     yield start
     responder.ensure_running()          # a test stops it; the next one must find it up
 
@@ -89,6 +58,20 @@ def test_staples_through_ocsp_proxy(pki, stack, scratch, srv_leaves, responder):
     assert_check_ok(apache.port, "srv-a", pki.inter_cert)
 
 
+def test_staples_through_ocsp_proxy_as_its_http_proxy(pki, stack, scratch, srv_leaves):
+    """``SSLOCSPProxyURL``: mod_ssl sends the proxy an absolute-URI request for the certificate's
+    own responder URL (the README's first Apache variant); the staple is the proxy's answer."""
+    (site,), proxy, apache = stack(proxy=True)
+    leaf = srv_leaves[site.name]
+    assert proxy.asked() == 0
+    served = probe(apache.port, site.name)
+    assert served.ok and served.staple is not None, served.describe() + apache.log() + proxy.log()
+    assert proxy.asked() == 1, "Apache did not ask through the proxy"
+    verify_staple(pki, leaf.cert, served.staple, scratch)
+    assert served.staple == proxy_answer(pki, proxy, leaf, scratch)
+    assert_check_ok(apache.port, site.name, pki.inter_cert)
+
+
 def test_still_staples_after_restart_while_the_responder_is_down(pki, stack, scratch, srv_leaves, responder):
     """ocsp-proxy warm fills the cache; the CA's responder goes away; Apache is restarted (its
     own stapling cache is gone) and still staples, from the proxy's cache."""
@@ -102,12 +85,12 @@ def test_still_staples_after_restart_while_the_responder_is_down(pki, stack, scr
 
     responder.stop()
     try:
-        hits = cache_hits(proxy)
+        hits = proxy.metric("ocsp_proxy_cache_hits_total")
         apache.restart()
         served = probe(apache.port, site.name)
         assert served.ok and served.staple == first.staple, served.describe() + apache.log()
         verify_staple(pki, leaf.cert, served.staple, scratch)
-        assert cache_hits(proxy) == hits + 1            # the restarted Apache asked the proxy
+        assert proxy.metric("ocsp_proxy_cache_hits_total") == hits + 1            # the restarted Apache asked the proxy
     finally:
         responder.ensure_running()
 

@@ -28,7 +28,7 @@ from conftest import command
 from fake_responder import FakeResponder
 
 from .harness import (ENV, Site, binary, Nginx, assert_serves, need_faketime, assert_check_ok,
-                      probe, response_time, verify_staple, wait_until)
+                      probe, proxy_answer, response_time, run_tool, verify_staple, wait_until)
 
 pytestmark = pytest.mark.servers
 
@@ -65,6 +65,34 @@ def test_initial_staple_is_served_and_verifies(pki, make_site, renew, nginx, scr
         for tls in ("tls1_3", "tls1_2"):
             assert_serves(probe(server.port, site.name, tls=tls), site.staple, pki, leaf.cert, scratch)
     assert_check_ok(server.port, "srv-a", pki.inter_cert)
+
+
+def test_fetches_through_ocsp_proxy_with_ssl_stapling_responder(pki, make_site, nginx, ocsp_proxy, scratch,
+                                                                 srv_leaves, tmp_path):
+    """The README's nginx variant without a staple file: ``ssl_stapling_responder`` pointing at
+    ocsp-proxy, ``ssl_stapling_verify on``.  nginx fetches lazily (the first handshake after a
+    start goes out unstapled); once it has the proxy's answer it sends it, and it verifies."""
+    site = make_site("srv-a")
+    leaf = srv_leaves["srv-a"]
+    proxy = ocsp_proxy([site])
+    # warm the cache as the README does: nginx waits 5 minutes after a failed fetch before it
+    # tries again, so its first fetch should not depend on the upstream responder's speed
+    cp = run_tool("ocsp-proxy", "warm", "--cache", proxy.cache, site.fullchain)
+    assert cp.returncode == 0, cp.stderr
+    trusted = tmp_path / "trusted.pem"
+    trusted.write_text(pki.inter_cert.read_text() + pki.root_cert.read_text())
+    server = nginx(site, responder=proxy.url, trusted=trusted)
+    assert not site.staple.exists()
+    first = probe(server.port, site.name)           # starts nginx's fetch, does not wait for it
+    assert first.ok and first.staple is None, first.describe()
+    served = wait_until(lambda: (lambda s: s if s.staple else None)(probe(server.port, site.name)),
+                        timeout=20, step=0.3)
+    assert served, "nginx never stapled through ocsp-proxy:\n" + server.log() + proxy.log()
+    assert proxy.asked() >= 1, "nginx did not ask the proxy"
+    verify_staple(pki, leaf.cert, served.staple, scratch)
+    assert served.staple == proxy_answer(pki, proxy, leaf, scratch)       # the proxy's cached answer
+    assert probe(server.port, site.name, tls="tls1_2").staple == served.staple
+    assert_check_ok(server.port, site.name, pki.inter_cert)
 
 
 def test_renewal_runs_the_reload_hook_and_the_newer_staple_is_served(

@@ -4,6 +4,7 @@ files left, and the whole matrix in bounded time."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -42,6 +43,13 @@ def scenario_names():
             "thisupdate-one-hour-ahead", "nextupdate-already-past", "revoked", "unknown"]
 
 
+def private_tmpdir(tmp_path):
+    """A TMPDIR of the run's own (openssl's scratch inputs go there): it must end empty."""
+    d = tmp_path / "tmpdir"
+    d.mkdir()
+    return d
+
+
 def test_scenario_list_complete(matrix):
     assert sorted(matrix[0]) == sorted(scenario_names())
 
@@ -72,13 +80,15 @@ def test_ocsp_fetch_against_hostile_responder(name, matrix, pki, fake, tmp_path)
     staple = tmp_path / "site.pem.ocsp"
     staple.write_bytes(installed)
     fake.set(handler=lambda req: sc.answer())
+    scratch = private_tmpdir(tmp_path)
     start = time.monotonic()
     res = run_cmd("ocsp-fetch", "--timeout", TIMEOUT, "-u", fake.url, "-o", staple,
-                  pki.leaves["good1"].fullchain)
+                  pki.leaves["good1"].fullchain, env={"TMPDIR": str(scratch)})
     elapsed = time.monotonic() - start
+    assert os.listdir(scratch) == [], "scratch files left in TMPDIR"
     assert elapsed < TIMEOUT + 6, f"{name} took {elapsed:.1f} s"
     assert res.returncode == EXIT[sc.expect], (name, res.stderr)
-    leftovers = [p.name for p in tmp_path.iterdir() if p.name != staple.name]
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name not in (staple.name, scratch.name)]
     assert leftovers == [], leftovers
     if sc.expect == "replace":
         assert staple.read_bytes() != installed
@@ -104,7 +114,7 @@ def test_ocsp_fetch_against_hostile_responder(name, matrix, pki, fake, tmp_path)
                        f"exit {res.returncode} in {elapsed:.1f} s: {_short(said, fake.url)}; "
                        + ("warned that the responder certificate expires before nextUpdate; " if sc.signer else "")
                        + ("replaced by the verified newer response" if sc.expect == "replace"
-                          else "staple byte-identical") + "; no temp files", lost=0)
+                          else "staple byte-identical") + "; no temp files, TMPDIR empty", lost=0)
 
 
 # ---------------------------------------------------------------------------
@@ -145,9 +155,11 @@ def test_ocsp_renew_dir_against_hostile_responder(name, route, matrix, pki, fake
         args = ("--config", cfg)
     else:
         args = ("--timeout", TIMEOUT, "-B", "-u", fake.url, tree)
+    scratch = private_tmpdir(tmp_path)
     start = time.monotonic()
-    res = run_cmd("ocsp-renew-dir", "--state", state, *args)
+    res = run_cmd("ocsp-renew-dir", "--state", state, *args, env={"TMPDIR": str(scratch)})
     elapsed = time.monotonic() - start
+    assert os.listdir(scratch) == [], "scratch files left in TMPDIR"
     assert elapsed < TIMEOUT + 6, f"{name} took {elapsed:.1f} s"
     out, err = res.stdout.decode(), res.stderr.decode()
     assert "Traceback" not in out + err and "internal error:" not in out + err, err
@@ -183,7 +195,7 @@ def test_ocsp_renew_dir_against_hostile_responder(name, route, matrix, pki, fake
                        + ", " + ("staple replaced" if sc.expect == "replace" else "staple kept")
                        + ("; good until the signer's notAfter, renewal due no later" if sc.signer else ""),
                        f"exit {res.returncode} in {elapsed:.1f} s; `{action}`: {_short(detail, fake.url, 160)}; "
-                       f"{kept}; no temp files", lost=0)
+                       f"{kept}; no temp files, TMPDIR empty", lost=0)
 
 
 def not_after(cert) -> str:

@@ -121,6 +121,36 @@ certificates:
     assert [(l[0], Path(l[1]).name) for l in lines(res)] == [("would-renew", "web.pem")]
 
 
+def test_responder_url_precedence(tmp_path, pki, responder):
+    """-u on the command line beats everything; then a certificate's own url, then the file's
+    url, then the certificate's AIA URL.  A dead port (127.0.0.1:9) marks each loser."""
+    d = tmp_path / "srv"
+    d.mkdir()
+    for n in ("good1", "good2"):
+        shutil.copy(pki.leaves[n].fullchain, d / f"{n}.pem")
+    dead = "http://127.0.0.1:9/"
+    state = tmp_path / "s.json"
+
+    def run(cfg_text: str, *args) -> dict:
+        cfg = write(tmp_path / "o.yaml", cfg_text)
+        res = run_cmd("ocsp-renew-dir", "--config", cfg, "--state", state, "-B", *args)
+        return {Path(l[1]).name: (l[0], l[3]) for l in lines(res)}
+    entries = f"certificates:\n  - cert: srv/good1.pem\n    url: {{one}}\n  - srv/good2.pem\n"
+    # the certificate's own url beats the file's url; the file's url beats AIA
+    got = run(f"url: {dead}\n" + entries.format(one=responder.url))
+    assert got["good1.pem"][0] == "renewed" and got["good2.pem"][0] == "failed", got
+    assert "127.0.0.1:9" in got["good2.pem"][1]
+    # the command line beats both
+    got = run(f"url: {dead}\n" + entries.format(one=dead), "-u", responder.url)
+    assert {k: v[0] for k, v in got.items()} == {"good1.pem": "renewed", "good2.pem": "renewed"}, got
+    # and --renew-at on the command line beats a certificate's own renew-at
+    cfg = write(tmp_path / "t.yaml", "certificates:\n  - cert: srv/good1.pem\n    renew-at: 0\n")
+    res = run_cmd("ocsp-renew-dir", "--config", cfg, "--state", state, "-n")
+    assert [l[0] for l in lines(res)] == ["would-renew"]
+    res = run_cmd("ocsp-renew-dir", "--config", cfg, "--state", state, "-n", "--renew-at", "50")
+    assert lines(res) == []
+
+
 OCSPBOT_README_EXAMPLE = """\
 ---
 openssl_executable: openssl

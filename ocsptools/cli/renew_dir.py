@@ -176,6 +176,12 @@ DEFAULTS = {
     "prometheus_textfile": None,
 }
 WATCH_ONLY = ("sweep_interval", "log_format", "syslog", "prometheus_textfile")
+#: settings key: the options given on the command line (they win over the file, per-certificate
+#: entries included)
+GIVEN = "_given"
+#: command-line options that replace a per-certificate key of the configuration
+CLI_BEATS_ENTRY = (("url", "urls", ()), ("renew_at", "renew_at", None),
+                   ("min_validity", "min_validity", None))
 CONFIG_NAMES = {"hash": "hash_alg"}
 
 
@@ -185,10 +191,13 @@ def _settings(args: argparse.Namespace, cfg: Optional[configmod.Config]) -> dict
     if cfg is not None:
         for key, value in cfg.options.items():
             s[CONFIG_NAMES.get(key, key)] = value
+    given = []
     for key in DEFAULTS:
         value = getattr(args, key, None)
         if value is not None:
             s[key] = value
+            given.append(key)
+    s[GIVEN] = frozenset(given)
     if args.keep_going and args.stop_on_error:
         raise UsageError("-k/--keep-going and -S/--stop-on-error contradict each other")
     if args.keep_going or (s["keep_going"] and not args.stop_on_error):
@@ -250,9 +259,15 @@ def _candidates(dirs: Sequence[str], s: dict, cfg: Optional[configmod.Config],
         else:
             cands += discovery.discover(d, s["layout"], recursive=s["recursive"], out_dir=out_dir)
     if cfg is not None:
+        # the command line overrides the file, its per-certificate entries included: -u URL asks
+        # that responder for every certificate, --renew-at/--min-validity apply to every one
+        given = s.get(GIVEN, frozenset())
+        cleared = {field: empty for opt, field, empty in CLI_BEATS_ENTRY if opt in given}
         for c in cfg.candidates:
             if not c.staple:
                 c = discovery.with_overrides(c, staple=discovery.staple_path(c.cert, c.name, out_dir))
+            if cleared:
+                c = discovery.with_overrides(c, **cleared)
             cands.append(c)
     return cands
 

@@ -5,10 +5,12 @@ typed (``py.typed``) and documented in ``docs/api.md``.  Everything else in
 the package is internal.
 
 * Values: ``Staple``, ``Certificate``, ``SingleResponse``, ``ResponseInfo``,
-  ``Target`` (a leaf with its verified issuer), ``Decision``, ``CLOCK_SKEW``.
+  ``Target`` (a leaf with its verified issuer), ``Decision``, ``Problem``,
+  ``CLOCK_SKEW``.
 * Functions: ``load_target``, ``load_staple``, ``fetch_staple``,
   ``time_problems``, ``freshness``, ``write_staple``, ``install_staple``,
-  ``renew`` (with ``RenewResult``/``RenewReport``).
+  ``renew`` (with ``RenewResult``/``RenewReport``).  Every ``now`` parameter
+  takes an aware datetime, a function returning one, or None (the current time).
 * In-process stapling for pyOpenSSL servers: ``ocsptools.stapler.Stapler``.
 * Errors: one hierarchy under ``OcspToolsError`` (see ``ocsptools.errors``).
 

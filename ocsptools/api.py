@@ -7,8 +7,9 @@ of the ``ocsptools.OcspToolsError`` hierarchy for problems with inputs,
 responders or files.  Everything else in the package is internal and may
 change.
 
-Functions that need the time take ``now`` (an aware UTC datetime) or default
-to the current time; nothing here keeps state between calls.
+Functions that need the time take ``now``: an aware datetime, a function
+returning one (read when the time is needed), or None for the current time
+(UTC); nothing here keeps state between calls.
 
 >>> import ocsptools
 >>> staple = ocsptools.fetch_staple("site.pem")           # doctest: +SKIP
@@ -35,6 +36,8 @@ from .openssl import OpenSSL
 from .staple import FORMATS, Certificate, Staple, decode_staple, encode_staple
 
 PathLike = Union[str, "os.PathLike[str]"]
+#: what every ``now`` parameter takes: an aware datetime, a function returning one, or None
+Now = Union[None, datetime, Callable[[], datetime]]
 
 __all__ = [
     "load_target", "load_staple", "fetch_staple", "freshness", "time_problems", "write_staple",
@@ -44,6 +47,29 @@ __all__ = [
 
 def _now() -> datetime:
     return datetime.now(tz.UTC).replace(microsecond=0)
+
+
+def _aware(value: object) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise UsageError(f"now must be a timezone-aware datetime (e.g. datetime.now(timezone.utc)), "
+                         f"not {value!r}")
+    return value
+
+
+def _clock(now: Now) -> Callable[[], datetime]:
+    """NOW as a function returning an aware datetime (checked each time it is read)."""
+    if now is None:
+        return _now
+    if isinstance(now, datetime):
+        fixed = _aware(now)
+        return lambda: fixed
+    if callable(now):
+        return lambda: _aware(now())
+    raise UsageError(f"now must be a datetime, a function returning one, or None, not {now!r}")
+
+
+def _instant(now: Now) -> datetime:
+    return _clock(now)()
 
 
 def load_target(cert: PathLike, *, issuer: Optional[PathLike] = None,
@@ -90,7 +116,7 @@ def load_staple(source: Union[bytes, PathLike], *, cert: Union[None, PathLike, T
 def fetch_staple(cert: Union[PathLike, Target], *, issuer: Optional[PathLike] = None,
                  urls: Sequence[str] = (), method: str = "auto", hash_alg: str = "sha1",
                  timeout: float = 10.0, proxy: Optional[str] = None, openssl: str = "openssl",
-                 require_good: bool = True, now: Optional[Callable[[], datetime]] = None) -> Staple:
+                 require_good: bool = True, now: Now = None) -> Staple:
     """Fetch the OCSP response for CERT from its responder(s) and verify it fully.
 
     The same gate as ``ocsp-fetch``: each responder URL in turn (URLS
@@ -109,19 +135,19 @@ def fetch_staple(cert: Union[PathLike, Target], *, issuer: Optional[PathLike] = 
     target = cert if isinstance(cert, Target) else _load_target(
         os.fspath(cert), ossl, issuer_file=None if issuer is None else os.fspath(issuer), http=http)
     result = _fetch_staple(target, FetchOptions(urls=tuple(urls), method=method, hash_alg=hash_alg,
-                                                http=http), ossl, now or _now)
+                                                http=http), ossl, _clock(now))
     if require_good:
         _require_good(result, target)
     return result.staple
 
 
-def time_problems(staple: Staple, now: Optional[datetime] = None) -> List[policy.Problem]:
+def time_problems(staple: Staple, now: Now = None) -> List[policy.Problem]:
     """What is wrong with STAPLE's times at NOW (future thisUpdate, expired, no nextUpdate,
     responder certificate expiring first), with the 5-minute clock skew allowance."""
-    return policy.time_problems(staple, now or _now())
+    return policy.time_problems(staple, _instant(now))
 
 
-def freshness(staple: Optional[Staple], certificate: Certificate, now: Optional[datetime] = None, *,
+def freshness(staple: Optional[Staple], certificate: Certificate, now: Now = None, *,
               renew_at: float = 50.0, min_validity: Optional[timedelta] = None) -> policy.Decision:
     """Is STAPLE (None: none installed) due for renewal for CERTIFICATE at NOW?
 
@@ -132,7 +158,7 @@ def freshness(staple: Optional[Staple], certificate: Certificate, now: Optional[
     whose ``action`` is ``fresh``, ``renew``, ``cert-expired`` or
     ``not-applicable`` and whose ``renew_at`` says when a fresh one falls due."""
     facts = None if staple is None else policy.StapleFacts.of(staple)
-    return policy.renewal_decision(policy.CertFacts.of(certificate), facts, now or _now(),
+    return policy.renewal_decision(policy.CertFacts.of(certificate), facts, _instant(now),
                                    policy.RenewOptions(renew_at=renew_at, min_validity=min_validity),
                                    applicable=bool(certificate.ocsp_urls))
 
@@ -148,12 +174,12 @@ def write_staple(path: PathLike, staple: Union[Staple, bytes], *, format: str = 
     store.atomic_write(os.fspath(path), encode_staple(der, format))
 
 
-def install_staple(path: PathLike, staple: Staple, target: Target, *, now: Optional[datetime] = None,
+def install_staple(path: PathLike, staple: Staple, target: Target, *, now: Now = None,
                    force: bool = False, format: str = "der", openssl: str = "openssl") -> bool:
     """Install STAPLE at PATH unless the staple there is a valid one for TARGET that is as
     recent or newer.  Returns whether the file changed; raises ``StaleResponse`` when
     STAPLE is older than the installed one (unless FORCE)."""
-    outcome = _install(os.fspath(path), staple, target, OpenSSL(openssl), now or _now(),
+    outcome = _install(os.fspath(path), staple, target, OpenSSL(openssl), _instant(now),
                        fmt=format, force=force)
     return outcome.changed
 
@@ -170,6 +196,9 @@ class RenewReport:
 
 @dataclass
 class RenewResult:
+    """What ``renew`` did: its report lines, the staples it wrote, counts, and warnings
+    that are not failures of the run (e.g. an unreadable state cache)."""
+
     reports: List[RenewReport] = field(default_factory=list)
     changed: List[str] = field(default_factory=list)     # staple paths written
     failed: int = 0

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
+import inspect
+import os
+import re
+import shutil
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 import ocsptools
 import pki as pkimod
+
+ROOT = Path(__file__).resolve().parent.parent
+API_DOC = ROOT / "docs" / "api.md"
 
 
 def test_public_names_resolve_and_are_typed():
@@ -162,3 +172,121 @@ def test_renew_passes_cache_warnings_and_dry_runs_leave_the_state_alone(tmp_path
     assert result.ok and result.warnings and "unreadable" in result.warnings[0]
     assert state.read_text().startswith("{\"entries\"")         # rewritten under the lock
     assert ocsptools.renew([tree], state=state).warnings == []
+
+
+# --------------------------------------------------------------------------
+# docs/api.md: complete, and its examples run
+# --------------------------------------------------------------------------
+
+def documented_signature(doc: str, name: str) -> ast.arguments:
+    """The parameters of ``NAME(...)`` as docs/api.md writes them in its reference (in
+    backquotes; the fullest one where prose also mentions a bare ``NAME()``)."""
+    found = re.findall(r"`%s\(([^`]*?)\)(?: -> [^`]*)?`" % re.escape(name), doc)
+    assert found, f"docs/api.md has no `{name}(...)` signature"
+    params = max(found, key=len)
+    return ast.parse(f"def f({params}): pass").body[0].args      # type: ignore[attr-defined]
+
+
+def assert_documented(func, name: str, doc: str) -> None:
+    """Every parameter of FUNC, its kind and its (literal) default, as docs/api.md shows NAME."""
+    args = documented_signature(doc, name)
+    positional = [a.arg for a in args.args]
+    keyword = [a.arg for a in args.kwonlyargs]
+    defaults = dict(zip(positional[len(positional) - len(args.defaults):], args.defaults))
+    defaults.update((a.arg, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None)
+    params = [p for p in inspect.signature(func).parameters.values() if p.name != "self"]
+    want_pos = [p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD]
+    want_kw = [p.name for p in params if p.kind == p.KEYWORD_ONLY]
+    assert (positional, keyword) == (want_pos, want_kw), f"docs/api.md: {name}() parameters"
+    for p in params:
+        if p.default is p.empty:
+            assert p.name not in defaults, f"docs/api.md: {name}({p.name}) has no default"
+            continue
+        assert p.name in defaults, f"docs/api.md: {name}({p.name}) default missing"
+        try:
+            shown = ast.literal_eval(defaults[p.name])
+        except ValueError:
+            continue                            # e.g. Schedule(), system_clock: named, not literal
+        assert shown == p.default, f"docs/api.md: {name}({p.name}={shown!r}), code: {p.default!r}"
+
+
+def test_api_reference_names_every_export_and_parameter():
+    doc = API_DOC.read_text()
+    for name in ocsptools.__all__:
+        assert f"`{name}`" in doc or f"`{name}(" in doc, f"docs/api.md does not name {name}"
+    from ocsptools import api
+    functions = [n for n in ocsptools.__all__ if inspect.isfunction(getattr(ocsptools, n))]
+    assert set(functions) == {n for n in api.__all__ if inspect.isfunction(getattr(api, n))}
+    for name in functions:
+        assert_documented(getattr(ocsptools, name), name, doc)
+    from ocsptools.stapler import Schedule, Stapler
+    assert_documented(Stapler, "Stapler", doc)
+    for name, member in inspect.getmembers(Stapler, inspect.isfunction):
+        if not name.startswith("_"):
+            assert_documented(member, name, doc)
+    assert f"`Schedule(" in doc and all(p in doc for p in inspect.signature(Schedule).parameters)
+
+
+def test_assert_documented_sees_a_missing_or_wrong_parameter():
+    def f(cert, *, issuer=None, timeout=10.0):
+        pass
+    assert_documented(f, "f", "`f(cert, *, issuer=None, timeout=10.0)`")
+    for wrong in ("`f(cert, *, issuer=None)`", "`f(cert, *, issuer=None, timeout=5.0)`",
+                  "`f(cert, issuer=None, timeout=10.0)`"):
+        with pytest.raises(AssertionError):
+            assert_documented(f, "f", wrong)
+
+
+def python_blocks(path: Path):
+    text = path.read_text()
+    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+
+
+def needs_pyopenssl(code: str) -> bool:
+    return "ocsptools.stapler" in code or "from OpenSSL" in code
+
+
+def test_api_reference_examples_run(pki, responder, tmp_path):
+    """Every python block of docs/api.md runs as it stands.  Only the stapler's blocks need
+    pyOpenSSL (and prometheus_client): without it they are skipped, the rest still runs."""
+    blocks = python_blocks(API_DOC)
+    assert len(blocks) >= 4 and any(not needs_pyopenssl(b) for b in blocks)
+    have_stapler = all(importlib.util.find_spec(m) is not None for m in ("OpenSSL", "prometheus_client"))
+    if "api-docs-must" not in pki.leaves:
+        pki.make_leaf("api-docs-must", must_staple=True)
+        responder.resync()                  # the next answer must know the new serial
+    work = tmp_path / "docs-run"
+    work.mkdir()
+    shutil.copy(pki.leaves["api-docs-must"].fullchain, work / "fullchain.pem")
+    shutil.copy(pki.leaves["api-docs-must"].key, work / "privkey.pem")
+    shutil.copy(pki.leaves["good2"].fullchain, work / "other.pem")
+    shutil.copy(pki.leaves["good2"].key, work / "other.key")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    skipped = 0
+    for n, code in enumerate(blocks, start=1):
+        if needs_pyopenssl(code) and not have_stapler:
+            skipped += 1
+            continue
+        res = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True,
+                             text=True, timeout=60, env=env)
+        assert res.returncode == 0, f"docs/api.md python block {n} failed:\n{code}\n{res.stderr}"
+    if skipped:
+        pytest.skip(f"{skipped} stapler examples of docs/api.md not run: pyOpenSSL or "
+                    "prometheus_client is not installed (pip install -e '.[test]')")
+
+
+def test_now_is_a_datetime_or_a_function_everywhere(pki, responder):
+    target = ocsptools.load_target(pki.leaves["good1"].fullchain)
+    staple = ocsptools.fetch_staple(target, now=datetime.now(timezone.utc))
+    later = staple.next_update + timedelta(seconds=1)
+    assert ocsptools.fetch_staple(target, now=lambda: datetime.now(timezone.utc)).verified
+    for now in (later, lambda: later):
+        assert [p.code for p in ocsptools.time_problems(staple, now)] == ["expired"]
+        assert ocsptools.freshness(staple, target.leaf, now).action == "renew"
+    with pytest.raises(ocsptools.FetchError, match="expired"):        # judged at NOW
+        ocsptools.fetch_staple(target, now=later + timedelta(days=1))
+    for bad in (datetime.now(), lambda: datetime.now(), "2026-01-01"):  # naive, or not a time
+        with pytest.raises(ocsptools.UsageError, match="now must be"):
+            ocsptools.time_problems(staple, bad)                          # type: ignore[arg-type]
+        with pytest.raises(ocsptools.UsageError, match="now must be"):
+            ocsptools.fetch_staple(target, now=bad)                       # type: ignore[arg-type]

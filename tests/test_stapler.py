@@ -15,7 +15,6 @@ import base64
 import logging
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -764,27 +763,6 @@ def test_example_server(spki, sresp, tmp_path):
     out = "".join(lines)
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "stopped" in out
-
-
-def python_blocks(path: Path):
-    text = path.read_text()
-    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
-
-
-def test_api_reference_examples_run(spki, sresp, tmp_path):
-    blocks = python_blocks(ROOT / "docs" / "api.md")
-    assert len(blocks) >= 4
-    work = tmp_path / "docs-run"
-    work.mkdir()
-    shutil.copy(spki.leaves["must"].fullchain, work / "fullchain.pem")
-    shutil.copy(spki.leaves["must"].key, work / "privkey.pem")
-    shutil.copy(spki.leaves["good2"].fullchain, work / "other.pem")
-    shutil.copy(spki.leaves["good2"].key, work / "other.key")
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    for n, code in enumerate(blocks, start=1):
-        res = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True,
-                             text=True, timeout=60, env=env)
-        assert res.returncode == 0, f"docs/api.md python block {n} failed:\n{code}\n{res.stderr}"
 
 
 def test_handshakes_during_refreshes_always_get_a_valid_staple(spki, sresp, make_stapler, clock):

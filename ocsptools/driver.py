@@ -407,7 +407,10 @@ class Driver:
                 self.report(FAILED, item, item.error)
 
     def _certs_of(self, data: bytes, label: str) -> List[bytes]:
-        ders = split_pem_certs(data)
+        try:
+            ders = split_pem_certs(data)
+        except ValueError:                  # a damaged PEM block: no usable certificate here
+            return []
         if ders or b"-----BEGIN" in data or data[:1] != b"\x30":
             return ders
         try:

@@ -12,8 +12,10 @@ understood in one file:
   ``minimum_validity_percentage``, ``parallel_threads``, ``stop_on_error``,
   ``make_backups``, ``openssl_executable``, ``domains``, ``scan_keys``,
   ``includes``, ``output_log``, ``error_log``), with ocspbot's meaning:
-  relative paths are relative to the current directory, as ocspbot had
-  them, and staples land exactly where ocspbot wrote them.  Its bugs are not
+  relative paths (a relative include directory too) are relative to the
+  current directory, as ocspbot had them, and staples land exactly where
+  ocspbot wrote them; ocspbot's option keys in an included file are ignored
+  with a warning, as ocspbot ignored them.  Its bugs are not
   kept: includes are read from the include directory (not the current
   one), masks must match whole file names, log names use UTC.
 """
@@ -59,6 +61,8 @@ OCSPBOT_KEYS = ("ocsp_folder", "minimum_validity", "minimum_validity_percentage"
                 "parallel_threads", "make_backups", "openssl_executable", "domains", "scan_keys",
                 "output_log", "error_log")
 TARGET_KEYS = ("certificates", "domains", "scan_keys", "dirs")
+#: ocspbot's option keys, which ocspbot silently ignores in an included file: a warning here
+INCLUDE_IGNORED = tuple(k for k in OCSPBOT_KEYS if k not in TARGET_KEYS) + ("stop_on_error", "includes")
 CERT_KEYS = ("cert", "issuer", "staple", "url", "renew_at", "min_validity", "name")
 
 
@@ -322,7 +326,9 @@ def load(path: str) -> Config:
         if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
             raise doc.error(("includes",), "expected a list of directories")
         for i, inc in enumerate(includes):
-            directory = doc.rel(inc)
+            # ocspbot listed a relative include directory from the current directory, like all
+            # its paths; ocsptools' own files resolve it against the file's directory
+            directory = doc.rel(inc, cwd=cfg.ocspbot)
             try:
                 names = sorted(os.listdir(directory))
             except FileNotFoundError:
@@ -335,8 +341,14 @@ def load(path: str) -> Config:
                 full = os.path.join(directory, name)
                 if name.endswith((".yml", ".yaml")) and not name.startswith(".") and os.path.isfile(full):
                     sub = _Doc(full)
-                    for key in sub.data:
-                        if _norm(key) not in TARGET_KEYS and key not in ("domains", "scan_keys"):
+                    for key in list(sub.data):
+                        if key in INCLUDE_IGNORED:
+                            # ocspbot reads only domains and scan_keys from an included file
+                            cfg.warnings.append(f"{sub.label}:{sub.lines.get((key,), '?')}: key "
+                                                f"{key!r} is ignored in an included file (as "
+                                                f"ocspbot does); set it in {doc.label}")
+                            del sub.data[key]
+                        elif _norm(key) not in TARGET_KEYS and key not in ("domains", "scan_keys"):
                             raise sub.error((key,), "only certificates, dirs, domains and scan_keys "
                                                     "may appear in an included file")
                     _targets(sub, sub.data, cfg, ocsp_folder)

@@ -132,6 +132,8 @@ def test_responder_url_precedence(tmp_path, pki, responder):
     state = tmp_path / "s.json"
 
     def run(cfg_text: str, *args) -> dict:
+        for staple in d.glob("*.ocsp"):     # an answer identical to the installed one is silent
+            staple.unlink()
         cfg = write(tmp_path / "o.yaml", cfg_text)
         res = run_cmd("ocsp-renew-dir", "--config", cfg, "--state", state, "-B", *args)
         return {Path(l[1]).name: (l[0], l[3]) for l in lines(res)}
@@ -253,3 +255,80 @@ includes:
     got = sorted(l[2] for l in lines(res))
     assert got == ["out/extra.ocsp-resp", "out/shop/shop.example.ocsp-resp"]
     assert (tmp_path / "out" / "shop" / "shop.example.ocsp-resp").stat().st_size > 0
+
+
+def test_ocspbot_config_end_to_end(tmp_path, pki, responder):
+    """error_log, stop_on_error, parallel_threads > 1, custom masks, recursive: false, and a
+    relative include directory (from the current directory, as ocspbot lists it) whose file
+    carries an ocspbot option key (ignored by ocspbot: a warning here, in error_log)."""
+    run_dir, etc = tmp_path / "run", tmp_path / "etc"
+    tls = run_dir / "tls"
+    (tls / "deeper").mkdir(parents=True)
+    etc.mkdir()
+    inter, root = Path(pki.inter_cert).read_text(), Path(pki.root_cert).read_text()
+    for d, domain, leaf in ((tls, "a.example", "good1"), (tls, "b.example", "good2"),
+                            (tls / "deeper", "c.example", "good1")):
+        shutil.copy(pki.leaves[leaf].cert, d / f"{domain}.crt")
+        (d / f"{domain}.issuer").write_text(inter)
+        (d / f"{domain}.root").write_text(inter + root)
+    (tls / "x.example.pem").write_text("default masks are not used")
+    write(run_dir / "conf.d" / "more.yml", f"""\
+minimum_validity: 1h
+domains:
+  broken.example:
+    cert: tls/broken.pem
+    chain: tls/a.example.issuer
+    rootchain: tls/a.example.root
+    ocsp: broken.ocsp-resp
+  d.example:
+    cert: {pki.leaves['good2'].cert}
+    chain: {pki.inter_cert}
+    rootchain: {pki.root_cert}
+    ocsp: d.ocsp-resp
+    ocsp_responder_uri: {responder.url}
+""")
+    (tls / "broken.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    (run_dir / "out").mkdir()
+    cfg = write(etc / "ocspbot.yaml", """\
+ocsp_folder: out
+minimum_validity: 3d
+parallel_threads: 3
+stop_on_error: true
+error_log: logs/errors-{year}{month}{day}.log
+scan_keys:
+  - folder: tls
+    recursive: false
+    cert_mask: "{domain}.crt"
+    chain_mask: "{domain}.issuer"
+    rootchain_mask: "{domain}.root"
+    ocsp_mask: "{domain}.der"
+includes:
+  - conf.d
+""")
+    (run_dir / "logs").mkdir()
+    state = tmp_path / "s.json"
+
+    def run(*args):
+        return run_cmd("ocsp-renew-dir", "--config", cfg, "--state", state, *args, cwd=run_dir)
+    # stop_on_error: the certificate that cannot be loaded fails before any fetch starts
+    res = run()
+    assert res.returncode == 1 and res.stderr == b"", res.stderr
+    assert [(l[0], l[2]) for l in lines(res)] == [("failed", "out/broken.ocsp-resp")], lines(res)
+    assert sorted(p.name for p in (run_dir / "out").iterdir()) == []
+    (log,) = (run_dir / "logs").iterdir()
+    assert re.fullmatch(r"errors-\d{8}\.log", log.name)
+    warning = log.read_text()
+    assert "more.yml:1: key 'minimum_validity' is ignored in an included file" in warning, warning
+    # -k on the command line: the others are renewed, three at a time, staples where ocspbot
+    # put them (below ocsp_folder, the path below the folder, the ocsp mask); not the deeper one
+    res = run("-k")
+    assert res.returncode == 1
+    got = sorted((l[0], l[2]) for l in lines(res))
+    assert got == [("failed", "out/broken.ocsp-resp"), ("renewed", "out/a.example.der"),
+                   ("renewed", "out/b.example.der"), ("renewed", "out/d.ocsp-resp")], got
+    check_good(run_dir / "out" / "a.example.der", tls / "a.example.crt", pki)
+    check_good(run_dir / "out" / "d.ocsp-resp", Path(pki.leaves["good2"].cert), pki)
+    # minimum_validity 3d of the main file stands (the include's 1h is ignored): 1-day
+    # responses are due at once
+    res = run("-n", "-k")
+    assert sorted(l[0] for l in lines(res) if l[2] != "out/broken.ocsp-resp") == ["would-renew"] * 3

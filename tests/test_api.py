@@ -123,16 +123,10 @@ def test_renew_tree(tmp_path, pki, responder):
 def test_renew_that_waited_for_the_lock_sees_the_state_of_the_run_before(tmp_path, pki, fake):
     """Run A reports a stale staple (once) while a slow responder keeps it holding the lock;
     run B, waiting for the lock, must read the state A saved and not report it again."""
-    import shutil
     import threading
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    nourl = pki.make_leaf("api-conc-nourl", ocsp_urls=[])
-    shutil.copy(nourl.fullchain, tree / "nourl.pem")
-    (tree / "nourl.pem.ocsp").write_bytes(b"\x30\x03\x0a\x01\x03")     # a leftover staple
-    slow = pki.make_leaf("api-conc-slow", ocsp_urls=[fake.url])
-    shutil.copy(slow.fullchain, tree / "slow.pem")
-    fake.set(delay=2.0, status=500, body=b"slow", content_type="text/plain")
+
+    from test_concurrency import stale_and_slow_tree
+    tree = stale_and_slow_tree(tmp_path, pki, fake, "api-conc")
     state = tmp_path / "state.json"
     results = {}
 

@@ -249,18 +249,25 @@ def test_certificate_reissued_while_a_run_is_in_flight(tmp_path, pki, responder)
                         "the run already stapled the new certificate"), lost=0)
 
 
-def test_a_run_that_waited_for_the_lock_sees_the_state_of_the_run_before(tmp_path, pki, fake):
-    """Run A reports a stale staple (once) while a slow responder keeps it holding the lock;
-    run B, waiting for the lock, must read the state A saved and not report it again."""
+def stale_and_slow_tree(tmp_path, pki, fake, prefix: str = "conc") -> Path:
+    """A tree with a stale staple of a certificate without OCSP URL (reported once) and a
+    certificate whose responder (FAKE) answers 500 after 2 s (a run holds the lock that long)."""
     import shutil
     tree = tmp_path / "tree"
     tree.mkdir()
-    nourl = pki.make_leaf("conc-nourl", ocsp_urls=[])
+    nourl = pki.make_leaf(f"{prefix}-nourl", ocsp_urls=[])
     shutil.copy(nourl.fullchain, tree / "nourl.pem")
     (tree / "nourl.pem.ocsp").write_bytes(b"\x30\x03\x0a\x01\x03")     # a leftover staple
-    slow = pki.make_leaf("conc-slow", ocsp_urls=[fake.url])
+    slow = pki.make_leaf(f"{prefix}-slow", ocsp_urls=[fake.url])
     shutil.copy(slow.fullchain, tree / "slow.pem")
     fake.set(delay=2.0, status=500, body=b"slow", content_type="text/plain")
+    return tree
+
+
+def test_a_run_that_waited_for_the_lock_sees_the_state_of_the_run_before(tmp_path, pki, fake):
+    """Run A reports a stale staple (once) while a slow responder keeps it holding the lock;
+    run B, waiting for the lock, must read the state A saved and not report it again."""
+    tree = stale_and_slow_tree(tmp_path, pki, fake)
     state = tmp_path / "state.json"
     a = spawn("--state", state, "--timeout", "5", tree)
     time.sleep(0.8)                                   # A holds the lock now, waiting for the responder

@@ -35,8 +35,8 @@ from .certs import IssuerFinder, read_input
 from .discovery import Candidate
 from .errors import FetchError, InputError, OcspToolsError, OpensslError, StoreError
 from .fetch import FetchOptions, FetchResult, Target, fetch_staple
-from .openssl import (OpenSSL, Scratch, build_requests, clean_stale_scratch, split_pem_certs,
-                      verify_issued_many)
+from .openssl import (OpenSSL, Scratch, batches, build_requests, clean_stale_scratch,
+                      split_pem_certs, verify_issued_many)
 from .policy import CertFacts, Decision, RenewOptions, StapleFacts
 from .staple import Certificate, Staple, decode_staple, iso
 from .statecache import StateCache, from_epoch, identity, pair_key, to_epoch
@@ -198,16 +198,19 @@ class Driver:
         self.gate = WriteGate()
         # called after a staple was installed; returns why a server refused it, or None
         self.after_install: Optional[Callable[[Item, Staple], Optional[str]]] = None
-        self._pem_files: Dict[bytes, str] = {}
+        self._files: Optional[verify.InputFiles] = None
         self._proxies: Dict[str, transport.HttpOptions] = {}
+
+    @property
+    def files(self) -> verify.InputFiles:
+        """openssl's input files for this run: each certificate written once as PEM."""
+        if self._files is None:
+            self._files = verify.InputFiles(self._scratch())
+        return self._files
 
     def pem_file(self, cert: Certificate) -> str:
         """A scratch file holding CERT as PEM, written once per run."""
-        path = self._pem_files.get(cert.der)
-        if path is None:
-            assert self.scratch is not None
-            path = self._pem_files[cert.der] = self.scratch.file(cert.pem.encode(), "cert.pem")
-        return path
+        return self.files.pem_file(cert)
 
     # -- output --------------------------------------------------------------
     def report(self, action: str, item: Item, detail: str) -> None:
@@ -232,7 +235,7 @@ class Driver:
             if self.scratch is not None:
                 self.scratch.close()
                 self.scratch = None
-                self._pem_files = {}
+                self._files = None
 
     def _scratch(self) -> Scratch:
         if self.scratch is None:
@@ -434,8 +437,8 @@ class Driver:
                 mid = len(chunk) // 2
                 go(chunk[:mid])
                 go(chunk[mid:])
-        for start in range(0, len(ders), 500):
-            go(ders[start:start + 500])
+        # one openssl per batch; batches spread over the -j threads so the cores share the work
+        self._parallel(go, batches(ders, self.opts.jobs))
         return parsed
 
     def _load_targets(self, items: List[Item], scratch: Scratch) -> None:
@@ -527,7 +530,8 @@ class Driver:
                         leaf_files[idx] = self.pem_file(items[idx].tgt.leaf)
                     files.append(leaf_files[idx])
                 try:
-                    verdicts = verify_issued_many(self.ossl, issuer_file_of[der], files)
+                    verdicts = verify_issued_many(self.ossl, issuer_file_of[der], files,
+                                                  workers=self.opts.jobs)
                 except OpensslError as exc:
                     for idx in idxs:
                         items[idx].kind, items[idx].error = "failed", f"{items[idx].cand.cert}: {exc}"
@@ -582,7 +586,7 @@ class Driver:
                 return
             try:
                 st = verify.verify(decode_staple(data), item.tgt.leaf, item.tgt.issuer,
-                                   self.ossl, label=item.cand.staple)
+                                   self.ossl, label=item.cand.staple, files=self.files)
             except FetchError as exc:
                 problem = _strip_label(str(exc), item.cand.staple)
                 serial = None
@@ -722,7 +726,7 @@ class Driver:
             try:
                 reqs = build_requests(self.ossl, issuer_file, files,
                                       [it.tgt.leaf.serial for it in its],
-                                      hash_alg=self.opts.fetch.hash_alg)
+                                      hash_alg=self.opts.fetch.hash_alg, workers=self.opts.jobs)
             except (OpensslError, ValueError):
                 continue
             for it, req in zip(its, reqs):
@@ -733,7 +737,7 @@ class Driver:
         """``fetch.fetch_staple`` with this run's responder URLs, prebuilt request and proxy choices."""
         opts = replace(self.opts.fetch, urls=urls)
         return fetch_staple(item.tgt, opts, self.ossl, self.clock, request=request,
-                            http_for=self._http_for)
+                            http_for=self._http_for, files=self.files)
 
     def _http_for(self, url: str) -> transport.HttpOptions:
         """The HTTP options for URL with the environment's proxy choice made once per host

@@ -86,7 +86,8 @@ def _urls_or_not_applicable(leaf: Certificate, label: str, override: Sequence[st
 
 def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, *,
                  request: Optional[bytes] = None,
-                 http_for: Optional[Callable[[str], transport.HttpOptions]] = None) -> FetchResult:
+                 http_for: Optional[Callable[[str], transport.HttpOptions]] = None,
+                 files: Optional[verify.InputFiles] = None) -> FetchResult:
     """Ask each responder in turn until one gives a response that verifies for TARGET.
 
     A response whose status is good, revoked or unknown ends the search (it
@@ -96,7 +97,8 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, 
 
     Batch callers may pass REQUEST (a prebuilt nonce-less request for this
     target; ignored when ``opts.nonce``) and HTTP_FOR (the HTTP options for a
-    URL, e.g. with the proxy choice made once per host)."""
+    URL, e.g. with the proxy choice made once per host) and FILES (openssl's input files,
+    shared across the batch)."""
     urls = responder_urls(target, opts)
     nonce = None
     if request is None or opts.nonce:
@@ -117,7 +119,7 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, 
             http = http_for(url) if http_for is not None else opts.http
             body, method = transport.ocsp_query(url, request, method=opts.method, opts=http)
             staple = verify.verify(body, target.leaf, target.issuer, ossl,
-                                   hash_alg=opts.hash_alg, label=url)
+                                   hash_alg=opts.hash_alg, label=url, files=files)
         except FetchError as exc:
             failures.append(str(exc))
             retry_after = exc.retry_after if exc.retry_after is not None else retry_after

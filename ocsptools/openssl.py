@@ -24,6 +24,7 @@ import base64
 import dataclasses
 import functools
 import heapq
+import itertools
 import os
 import re
 import stat
@@ -118,6 +119,14 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
+#: The extensions parse_cert_text reads (the bodies of other headers, such as key and signature
+#: dumps, are skipped line by line).
+_CERT_EXTENSIONS = frozenset((
+    "Authority Information Access", "X509v3 Basic Constraints", "TLS Feature",
+    "X509v3 Extended Key Usage", "X509v3 Subject Key Identifier",
+    "X509v3 Authority Key Identifier"))
+
+
 def parse_cert_text(block: Sequence[str]) -> dict:
     """Parse the lines of one ``Certificate:`` block of ``-text`` output into fields."""
     fields: dict = {"ocsp_urls": [], "ca_issuers_urls": [], "is_ca": False,
@@ -140,7 +149,7 @@ def parse_cert_text(block: Sequence[str]) -> dict:
             fields["not_before"] = parse_time(line.split(":", 1)[1])
         elif line.startswith("Not After"):
             fields["not_after"] = parse_time(line.split(":", 1)[1])
-        else:
+        elif line.split(":", 1)[0] in _CERT_EXTENSIONS:
             ext = line.split(":", 1)[0]
             depth = _indent(block[i])
             body: List[str] = []
@@ -848,15 +857,21 @@ class Scratch:
     def __init__(self) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
         self.dir = self._tmp.name
-        self._n = 0
+        self._n = itertools.count(1)        # next() is atomic: threads may share one Scratch
 
     def file(self, data: bytes, name: str = "f") -> str:
-        self._n += 1
-        path = os.path.join(self.dir, f"{self._n}-{name}")
+        path = os.path.join(self.dir, f"{next(self._n)}-{name}")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         return path
+
+    def remove(self, path: str) -> None:
+        """Delete one file of this scratch directory now (a long run keeps it small)."""
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -949,8 +964,8 @@ class OpenSSL:
         budget = self._budget(timeout)
         cmd = self._command()
         try:
-            proc = cmd.popen(list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
+            proc = cmd.popen(list(args), stdin=subprocess.PIPE if stdin is not None else
+                             subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
             raise OpensslError(f"cannot run {self.binary}: {exc.strerror or exc}") from None
         self.spawned += 1
@@ -1205,6 +1220,8 @@ def hash_algorithms(info: ResponseInfo) -> Iterable[str]:
 
 #: Certificates per batched openssl process (keeps argument lists and outputs modest).
 BATCH = 500
+#: Fewer certificates than this are not worth an openssl process of their own.
+MIN_CHUNK = 50
 
 
 def parse_verify_many(stdout: str, stderr: str, paths: Sequence[str]) -> dict:
@@ -1239,18 +1256,36 @@ def parse_verify_many(stdout: str, stderr: str, paths: Sequence[str]) -> dict:
     return result
 
 
-def verify_issued_many(ossl: OpenSSL, issuer_file: str, leaf_files: Sequence[str]) -> dict:
+def batches(items: Sequence[Any], workers: int) -> List[List[Any]]:
+    """ITEMS cut into pieces of at most BATCH, at least as many as WORKERS (when there are
+    enough items to be worth a process each), so that parallel runs share the work evenly."""
+    size = max(1, min(BATCH, max(MIN_CHUNK, -(-len(items) // max(1, workers)))))
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def _map(fn, pieces: List[Any], workers: int) -> List[Any]:
+    """fn over PIECES, in order, with up to WORKERS openssl processes at once."""
+    if workers <= 1 or len(pieces) <= 1:
+        return [fn(p) for p in pieces]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=min(workers, len(pieces))) as pool:
+        return list(pool.map(fn, pieces))
+
+
+def verify_issued_many(ossl: OpenSSL, issuer_file: str, leaf_files: Sequence[str], *,
+                       workers: int = 1) -> dict:
     """Which of LEAF_FILES did the (first) certificate in ISSUER_FILE sign?  path -> (ok, detail).
 
-    One ``openssl verify -partial_chain -no_check_time`` per BATCH leaves,
-    anchored at ISSUER_FILE alone (nothing else is trusted)."""
-    result: dict = {}
-    for start in range(0, len(leaf_files), BATCH):
-        chunk = list(leaf_files[start:start + BATCH])
+    One ``openssl verify -partial_chain -no_check_time`` per chunk of at most BATCH leaves
+    (up to WORKERS at once), anchored at ISSUER_FILE alone (nothing else is trusted)."""
+    def one(chunk: List[str]) -> dict:
         res = ossl.run(["verify", "-partial_chain", "-no_check_time", "-CAfile", issuer_file,
                         *NO_DEFAULT_STORE, "--", *chunk],
                        timeout=ossl.timeout + 0.05 * len(chunk))
-        result.update(parse_verify_many(res.stdout, res.stderr, chunk))
+        return parse_verify_many(res.stdout, res.stderr, chunk)
+    result: dict = {}
+    for part in _map(one, batches(leaf_files, workers), workers):
+        result.update(part)
     return result
 
 
@@ -1337,25 +1372,24 @@ def split_ocsp_request(der: bytes) -> List[Tuple[bytes, int]]:
 
 
 def build_requests(ossl: OpenSSL, issuer_file: str, cert_files: Sequence[str],
-                   serials: Sequence[int], *, hash_alg: str = "sha1") -> List[bytes]:
+                   serials: Sequence[int], *, hash_alg: str = "sha1",
+                   workers: int = 1) -> List[bytes]:
     """One DER OCSP request (no nonce) per certificate issued by ISSUER_FILE's certificate.
 
     openssl builds one request holding every CertID (``-issuer I -cert C1
-    -cert C2 ... -reqout``; one process per BATCH certificates), which is then
+    -cert C2 ... -reqout``; one process per chunk of at most BATCH certificates, up to
+    WORKERS at once), which is then
     split into single requests; each part must carry the serial expected
     for its certificate, in order, or nothing is returned."""
     if hash_alg not in HASHES:
         raise ValueError(f"unsupported CertID hash {hash_alg!r}")
     if len(cert_files) != len(serials):
         raise ValueError("one serial per certificate file is needed")
-    out: List[bytes] = []
     with Scratch() as scratch:
-        for start in range(0, len(cert_files), BATCH):
-            chunk = list(cert_files[start:start + BATCH])
-            want = list(serials[start:start + BATCH])
-            req = os.path.join(scratch.dir, f"request-{start}.der")
+        def one(chunk: List[Tuple[str, int]]) -> List[bytes]:
+            req = scratch.file(b"", "request.der")
             args = ["ocsp", "-issuer", issuer_file, f"-{hash_alg}"]
-            for path in chunk:
+            for path, _ in chunk:
                 args += ["-cert", path]
             args += ["-no_nonce", "-reqout", req]
             res = ossl.run(args, timeout=ossl.timeout + 0.05 * len(chunk))
@@ -1367,8 +1401,9 @@ def build_requests(ossl: OpenSSL, issuer_file: str, cert_files: Sequence[str],
                 parts = split_ocsp_request(data)
             except ValueError as exc:
                 raise OpensslError(f"openssl built an unusable OCSP request ({exc})") from None
-            if [serial for _, serial in parts] != want:
+            if [serial for _, serial in parts] != [serial for _, serial in chunk]:
                 raise OpensslError("openssl's batched OCSP request does not hold the expected "
                                    "certificates in order; refusing it")
-            out.extend(der for der, _ in parts)
-    return out
+            return [der for der, _ in parts]
+        pieces = batches(list(zip(cert_files, serials)), workers)
+        return [der for part in _map(one, pieces, workers) for der in part]

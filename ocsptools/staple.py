@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Optional, Tuple
@@ -32,7 +31,8 @@ def iso(dt: Optional[datetime]) -> Optional[str]:
 
 
 def pem_encode(der: bytes, label: str = "CERTIFICATE") -> str:
-    body = "\n".join(textwrap.wrap(base64.b64encode(der).decode("ascii"), 64))
+    b64 = base64.b64encode(der).decode("ascii")
+    body = "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
     return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n"
 
 

@@ -23,9 +23,10 @@ import fcntl
 import os
 import re
 import stat
+import threading
 import time
 from datetime import datetime, timezone
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from .errors import LockBusy, StoreError
 
@@ -155,7 +156,52 @@ def clean_stale_temps(directory: str, now: float, *, base: Optional[str] = None,
     return removed
 
 
+class _DirSyncs:
+    """Group commit of directory fsyncs.
+
+    ``sync(d)`` returns once an fsync of directory D has *started* after the call began, so
+    every rename the caller made in D before calling is durable.  Threads that write into the
+    same directory at once (``ocsp-renew-dir -j``) share one fsync instead of queueing one
+    journal commit each; a lone writer pays exactly one fsync, as before."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dirs: Dict[str, List[Any]] = {}     # dir -> [requested, done, syncing, Condition]
+
+    def sync(self, directory: str) -> None:
+        with self._lock:
+            st = self._dirs.get(directory)
+            if st is None:
+                st = self._dirs[directory] = [0, 0, False, threading.Condition(self._lock)]
+            st[0] += 1
+            mine = st[0]
+            while st[1] < mine:
+                if st[2]:
+                    st[3].wait()
+                    continue
+                st[2] = True
+                covered = st[0]
+                self._lock.release()
+                try:
+                    _fsync_dir_now(directory)
+                finally:
+                    self._lock.acquire()
+                    st[2] = False
+                    st[1] = max(st[1], covered)
+                    st[3].notify_all()
+            if not st[2] and st[1] == st[0] and self._dirs.get(directory) is st:
+                del self._dirs[directory]           # idle: nothing to remember
+
+
+_DIR_SYNCS = _DirSyncs()
+
+
 def fsync_dir(directory: str) -> None:
+    """Make the renames already done in DIRECTORY durable (shared with concurrent writers)."""
+    _DIR_SYNCS.sync(directory)
+
+
+def _fsync_dir_now(directory: str) -> None:
     try:
         dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:

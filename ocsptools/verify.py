@@ -10,7 +10,8 @@ checks are separate and pure (``ocsptools.policy.time_problems``).
 
 from __future__ import annotations
 
-from typing import Optional
+import threading
+from typing import Dict, Optional
 
 from .errors import ResponderStatusError, ResponseError
 from .openssl import OpenSSL, Scratch, hash_algorithms
@@ -64,21 +65,52 @@ def _require_successful(info: ResponseInfo, label: str) -> None:
                                    f"(OCSP status {info.response_status})", info.response_status)
 
 
+class InputFiles:
+    """Where openssl reads its inputs from: certificates written once as PEM files, responses
+    written to (and removed from) one scratch directory.  A batch run shares one across its
+    threads (``ocsp-renew-dir`` renews thousands of staples against a handful of issuers);
+    a single verification makes a private one."""
+
+    def __init__(self, scratch: Scratch) -> None:
+        self.scratch = scratch
+        self._pem: Dict[bytes, str] = {}
+        self._lock = threading.Lock()
+
+    def pem_file(self, cert: Certificate) -> str:
+        path = self._pem.get(cert.der)
+        if path is None:
+            with self._lock:
+                path = self._pem.get(cert.der)
+                if path is None:
+                    path = self._pem[cert.der] = self.scratch.file(cert.pem.encode(), "cert.pem")
+        return path
+
+
 def verify(der: bytes, leaf: Certificate, issuer: Certificate, ossl: OpenSSL, *,
-           hash_alg: Optional[str] = None, label: str = "response") -> Staple:
+           hash_alg: Optional[str] = None, label: str = "response",
+           files: Optional[InputFiles] = None) -> Staple:
     """Verify DER as an OCSP response for LEAF issued by ISSUER; return the Staple.
 
     Raises ResponseError (or ResponderStatusError) when the response is not
     an OCSP response, is not successful, is not signed by the issuer or an
     OCSPSigning delegate of it whose certificate is embedded, or carries no
     SingleResponse for exactly this certificate.  The certificate status is
-    *not* judged here: revoked and unknown come back as Staples."""
+    *not* judged here: revoked and unknown come back as Staples.  FILES lets a
+    batch reuse the certificates' PEM files (see InputFiles)."""
     if not der:
         raise ResponseError(f"{label}: empty, not an OCSP response")
-    with Scratch() as scratch:
-        resp_file = scratch.file(der, "response.der")
-        leaf_file = scratch.file(leaf.pem.encode(), "cert.pem")
-        issuer_file = scratch.file(issuer.pem.encode(), "issuer.pem")
+    if files is None:
+        with Scratch() as scratch:
+            return _verify(der, leaf, issuer, ossl, hash_alg, label, InputFiles(scratch))
+    return _verify(der, leaf, issuer, ossl, hash_alg, label, files)
+
+
+def _verify(der: bytes, leaf: Certificate, issuer: Certificate, ossl: OpenSSL,
+            hash_alg: Optional[str], label: str, files: InputFiles) -> Staple:
+    resp_file = files.scratch.file(der, "response.der")
+    try:
+        leaf_file = files.pem_file(leaf)
+        issuer_file = files.pem_file(issuer)
 
         def run(alg: str):
             try:
@@ -96,6 +128,8 @@ def verify(der: bytes, leaf: Certificate, issuer: Certificate, ossl: OpenSSL, *,
                     info, verdict = run(alg)
                     if not verdict.no_status_found:
                         break
+    finally:
+        files.scratch.remove(resp_file)
     assert verdict is not None
     if not verdict.signature_ok:
         raise ResponseError(f"{label}: {_signature_message(verdict.verify_errors, info)}")

@@ -210,7 +210,7 @@ def main(argv: list[str]) -> int:
 ## ocsp-renew-dir --watch soak
 
 {n} certificates, 2-minute staples (`openssl ocsp -multi 4 -nmin 2` on 127.0.0.1), the daemon
-with its real settings (renew at 50 % +-10 % jitter, 1-minute backoff base, inotify,
+with its real settings (renew at 50 % with up to 10 % of the remaining time earlier as jitter, 1-minute backoff base, inotify,
 `--prometheus-textfile`, json log) for {args.minutes:g} minutes; every staple file checked once a
 second. `bench/bench_watch.py` (not run by the test suite; `--minutes`, `--certs`).
 

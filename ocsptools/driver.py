@@ -24,7 +24,6 @@ import subprocess
 import threading
 import urllib.parse
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -36,7 +35,7 @@ from .discovery import Candidate
 from .errors import FetchError, InputError, OcspToolsError, OpensslError, StoreError
 from .fetch import FetchOptions, FetchResult, Target, fetch_staple
 from .openssl import (OpenSSL, Scratch, batches, build_requests, clean_stale_scratch,
-                      split_pem_certs, verify_issued_many)
+                      parallel_map, split_pem_certs, verify_issued_many)
 from .policy import CertFacts, Decision, RenewOptions, StapleFacts
 from .staple import Certificate, Staple, decode_staple, iso
 from .statecache import StateCache, from_epoch, identity, pair_key, to_epoch
@@ -438,7 +437,7 @@ class Driver:
                 go(chunk[:mid])
                 go(chunk[mid:])
         # one openssl per batch; batches spread over the -j threads so the cores share the work
-        self._parallel(go, batches(ders, self.opts.jobs))
+        parallel_map(go, batches(ders, self.opts.jobs), self.opts.jobs)
         return parsed
 
     def _load_targets(self, items: List[Item], scratch: Scratch) -> None:
@@ -601,15 +600,7 @@ class Driver:
                 item.staple = StapleFacts.unusable(str(exc))
                 return
             item.staple = StapleFacts.of(st)
-        self._parallel(one, todo)
-
-    def _parallel(self, fn, items: List) -> None:
-        if len(items) <= 1 or self.opts.jobs <= 1:
-            for it in items:
-                fn(it)
-            return
-        with ThreadPoolExecutor(max_workers=self.opts.jobs) as pool:
-            list(pool.map(fn, items))
+        parallel_map(one, todo, self.opts.jobs)
 
     # -- acting on the plan ----------------------------------------------------
     def _act(self, items: List[Item]) -> List[Item]:
@@ -707,12 +698,7 @@ class Driver:
                     self.progress(done[0], total)
             if self.opts.stop_on_error and (self.result.failed or self.result.revoked):
                 self._stop.set()
-        if self.opts.jobs <= 1 or total <= 1:
-            for it in jobs:
-                one(it)
-        else:
-            with ThreadPoolExecutor(max_workers=self.opts.jobs) as pool:
-                list(pool.map(one, jobs))
+        parallel_map(one, jobs, self.opts.jobs)
 
     def _requests(self, jobs: List[Item], scratch: Scratch) -> Dict[str, bytes]:
         """Prebuilt requests, one openssl per issuer (a failure leaves the item to build its own)."""

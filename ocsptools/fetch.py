@@ -15,7 +15,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from . import policy, store, transport, verify
 from .certs import IssuerFinder, load_file
 from .errors import (CertStatusError, FetchError, InputError, NotApplicable, OpensslError,
-                     ResponseError, Revoked, StaleResponse)
+                     ResponderStatusError, ResponseError, Revoked, StaleResponse)
 from .openssl import OpenSSL, Scratch
 from .staple import Certificate, Staple, decode_staple, encode_staple, iso
 
@@ -98,18 +98,26 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, 
     Batch callers may pass REQUEST (a prebuilt nonce-less request for this
     target; ignored when ``opts.nonce``) and HTTP_FOR (the HTTP options for a
     URL, e.g. with the proxy choice made once per host) and FILES (openssl's input files,
-    shared across the batch)."""
+    shared across the batch; without it one private set serves the request and every URL's
+    verification)."""
     urls = responder_urls(target, opts)
+    if files is None:
+        with Scratch() as scratch:
+            return _ask(target, opts, ossl, now, urls, request, http_for, verify.InputFiles(scratch))
+    return _ask(target, opts, ossl, now, urls, request, http_for, files)
+
+
+def _ask(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, urls: Tuple[str, ...],
+         request: Optional[bytes], http_for: Optional[Callable[[str], transport.HttpOptions]],
+         files: verify.InputFiles) -> FetchResult:
     nonce = None
     if request is None or opts.nonce:
-        with Scratch() as scratch:
-            leaf_file = scratch.file(target.leaf.pem.encode(), "cert.pem")
-            issuer_file = scratch.file(target.issuer.pem.encode(), "issuer.pem")
-            if opts.nonce:
-                request, nonce = ossl.build_request_with_nonce(issuer_file, leaf_file,
-                                                               hash_alg=opts.hash_alg)
-            else:
-                request = ossl.build_request(issuer_file, leaf_file, hash_alg=opts.hash_alg)
+        leaf_file, issuer_file = files.pem_file(target.leaf), files.pem_file(target.issuer)
+        if opts.nonce:
+            request, nonce = ossl.build_request_with_nonce(issuer_file, leaf_file,
+                                                           hash_alg=opts.hash_alg)
+        else:
+            request = ossl.build_request(issuer_file, leaf_file, hash_alg=opts.hash_alg)
     failures: List[str] = []
     retry_after: Optional[float] = None
     try_later = False
@@ -123,7 +131,8 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, 
         except FetchError as exc:
             failures.append(str(exc))
             retry_after = exc.retry_after if exc.retry_after is not None else retry_after
-            try_later = try_later or getattr(exc, "status", None) == "tryLater"
+            try_later = try_later or (isinstance(exc, ResponderStatusError)
+                                      and exc.status == "tryLater")
             continue
         except OpensslError as exc:     # e.g. openssl timed out on this answer: try the next URL
             failures.append(f"{url}: checking the answer failed: {exc}")

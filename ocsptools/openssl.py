@@ -1263,8 +1263,8 @@ def batches(items: Sequence[Any], workers: int) -> List[List[Any]]:
     return [list(items[i:i + size]) for i in range(0, len(items), size)]
 
 
-def _map(fn, pieces: List[Any], workers: int) -> List[Any]:
-    """fn over PIECES, in order, with up to WORKERS openssl processes at once."""
+def parallel_map(fn, pieces: Sequence[Any], workers: int) -> List[Any]:
+    """fn over PIECES, results in order, in up to WORKERS threads (openssl runs at once)."""
     if workers <= 1 or len(pieces) <= 1:
         return [fn(p) for p in pieces]
     from concurrent.futures import ThreadPoolExecutor
@@ -1284,7 +1284,7 @@ def verify_issued_many(ossl: OpenSSL, issuer_file: str, leaf_files: Sequence[str
                        timeout=ossl.timeout + 0.05 * len(chunk))
         return parse_verify_many(res.stdout, res.stderr, chunk)
     result: dict = {}
-    for part in _map(one, batches(leaf_files, workers), workers):
+    for part in parallel_map(one, batches(leaf_files, workers), workers):
         result.update(part)
     return result
 
@@ -1406,4 +1406,4 @@ def build_requests(ossl: OpenSSL, issuer_file: str, cert_files: Sequence[str],
                                    "certificates in order; refusing it")
             return [der for der, _ in parts]
         pieces = batches(list(zip(cert_files, serials)), workers)
-        return [der for part in _map(one, pieces, workers) for der in part]
+        return [der for part in parallel_map(one, pieces, workers) for der in part]

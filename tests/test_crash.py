@@ -162,9 +162,9 @@ def test_sigkill_at_random_instants_loses_nothing(crash_tree, pki, fake, tmp_pat
     assert replaced > 0 and partial > 0, (killed, completed, replaced, partial)
     leftovers = temp_files(tree, state_dir)
     scratch_left = list(scratch.iterdir())
-    scratch_runs = len({d.name.split("-")[1] for d in scratch_left})     # by the pid in the name
     for d in scratch_left:                  # a killed run's openssl inputs: private, public data only
-        assert re.match(r"ocsptools-\d+-", d.name) and (d.stat().st_mode & 0o077) == 0
+        assert re.match(r"ocsptools-\d+-", d.name) and (d.stat().st_mode & 0o077) == 0, d.name
+    scratch_runs = len({d.name.split("-")[1] for d in scratch_left})     # by the pid in the name
 
     # A later run deletes its own temp files and killed runs' scratch directories once they are
     # older than STALE_TEMP_AGE ...

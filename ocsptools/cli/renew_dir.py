@@ -336,10 +336,11 @@ class _LazyFile:
 def _ram_scratch() -> None:
     """openssl's input files (certificates, responses: public data) are small and short-lived:
     unless TMPDIR says otherwise, keep them in RAM ($XDG_RUNTIME_DIR or /dev/shm), in a private
-    mode-0700 directory as always."""
-    if os.environ.get("TMPDIR"):
-        return
-    for d in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
+    mode-0700 directory as always.  The directory is named here, not found by ``tempfile``:
+    its search probes with a randomly named file that a run killed at that instant leaves
+    behind (an unusable TMPDIR is still left to that search and its fallbacks)."""
+    tmpdir = os.environ.get("TMPDIR")
+    for d in ((tmpdir,) if tmpdir else (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm")):
         if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK):
             tempfile.tempdir = d
             return

@@ -43,6 +43,22 @@ def run_cmd(name: str, *args, input: bytes | None = None, env: dict | None = Non
                           env=full_env, timeout=timeout, cwd=cwd)
 
 
+#: Root without the capabilities that let it ignore file modes: a process run through this obeys
+#: permission bits like any user, yet still reaches the checkout and its virtualenv, wherever they
+#: are (a clone in a mode-0700 ``mktemp -d`` directory is out of another uid's reach).
+_NO_DAC = "-dac_override,-dac_read_search"
+
+
+def unprivileged() -> list:
+    """A command prefix under which file modes apply: none for an ordinary user; for root,
+    ``setpriv`` dropping CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (skips without setpriv)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root and setpriv (util-linux) is missing: modes would not apply")
+    return ["setpriv", "--bounding-set", _NO_DAC, "--inh-caps", _NO_DAC]
+
+
 def assert_one_line_error(stderr: bytes) -> str:
     text = stderr.decode()
     assert "Traceback" not in text, text

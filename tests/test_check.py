@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import pki as pkimod
-from conftest import assert_one_line_error, command
+from conftest import assert_one_line_error, command, unprivileged
 from fake_responder import status_only
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "check"))
@@ -345,24 +345,14 @@ def test_unreadable_file(world, kind):
     assert out == [f"OCSP CRITICAL - {p}: {text} | '{p}'=U"]
 
 
-def test_permission_denied():
+def test_permission_denied(tmp_path):
     """A staple the monitoring user cannot read (mode 000): CRITICAL naming what to do.  Root reads
-    anything, so as root the check runs as nobody (uid 65534) through setpriv."""
-    import os
-    import tempfile
-    root = os.geteuid() == 0
-    if root and shutil.which("setpriv") is None:
-        pytest.skip("running as root and setpriv (util-linux) is missing: cannot drop privileges")
-    d = Path(tempfile.mkdtemp(prefix="ocsp-check-perm-"))      # not under pytest's 0700 tmp dirs
-    try:
-        d.chmod(0o755)                                          # nobody can traverse it
-        p = d / "site.der"
-        p.write_bytes(b"\x30\x03\x0a\x01\x00")
-        p.chmod(0)
-        prefix = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"] if root else []
-        res = build.run_at(None, [*prefix, command("ocsp-check"), str(p)])
-    finally:
-        shutil.rmtree(d)
+    anything, so as root the check runs without the capabilities that override file modes."""
+    prefix = unprivileged()
+    p = tmp_path / "site.der"
+    p.write_bytes(b"\x30\x03\x0a\x01\x00")
+    p.chmod(0)
+    res = build.run_at(None, [*prefix, command("ocsp-check"), str(p)])
     assert res.returncode == 2, res.stderr
     assert res.stdout.decode().splitlines() == [
         f"OCSP CRITICAL - {p}: permission denied (run the check as a user that can read the staple, "

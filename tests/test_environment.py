@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, command, run_cmd
+from conftest import assert_one_line_error, command, run_cmd, unprivileged
 
 ENV = dict(os.environ, LC_ALL="C", SSL_CERT_FILE=os.devnull)
 
@@ -144,9 +144,6 @@ def tmpfs(size: str, *, readonly: bool = False, populate=None):
         os.rmdir(d)
 
 
-NOBODY = 65534
-
-
 class ReadOnlyDir:
     """A staple directory the command cannot write to, and how to run the command there."""
 
@@ -165,8 +162,8 @@ class ReadOnlyDir:
 def read_only_dir(how: str, populate):
     """``how="mount"``: a private tmpfs remounted read-only.  Where mounting is not permitted (no
     CAP_SYS_ADMIN, or not root) it falls back to ``"permissions"``: the directory mode 0555 and,
-    as root (whom modes do not stop), the command run as uid 65534 through ``setpriv``.  Skips
-    only when neither is possible."""
+    as root (whom modes do not stop), the command run without the capabilities that override
+    file modes (``conftest.unprivileged``).  Skips only when neither is possible."""
     with contextlib.ExitStack() as stack:
         home = Path(tempfile.mkdtemp(prefix="ocsptools-home-"))
         stack.callback(shutil.rmtree, home, True)
@@ -186,18 +183,9 @@ def read_only_dir(how: str, populate):
         for p in d.iterdir():
             p.chmod(0o644)
         d.chmod(0o555)
-        prefix: list = []
-        if os.geteuid() == 0:
-            if shutil.which("setpriv") is None:
-                pytest.skip("cannot mount a read-only tmpfs, and no setpriv to drop root for mode 0555")
-            prefix = ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
-            os.chown(home, NOBODY, NOBODY)
-            probe = subprocess.run([*prefix, command("ocsp-fetch"), "--version"], capture_output=True, text=True)
-            if probe.returncode != 0:
-                pytest.skip(f"cannot mount a read-only tmpfs, and uid {NOBODY} cannot run the installed "
-                            f"commands: {probe.stderr.strip()[:200]}")
-        yield ReadOnlyDir(d, "directory mode 0555" + (f", run as uid {NOBODY}" if prefix else ""),
-                          prefix, home)
+        prefix = unprivileged()
+        yield ReadOnlyDir(d, "directory mode 0555" + (", run as root without CAP_DAC_OVERRIDE"
+                                                      if prefix else ""), prefix, home)
 
 
 @pytest.fixture

@@ -222,7 +222,7 @@ def test_read_only_staple_directory(how, installed, tmp_path, pki, responder):
     def populate(d: Path):
         (d / "site.pem").write_bytes(bundle(pki))
         (d / "site.pem.ocsp").write_bytes(installed)
-    with read_only_dir(how, populate) as ro:     # a read-only tmpfs, or mode 0555 as uid 65534
+    with read_only_dir(how, populate) as ro:     # a read-only tmpfs, or mode 0555 obeyed
         res = ro.run("ocsp-renew-dir", "--state", ro.home / "s.json", "-B", ro.path)
         assert res.returncode == 1, res.stdout + res.stderr
         assert res.stderr == b""

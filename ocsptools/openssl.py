@@ -235,6 +235,8 @@ def _status_name(word: str) -> str:
 
 def parse_responder_error(stdout: str) -> Optional[str]:
     """The status of ``Responder Error: trylater (3)`` (openssl prints no dump for those), RFC-named."""
+    if "Responder Error:" not in stdout:      # the usual case, decided without splitting lines
+        return None
     for line in stdout.splitlines():
         m = re.match(r"^Responder Error: (\S+)", line.strip())
         if m:
@@ -322,6 +324,8 @@ def parse_resp_text(text: str) -> Tuple[ResponseInfo, List[dict]]:
 
 def parse_nonce(text: str, section: str) -> Optional[str]:
     """The hex value of ``OCSP Nonce:`` under SECTION (``Request Extensions`` or ``Response Extensions``)."""
+    if "OCSP Nonce:" not in text:
+        return None
     lines = text.splitlines()
     for idx, line in enumerate(lines):
         if line.strip() != f"{section}:":

@@ -6,6 +6,10 @@
   responder on 127.0.0.1 (delegated signer, 1-day responses).
 * floor: `xargs -P4` of `openssl ocsp -issuer I -cert C -url U -respout C.ocsp` (no verification
   at all, system bundle hidden): one openssl per certificate and nothing else.
+* floor + verification: the floor, then a second `xargs -P4` that has openssl verify each answer
+  it wrote (`openssl ocsp -respin C.ocsp -issuer I -cert C -CAfile I -partial_chain`, no text
+  dump): the least any design that checks every response with openssl spends, since one
+  `openssl ocsp` process verifies one response and cannot fetch by GET.
 * ocsp-renew-dir -j 4: first run (no staples, no state cache) and no-op run.
 * ocspbot 0.9.3 from PyPI in its own virtualenv (bench-run/ocspbot-venv), parallel_threads 4,
   system bundle hidden (its fastest working setting), first run and no-op run.
@@ -14,7 +18,8 @@
 
 Medians of RUNS runs, wall time and peak RSS of the process tree's largest member (wait4).
 Only loopback is contacted.  Environment: BENCH_N (default 1000), BENCH_RUNS (default 5, at
-least 3).  The floor and ocsp-renew-dir first runs alternate so both meet the same load.
+least 3).  The floor, floor + verification and ocsp-renew-dir first runs alternate so all
+meet the same load.
 """
 
 from __future__ import annotations
@@ -165,17 +170,35 @@ def main() -> int:
         def floor_check(res):
             assert len(list(tree.glob("*.ocsp"))) == N, "floor did not write every staple"
 
+        verify_log = WORK / "verify.log"
+        vfloor_argv = ["sh", "-c", floor_argv[2] + f' && xargs -P4 -I{{}} openssl ocsp -respin '
+                       f'{{}}.ocsp -issuer "{p.inter_cert}" -sha1 -cert {{}} -CAfile '
+                       f'"{p.inter_cert}" -partial_chain -no-CApath -no-CAstore -no_nonce '
+                       f'< "{lst}" > /dev/null 2>> "{verify_log}"']
+
+        def vfloor_prepare():
+            clear(tree, verify_log)
+
+        def vfloor_check(res):
+            floor_check(res)
+            ok = verify_log.read_text().count("Response verify OK")
+            assert ok == N, f"floor + verification verified {ok} of {N} answers"
+
         # -- ocsp-renew-dir --------------------------------------------------
         def renew_check(res):
             assert res.returncode == 0, res.stderr.decode()[-500:]
             assert res.stdout.count(b"\nrenewed\t") + res.stdout.startswith(b"renewed\t") == N, \
                 res.stdout[-500:]
         # floor and ocsp-renew-dir alternate, run by run, so both meet the same machine load
-        floor_runs, first_runs = [], []
+        floor_runs, vfloor_runs, first_runs = [], [], []
         for _ in range(RUNS):
             floor_runs.append(measure("floor: xargs -P4 openssl ocsp -respout (first run)",
                                       floor_argv, prepare=lambda: clear(tree), check=floor_check,
                                       env=FAST_ENV, runs=1))
+            vfloor_runs.append(measure("floor + verification: then xargs -P4 openssl ocsp "
+                                       "-respin (first run)", vfloor_argv,
+                                       prepare=vfloor_prepare, check=vfloor_check,
+                                       env=FAST_ENV, runs=1))
             first_runs.append(measure("ocsp-renew-dir -j 4 (first run)",
                                       [RENEW, "-j", "4", "--state", state, tree],
                                       prepare=lambda: clear(tree, state), check=renew_check, runs=1))
@@ -184,9 +207,13 @@ def main() -> int:
             walls = [w for r in runs for w in r[3]]
             return (runs[0][0], median(walls), median([r[2] for r in runs]), walls)
         rows.append(merged(floor_runs))
+        vfloor = merged(vfloor_runs)
+        rows.append(vfloor)
         first = merged(first_runs)
         rows.append(first)
         ratios = sorted(b[1] / a[1] for a, b in zip(floor_runs, first_runs))
+        vratios = sorted(b[1] / a[1] for a, b in zip(floor_runs, vfloor_runs))
+        own = sorted(b[1] / a[1] for a, b in zip(vfloor_runs, first_runs))
 
         def noop_check(res):
             assert res.returncode == 0 and res.stdout == b"", res.stdout[-300:]
@@ -264,6 +291,14 @@ def main() -> int:
                f"{copies * N} certificates under 1 s and 100 MB: **{rows[-1][1]:.2f} s, "
                f"{rows[-1][2]:.0f} MB** ({'met' if rows[-1][1] < 1 and rows[-1][2] < 100 else 'missed'}), "
                f"openssl processes spawned by it: {spawned}."]
+    check_share = vfloor[1] / floor - 1
+    md.append(f"- Verification: the floor followed by openssl's check of each answer takes "
+              f"**{vfloor[1] / floor:.2f}x** the floor (per pair "
+              f"{', '.join(f'{r:.2f}x' for r in vratios)}): checking 1 response per openssl run "
+              f"costs {check_share:.2f}x the floor by itself, which leaves "
+              f"{max(0.0, 1.5 - check_share):.2f}x of the 1.5x target for fetching, writing and "
+              f"start-up. ocsp-renew-dir's first run against floor + verification: "
+              f"**{first[1] / vfloor[1]:.2f}x** (per triple {', '.join(f'{r:.2f}x' for r in own)}).")
     if bot_rows:
         md.append(f"- ocspbot 0.9.3 with parallel_threads > 1 exits with status {bot_status[4]} "
                   f"(-3: its threaded path returns a bool where a tuple is unpacked) even "

@@ -16,7 +16,7 @@ from . import policy, store, transport, verify
 from .certs import IssuerFinder, load_file
 from .errors import (CertStatusError, FetchError, InputError, NotApplicable, OpensslError,
                      ResponderStatusError, ResponseError, Revoked, StaleResponse)
-from .openssl import OpenSSL, Scratch
+from .openssl import OpenSSL
 from .staple import Certificate, Staple, decode_staple, encode_staple, iso
 
 Clock = Callable[[], datetime]
@@ -101,10 +101,8 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, 
     shared across the batch; without it one private set serves the request and every URL's
     verification)."""
     urls = responder_urls(target, opts)
-    if files is None:
-        with Scratch() as scratch:
-            return _ask(target, opts, ossl, now, urls, request, http_for, verify.InputFiles(scratch))
-    return _ask(target, opts, ossl, now, urls, request, http_for, files)
+    with verify.input_files(files) as inputs:
+        return _ask(target, opts, ossl, now, urls, request, http_for, inputs)
 
 
 def _ask(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, urls: Tuple[str, ...],

@@ -11,7 +11,8 @@ checks are separate and pure (``ocsptools.policy.time_problems``).
 from __future__ import annotations
 
 import threading
-from typing import Dict, Optional
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional
 
 from .errors import ResponderStatusError, ResponseError
 from .openssl import OpenSSL, Scratch, hash_algorithms
@@ -86,6 +87,17 @@ class InputFiles:
         return path
 
 
+@contextmanager
+def input_files(files: Optional[InputFiles]) -> Iterator[InputFiles]:
+    """FILES when a batch passes its shared set, else a private set in a scratch directory
+    of its own, removed on exit."""
+    if files is not None:
+        yield files
+        return
+    with Scratch() as scratch:
+        yield InputFiles(scratch)
+
+
 def verify(der: bytes, leaf: Certificate, issuer: Certificate, ossl: OpenSSL, *,
            hash_alg: Optional[str] = None, label: str = "response",
            files: Optional[InputFiles] = None) -> Staple:
@@ -99,10 +111,8 @@ def verify(der: bytes, leaf: Certificate, issuer: Certificate, ossl: OpenSSL, *,
     batch reuse the certificates' PEM files (see InputFiles)."""
     if not der:
         raise ResponseError(f"{label}: empty, not an OCSP response")
-    if files is None:
-        with Scratch() as scratch:
-            return _verify(der, leaf, issuer, ossl, hash_alg, label, InputFiles(scratch))
-    return _verify(der, leaf, issuer, ossl, hash_alg, label, files)
+    with input_files(files) as inputs:
+        return _verify(der, leaf, issuer, ossl, hash_alg, label, inputs)
 
 
 def _verify(der: bytes, leaf: Certificate, issuer: Certificate, ossl: OpenSSL,

@@ -26,7 +26,7 @@ import stat
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from .errors import LockBusy, StoreError
 
@@ -156,6 +156,18 @@ def clean_stale_temps(directory: str, now: float, *, base: Optional[str] = None,
     return removed
 
 
+class _DirSync:
+    """The fsync bookkeeping of one directory (guarded by ``_DirSyncs._lock``)."""
+
+    __slots__ = ("requested", "done", "syncing", "cond")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.requested = 0      # sync() calls so far
+        self.done = 0           # calls covered by an fsync that started after they began
+        self.syncing = False    # an fsync is running now
+        self.cond = threading.Condition(lock)
+
+
 class _DirSyncs:
     """Group commit of directory fsyncs.
 
@@ -166,30 +178,30 @@ class _DirSyncs:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._dirs: Dict[str, List[Any]] = {}     # dir -> [requested, done, syncing, Condition]
+        self._dirs: Dict[str, _DirSync] = {}
 
     def sync(self, directory: str) -> None:
         with self._lock:
             st = self._dirs.get(directory)
             if st is None:
-                st = self._dirs[directory] = [0, 0, False, threading.Condition(self._lock)]
-            st[0] += 1
-            mine = st[0]
-            while st[1] < mine:
-                if st[2]:
-                    st[3].wait()
+                st = self._dirs[directory] = _DirSync(self._lock)
+            st.requested += 1
+            mine = st.requested
+            while st.done < mine:
+                if st.syncing:
+                    st.cond.wait()
                     continue
-                st[2] = True
-                covered = st[0]
+                st.syncing = True
+                covered = st.requested
                 self._lock.release()
                 try:
                     _fsync_dir_now(directory)
                 finally:
                     self._lock.acquire()
-                    st[2] = False
-                    st[1] = max(st[1], covered)
-                    st[3].notify_all()
-            if not st[2] and st[1] == st[0] and self._dirs.get(directory) is st:
+                    st.syncing = False
+                    st.done = max(st.done, covered)
+                    st.cond.notify_all()
+            if not st.syncing and st.done == st.requested and self._dirs.get(directory) is st:
                 del self._dirs[directory]           # idle: nothing to remember
 
 

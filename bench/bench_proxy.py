@@ -85,11 +85,12 @@ def wrk(wrk_bin: str, url: str, script: str | None = None) -> dict:
     return parse_wrk(res.stdout)
 
 
-def hits_so_far(base: str) -> int:
-    """The proxy's cache hit counter (the wrk runs must raise it by the requests they made: an
-    HTTP 200 alone could be a tryLater or a pass-through)."""
+def counters(base: str) -> dict:
+    """The proxy's cache hit and miss counters from /metrics (the wrk runs must raise the hits
+    by the requests they made: an HTTP 200 alone could be a tryLater or a pass-through)."""
     metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
-    return int(re.search(r"^ocsp_proxy_cache_hits_total (\d+)", metrics, re.M).group(1))
+    return {name: int(re.search(rf"^ocsp_proxy_cache_{name}_total (\d+)", metrics, re.M).group(1))
+            for name in ("hits", "misses")}
 
 
 def wait_line(proc: subprocess.Popen, pattern: str, timeout: float = 15) -> str:
@@ -177,10 +178,10 @@ http {{
                 results = {"nginx static file (baseline)": wrk(wrk_bin, f"http://127.0.0.1:{nport}/resp.der")}
                 for name, url, script in (("ocsp-proxy GET (cached)", base + get_path, None),
                                           ("ocsp-proxy POST (cached)", base, str(post_lua))):
-                    before = hits_so_far(base)
+                    before = counters(base)["hits"]
                     results[name] = wrk(wrk_bin, url, script)
-                    results[name]["hits"] = hits_so_far(base) - before
-                metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
+                    final = counters(base)
+                    results[name]["hits"] = final["hits"] - before
             finally:
                 for p in reversed(procs):
                     p.send_signal(signal.SIGTERM)
@@ -190,8 +191,7 @@ http {{
                     except subprocess.TimeoutExpired:
                         p.kill()
                         p.wait()
-    hits = re.search(r"^ocsp_proxy_cache_hits_total (\d+)", metrics, re.M).group(1)
-    misses = re.search(r"^ocsp_proxy_cache_misses_total (\d+)", metrics, re.M).group(1)
+    hits, misses = final["hits"], final["misses"]
     if results["nginx static file (baseline)"]["non2xx"]:
         sys.exit("bench proxy: nginx did not serve the baseline file (see its error log)")
     ok = all(r["rps"] >= TARGET_RPS and r["p99"] is not None and r["p99"] < TARGET_P99_MS

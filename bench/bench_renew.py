@@ -132,6 +132,11 @@ def measure(label: str, argv, prepare=None, check=None, runs=RUNS, **kw):
     return row
 
 
+def per_run(base_runs, runs) -> str:
+    """The ratios of alternating single runs (RUNS[i] / BASE_RUNS[i]), sorted, as text."""
+    return ", ".join(f"{r:.2f}x" for r in sorted(b[1] / a[1] for a, b in zip(base_runs, runs)))
+
+
 def ocspbot_venv() -> Path | None:
     bot = VENV / "bin" / "ocspbot"
     if bot.exists():
@@ -211,9 +216,9 @@ def main() -> int:
         rows.append(vfloor)
         first = merged(first_runs)
         rows.append(first)
-        ratios = sorted(b[1] / a[1] for a, b in zip(floor_runs, first_runs))
-        vratios = sorted(b[1] / a[1] for a, b in zip(floor_runs, vfloor_runs))
-        own = sorted(b[1] / a[1] for a, b in zip(vfloor_runs, first_runs))
+        ratios = per_run(floor_runs, first_runs)
+        vratios = per_run(floor_runs, vfloor_runs)
+        own = per_run(vfloor_runs, first_runs)
 
         def noop_check(res):
             assert res.returncode == 0 and res.stdout == b"", res.stdout[-300:]
@@ -287,18 +292,18 @@ def main() -> int:
         md.append(f"| {label} | {wall:.2f} | {rss:.0f} | {ratio} |")
     md += ["", f"- Targets: first run within 1.5x the floor: **{first[1] / floor:.2f}x** "
                f"({'met' if first[1] <= 1.5 * floor else 'missed'}; per alternating pair "
-               f"{', '.join(f'{r:.2f}x' for r in ratios)}); no-op over "
+               f"{ratios}); no-op over "
                f"{copies * N} certificates under 1 s and 100 MB: **{rows[-1][1]:.2f} s, "
                f"{rows[-1][2]:.0f} MB** ({'met' if rows[-1][1] < 1 and rows[-1][2] < 100 else 'missed'}), "
                f"openssl processes spawned by it: {spawned}."]
     check_share = vfloor[1] / floor - 1
     md.append(f"- Verification: the floor followed by openssl's check of each answer takes "
               f"**{vfloor[1] / floor:.2f}x** the floor (per pair "
-              f"{', '.join(f'{r:.2f}x' for r in vratios)}): checking 1 response per openssl run "
+              f"{vratios}): checking 1 response per openssl run "
               f"costs {check_share:.2f}x the floor by itself, which leaves "
               f"{max(0.0, 1.5 - check_share):.2f}x of the 1.5x target for fetching, writing and "
               f"start-up. ocsp-renew-dir's first run against floor + verification: "
-              f"**{first[1] / vfloor[1]:.2f}x** (per triple {', '.join(f'{r:.2f}x' for r in own)}).")
+              f"**{first[1] / vfloor[1]:.2f}x** (per triple {own}).")
     if bot_rows:
         md.append(f"- ocspbot 0.9.3 with parallel_threads > 1 exits with status {bot_status[4]} "
                   f"(-3: its threaded path returns a bool where a tuple is unpacked) even "

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 
@@ -35,11 +36,12 @@ def command(name: str) -> str:
 
 
 def run_cmd(name: str, *args, input: bytes | None = None, env: dict | None = None,
-            timeout: float = 60, cwd=None) -> subprocess.CompletedProcess:
-    """Run a real ocsptools command as a user would; both streams captured as bytes."""
+            timeout: float = 60, cwd=None, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """Run a real ocsptools command as a user would, after PREFIX (e.g. ``unprivileged()``);
+    both streams captured as bytes."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run([command(name), *map(str, args)], input=input, capture_output=True,
+    return subprocess.run([*prefix, command(name), *map(str, args)], input=input, capture_output=True,
                           env=full_env, timeout=timeout, cwd=cwd)
 
 

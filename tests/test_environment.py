@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_one_line_error, command, run_cmd, unprivileged
+from conftest import assert_one_line_error, run_cmd, unprivileged
 
 ENV = dict(os.environ, LC_ALL="C", SSL_CERT_FILE=os.devnull)
 
@@ -32,18 +32,18 @@ def openssl_times(staple: Path):
 
 def tz_env(tz: str) -> dict:
     """{"TZ": TZ}, after proving the zone is really in effect (an unknown zone silently means
-    UTC, and the test would pass without testing anything)."""
+    UTC, and the test would pass without testing anything); for "UTC" itself the offset is +0000."""
     offset = subprocess.run(["date", "-d", "2026-01-15 12:00Z", "+%z"], capture_output=True, text=True,
                             env=dict(os.environ, TZ=tz)).stdout.strip()
-    assert offset not in ("", "+0000", "-0000"), f"TZ={tz} is not in effect here (offset {offset!r})"
+    in_effect = offset == "+0000" if tz == "UTC" else offset not in ("", "+0000", "-0000")
+    assert in_effect, f"TZ={tz} is not in effect here (offset {offset!r})"
     return {"TZ": tz}
 
 
 @pytest.mark.parametrize("tz", ["America/New_York", "Asia/Kolkata", "Pacific/Kiritimati", "UTC"])
 def test_time_zone_does_not_shift_anything(tz, tmp_path, pki, responder):
     out = tmp_path / "s.der"
-    env = {"TZ": tz} if tz == "UTC" else tz_env(tz)
-    res = fetch(pki.leaves["good1"].fullchain, "-o", out, env=env)
+    res = fetch(pki.leaves["good1"].fullchain, "-o", out, env=tz_env(tz))
     assert res.returncode == 0, res.stderr
     # the summary shows the response's own UTC thisUpdate, whatever the local zone
     assert f"this update {openssl_times(out)}" in res.stderr.decode()
@@ -153,9 +153,8 @@ class ReadOnlyDir:
     def run(self, name: str, *args) -> subprocess.CompletedProcess:
         """Run command NAME as a user who cannot write to the directory; HOME and TMPDIR are a
         private directory that user may write to."""
-        env = dict(os.environ, HOME=str(self.home), TMPDIR=str(self.home))
-        return subprocess.run([*self.prefix, command(name), *map(str, args)], capture_output=True,
-                              env=env, timeout=60)
+        return run_cmd(name, *args, env={"HOME": str(self.home), "TMPDIR": str(self.home)},
+                       prefix=self.prefix)
 
 
 @contextlib.contextmanager

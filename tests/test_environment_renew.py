@@ -64,7 +64,8 @@ def test_time_zones_shift_nothing(tz, tmp_path, pki, responder):
     tree.mkdir()
     (tree / "site.pem").write_bytes(bundle(pki))
     state = tmp_path / "s.json"
-    res = renew(state, tree, env=tz_env(tz))          # asserts the zone is really in effect
+    env = tz_env(tz)                                 # asserts the zone is really in effect
+    res = renew(state, tree, env=env)
     assert res.returncode == 0, res.stderr
     (action, _, staple, detail), = rows(res)
     tu, nu = staple_times(Path(staple))
@@ -72,12 +73,12 @@ def test_time_zones_shift_nothing(tz, tmp_path, pki, responder):
     assert detail == f"good until {iso(nu)}, renewal due at {iso(tu + (nu - tu) / 2)}", detail
     # another zone, the same state: still fresh, nothing to say; -q agrees
     for other in ("UTC", "Asia/Kolkata", "America/New_York"):
-        env = {"TZ": other} if other == "UTC" else tz_env(other)
-        again = renew(state, tree, env=env)
+        other_env = tz_env(other)
+        again = renew(state, tree, env=other_env)
         assert again.returncode == 0 and again.stdout == b"", (other, again.stdout)
-        assert renew(state, "-q", tree, env=env).returncode == 0
+        assert renew(state, "-q", tree, env=other_env).returncode == 0
     # and the thresholds are durations, not wall-clock times: 25 h before a 24 h nextUpdate is due
-    res = renew(state, "-n", "--min-validity", "25h", tree, env=tz_env(tz))
+    res = renew(state, "-n", "--min-validity", "25h", tree, env=env)
     assert [r[0] for r in rows(res)] == ["would-renew"], res.stdout
     reliability.record("environment", f"TZ={tz}", "ocsp-renew-dir",
                        "times printed in UTC from the response; no decision moves with the zone",

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 import pki as pkimod
-from conftest import assert_one_line_error, command, run_cmd, unprivileged
+from conftest import ROOT, assert_one_line_error, run_cmd, unprivileged
 from fake_responder import Answer, serve_files, status_only
+from test_security import NOBODY, needs_root
 
 ENV = dict(os.environ, LC_ALL="C", SSL_CERT_FILE=os.devnull)
 
@@ -231,83 +232,29 @@ def test_issuer_from_aia_ca_issuers(encoding, tmp_path, pki, fake, responder):
     assert "inter.cer" in res.stderr.decode()
 
 
-class RawServer:
-    """A loopback TCP server that reads one request and then does BEHAVE(conn) (hang, flood...)."""
-
-    def __init__(self, behave) -> None:
-        import socket
-        import threading
-        self.stop = threading.Event()
-        self.hits = 0
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/inter.cer"
-
-        def serve():
-            while not self.stop.is_set():
-                try:
-                    conn, _ = self.sock.accept()
-                except OSError:
-                    return
-                self.hits += 1
-                with conn:
-                    try:
-                        conn.recv(65536)
-                        behave(self, conn)
-                    except OSError:
-                        pass
-        threading.Thread(target=serve, daemon=True).start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.sock.close()
-
-
 CAP = 1024 * 1024                                   # transport.MAX_RESPONSE_SIZE
 
 
-def _hang(srv, conn):
-    srv.stop.wait(30)
-
-
-def _drip(srv, conn):
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\nConnection: close\r\n\r\n")
-    while not srv.stop.wait(0.2):
-        conn.sendall(b"0")
-
-
-def _flood(srv, conn, length_header=True):
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/pkix-cert\r\nConnection: close\r\n"
-    if length_header:
-        head += b"Content-Length: %d\r\n" % (CAP + 1)
-    conn.sendall(head + b"\r\n")
-    chunk = b"0" * 65536
-    for _ in range(CAP // len(chunk) + 2):
-        if srv.stop.is_set():
-            return
-        conn.sendall(chunk)
-
-
-@pytest.mark.parametrize("behave,needle", [
-    (_hang, "no answer within 1 s"),
-    (_drip, "no complete answer within 1 s"),
-    (_flood, f"exceeds the {CAP}-byte limit"),
-    (lambda srv, conn: _flood(srv, conn, length_header=False), f"exceeds the {CAP}-byte limit"),
+@pytest.mark.parametrize("answer,needle", [
+    (dict(delay=30), "no answer within 1 s"),
+    (dict(body=b"0" * 2000, drip=0.2), "no complete answer within 1 s"),
+    (dict(body=b"0" * (CAP + 1), content_type="application/pkix-cert"), f"exceeds the {CAP}-byte limit"),
+    (dict(body=b"0" * (CAP + 1), content_type="application/pkix-cert", framing="close"),
+     f"exceeds the {CAP}-byte limit"),
 ], ids=["hang", "drip", "too-large", "too-large-unannounced"])
-def test_aia_ca_issuers_download_is_bounded(behave, needle, request, tmp_path, pki):
-    srv = RawServer(behave)
-    try:
-        leaf = pki.make_leaf(f"aialimit-{request.node.callspec.id}", ca_issuers=srv.url)
-        cert = tmp_path / "cert.pem"
-        shutil.copy(leaf.cert, cert)                # alone: the issuer can only come from AIA
-        start = time.monotonic()
-        res = fetch(cert, "--timeout", "1", "-o", tmp_path / "s.der")
-        elapsed = time.monotonic() - start
-    finally:
-        srv.close()
-    assert srv.hits == 1
+def test_aia_ca_issuers_download_is_bounded(answer, needle, request, tmp_path, pki, fake):
+    fake.set(**answer)
+    url = fake.url + "inter.cer"
+    leaf = pki.make_leaf(f"aialimit-{request.node.callspec.id}", ca_issuers=url)
+    cert = tmp_path / "cert.pem"
+    shutil.copy(leaf.cert, cert)                    # alone: the issuer can only come from AIA
+    start = time.monotonic()
+    res = fetch(cert, "--timeout", "1", "-o", tmp_path / "s.der")
+    elapsed = time.monotonic() - start
+    assert len(fake.requests) == 1
     assert res.returncode == 2
     line = assert_one_line_error(res.stderr)
-    assert srv.url in line and needle in line and "AIA caIssuers" in line and "-i FILE" in line
+    assert url in line and needle in line and "AIA caIssuers" in line and "-i FILE" in line
     assert elapsed < 8, elapsed
     assert not (tmp_path / "s.der").exists()
 
@@ -564,17 +511,16 @@ def test_replacement_keeps_mode(installed, pki, responder):
     assert oct(installed.stat().st_mode & 0o777) == "0o640"
 
 
+@needs_root
 def test_replacement_keeps_owner_and_mode(installed, pki, responder):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to hand the staple to another owner")
-    os.chown(installed, 65534, 65534)
+    os.chown(installed, NOBODY, NOBODY)
     os.chmod(installed, 0o640)
     before = installed.read_bytes()
     time.sleep(1.1)                                 # a newer thisUpdate, so it is replaced
     assert fetch(pki.leaves["good1"].fullchain, "-o", installed).returncode == 0
     st = installed.stat()
     assert installed.read_bytes() != before
-    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (65534, 65534, "0o640")
+    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (NOBODY, NOBODY, "0o640")
 
 
 def test_write_failure_leaves_old_file(installed, pki, responder):
@@ -583,8 +529,7 @@ def test_write_failure_leaves_old_file(installed, pki, responder):
     os.chmod(installed.parent, 0o555)
     try:
         time.sleep(1.1)
-        res = subprocess.run([*prefix, command("ocsp-fetch"), str(pki.leaves["good1"].fullchain),
-                              "-o", str(installed)], capture_output=True, timeout=60)
+        res = fetch(pki.leaves["good1"].fullchain, "-o", installed, prefix=prefix)
     finally:
         os.chmod(installed.parent, 0o755)
     assert res.returncode == 1
@@ -601,7 +546,6 @@ def test_bin_shim_finds_the_package_from_its_own_location(name, tmp_path):
     (entries there get no .pth processing), run from / so the cwd does not help either."""
     import sys
     import sysconfig
-    root = Path(__file__).resolve().parent.parent
     env = {"PATH": os.environ["PATH"], "LC_ALL": "C", "PYTHONPATH": sysconfig.get_paths()["purelib"]}
     py = [sys.executable, "-S"]
     bare = subprocess.run([*py, "-c", "import ocsptools"], capture_output=True, text=True, env=env, cwd="/")
@@ -609,7 +553,7 @@ def test_bin_shim_finds_the_package_from_its_own_location(name, tmp_path):
     deps = subprocess.run([*py, "-c", "import plumbum, yaml, dateutil"], capture_output=True, env=env, cwd="/")
     assert deps.returncode == 0, deps.stderr
     link = tmp_path / name                                    # e.g. a symlink in ~/bin to the checkout
-    link.symlink_to(root / "bin" / name)
+    link.symlink_to(ROOT / "bin" / name)
     res = subprocess.run([*py, str(link), "--version"], capture_output=True, text=True, env=env, cwd="/")
     installed = run_cmd(name, "--version")
     assert "Traceback" not in res.stderr, res.stderr

@@ -18,6 +18,7 @@ import pytest
 
 import ocsptools
 import pki as pkimod
+from test_proxy_support import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 API_DOC = ROOT / "docs" / "api.md"
@@ -105,7 +106,6 @@ def test_errors_are_one_hierarchy(tmp_path, pki):
 
 
 def test_renew_tree(tmp_path, pki, responder):
-    import shutil
     tree = tmp_path / "tree"
     tree.mkdir()
     shutil.copy(pki.leaves["good1"].fullchain, tree / "a.pem")
@@ -135,10 +135,7 @@ def test_renew_that_waited_for_the_lock_sees_the_state_of_the_run_before(tmp_pat
 
     a = threading.Thread(target=run, args=("a",))
     a.start()
-    deadline = time.monotonic() + 10
-    while not fake.requests and time.monotonic() < deadline:   # A holds the lock, waiting
-        time.sleep(0.05)
-    assert fake.requests
+    assert wait_for(lambda: fake.requests, 10)                  # A holds the lock, waiting
     b = threading.Thread(target=run, args=("b",), kwargs={"lock_timeout": 30})
     b.start()
     a.join(60)
@@ -152,7 +149,6 @@ def test_renew_that_waited_for_the_lock_sees_the_state_of_the_run_before(tmp_pat
 
 
 def test_renew_passes_cache_warnings_and_dry_runs_leave_the_state_alone(tmp_path, pki, responder):
-    import shutil
     tree = tmp_path / "tree"
     tree.mkdir()
     shutil.copy(pki.leaves["good1"].fullchain, tree / "a.pem")

@@ -212,12 +212,11 @@ def test_judge_thresholds_in_seconds():
 def test_fractional_threshold_verdict_perfdata_and_json_agree():
     """25% of 604799 s is 151199.75: 151199 s left is WARNING, and the range says so (151200:)."""
     s = staple(nxt=T0 + dt.timedelta(seconds=604799))
-    j = check.judge(s, T0, W25, C10)
-    assert (j.warning_seconds, j.critical_seconds) == (151200, 60480)
     for left, state in ((151199, nagios.WARNING), (151200, nagios.OK)):
         now = s.next_update - dt.timedelta(seconds=left)
         r = check.Result(label="a.ocsp", source="file", now=now, staple=s, verified=True)
         judged = check.judge(s, now, W25, C10)
+        assert (judged.warning_seconds, judged.critical_seconds) == (151200, 60480)
         r.warning_seconds, r.critical_seconds = judged.warning_seconds, judged.critical_seconds
         r.findings[:] = judged.findings
         assert r.state == state

@@ -123,10 +123,10 @@ def test_sigkill_at_random_instants_loses_nothing(crash_tree, pki, fake, tmp_pat
         warnings.warn(f"OCSPTOOLS_CRASH_RUNS={_knob}: a quick local run with {KILLS} kills, "
                       f"not the {REQUIRED_KILLS} the issue asks for (ignored when CI is set)")
     rng = random.Random(int(os.environ.get("OCSPTOOLS_CRASH_SEED", "20261121")))
-    killed = completed = replaced = partial = runs = 0
-    while killed < KILLS and runs < MAX_RUNS:
-        run = runs
-        runs += 1
+    killed = completed = replaced = partial = 0
+    for run in range(MAX_RUNS):
+        if killed >= KILLS:
+            break
         before = {staple: staple.read_bytes() for _, _, staple in placed}
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         try:
@@ -157,6 +157,7 @@ def test_sigkill_at_random_instants_loses_nothing(crash_tree, pki, fake, tmp_pat
             replaced += 1
         partial += 0 < changed < len(placed)        # killed in the middle of the renewals
         assert tree_problems(tree, placed, state_dir) == [], f"run {run}"
+    runs = killed + completed               # every run was either killed or completed
 
     assert killed >= KILLS, f"only {killed} of {runs} runs were killed before they finished"
     assert replaced > 0 and partial > 0, (killed, completed, replaced, partial)

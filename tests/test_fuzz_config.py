@@ -14,6 +14,7 @@ import re
 import tempfile
 from datetime import timedelta
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -209,17 +210,12 @@ def renew_in_process(args, *, home: str) -> tuple:
     and -n would walk the real home directory."""
     err, out = io.StringIO(), io.StringIO()
     saved = tempfile.tempdir
-    saved_home = os.environ.get("HOME")
-    os.environ["HOME"] = home
     try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        with mock.patch.dict(os.environ, {"HOME": home}), \
+                contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             rc = renew_dir.entry([str(a) for a in args])
     finally:
         tempfile.tempdir = saved            # the command keeps its scratch in RAM: undo that here
-        if saved_home is None:
-            del os.environ["HOME"]
-        else:
-            os.environ["HOME"] = saved_home
     return rc, out.getvalue(), err.getvalue()
 
 

@@ -24,6 +24,7 @@ from cryptography.x509 import ocsp as x509_ocsp
 
 import pki as pkimod
 from conftest import run_cmd
+from test_watch import watches  # noqa: F401 (fixture)
 
 from ocsptools import haproxy
 
@@ -169,37 +170,33 @@ def test_one_shot_refusal_is_in_the_detail_and_exit_1(tmp_path, pki, responder, 
 # ---------------------------------------------------------------------------
 # ocsp-renew-dir --watch --haproxy-socket with the fake API
 
-def test_watch_pushes_once_per_renewal_and_logs_refusals(tmp_path, pki, responder, api):
-    from test_watch import Watch
+def test_watch_pushes_once_per_renewal_and_logs_refusals(tmp_path, pki, responder, api, watches):
     certs = tmp_path / "certs"
     certs.mkdir()
     for n in ("good1", "good2"):
         shutil.copy(pki.leaves[n].fullchain, certs / f"{n}.pem")
     staples = [certs / f"{n}.pem.ocsp" for n in ("good1", "good2")]
     ok, no = api(), api(NO_MATCH)
-    w = Watch(tmp_path, "--state", tmp_path / "s.json", "--haproxy-socket", ok.spec,
-              "--haproxy-socket", no.spec, certs)
-    try:
-        first = w.wait_for(lambda: (lambda r: r if len(r) == 2 else None)(w.events("renewed")), 10,
-                           "the first renewals")
-        for e in first:                     # the file was replaced; the refusal is in the detail
-            assert f"HAProxy {no.spec} did not take it: refused: OCSP single response: " \
-                   f"Certificate ID does not match" in e["detail"], e
-            assert ok.spec not in e["detail"]
-        pushed = sorted(base64.b64decode(c.split()[-1]) for c in ok.commands)
-        assert pushed == sorted(p.read_bytes() for p in staples) and len(no.commands) == 2
-        # SIGUSR1: everything renewed again, one more push each; nothing else pushed
-        time.sleep(1.05 - time.time() % 1.0)    # thisUpdate has 1-second resolution
-        w.signal(signal.SIGUSR1)
-        w.wait_for(lambda: len(w.events("renewed")) == 4, 10, "the SIGUSR1 renewals")
-        time.sleep(0.5)
-        assert len(ok.commands) == len(no.commands) == 4
-        assert sorted(base64.b64decode(c.split()[-1]) for c in ok.commands[2:]) == \
-            sorted(p.read_bytes() for p in staples)
-        rc, _ = w.stop()
-        assert rc == 0
-    finally:
-        w.close()
+    w = watches(tmp_path, "--state", tmp_path / "s.json", "--haproxy-socket", ok.spec,
+                "--haproxy-socket", no.spec, certs)
+    first = w.wait_for(lambda: (lambda r: r if len(r) == 2 else None)(w.events("renewed")), 10,
+                       "the first renewals")
+    for e in first:                     # the file was replaced; the refusal is in the detail
+        assert f"HAProxy {no.spec} did not take it: refused: OCSP single response: " \
+               f"Certificate ID does not match" in e["detail"], e
+        assert ok.spec not in e["detail"]
+    pushed = sorted(base64.b64decode(c.split()[-1]) for c in ok.commands)
+    assert pushed == sorted(p.read_bytes() for p in staples) and len(no.commands) == 2
+    # SIGUSR1: everything renewed again, one more push each; nothing else pushed
+    time.sleep(1.05 - time.time() % 1.0)    # thisUpdate has 1-second resolution
+    w.signal(signal.SIGUSR1)
+    w.wait_for(lambda: len(w.events("renewed")) == 4, 10, "the SIGUSR1 renewals")
+    time.sleep(0.5)
+    assert len(ok.commands) == len(no.commands) == 4
+    assert sorted(base64.b64decode(c.split()[-1]) for c in ok.commands[2:]) == \
+        sorted(p.read_bytes() for p in staples)
+    rc, _ = w.stop()
+    assert rc == 0
 
 
 # ---------------------------------------------------------------------------

@@ -29,17 +29,45 @@ def parses(command: str) -> None:
     build_parser().parse_args(argv[1:])          # raises UsageError on a bad option
 
 
+#: what both services set: a read-only system, no privilege gain, the state in CacheDirectory
+HARDENING = (("ProtectSystem", "strict"), ("NoNewPrivileges", "true"), ("PrivateTmp", "true"),
+             ("ProtectHome", "true"), ("CacheDirectory", "ocsptools"))
+
+
+def read_write_paths(svc) -> list[str]:
+    """The service's ReadWritePaths, each optional ("-": a missing tree is fine)."""
+    rw = svc["ReadWritePaths"].split()
+    assert rw and all(p.startswith("-/") for p in rw), rw
+    return rw
+
+
+def _exec_lines(text: str) -> list[str]:
+    """ExecStart= of the unit and of its commented-out examples, continuation lines joined."""
+    out = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = re.match(r"^(# )?ExecStart=(.*)$", line)
+        if not m:
+            continue
+        cmd = m.group(2)
+        j = i
+        while cmd.endswith("\\"):
+            j += 1
+            cmd = cmd[:-1] + " " + re.sub(r"^#\s*", "", lines[j]).strip()
+        out.append(cmd)
+    return out
+
+
 def test_service_is_a_hardened_oneshot():
     svc = unit("ocsp-renew-dir.service")["Service"]
     assert svc["Type"] == "oneshot"
     parses(svc["ExecStart"])
-    for key, value in (("ProtectSystem", "strict"), ("NoNewPrivileges", "true"),
-                       ("PrivateTmp", "true"), ("ProtectHome", "true"), ("CacheDirectory", "ocsptools")):
-        assert svc[key] == value
+    for key, value in HARDENING:
+        assert svc[key] == value, key
     assert "AF_INET" in svc["RestrictAddressFamilies"]
-    assert all(p.startswith("-/") for p in svc["ReadWritePaths"].split())   # missing trees are fine
+    read_write_paths(svc)
     text = (ROOT / "contrib" / "systemd" / "ocsp-renew-dir.service").read_text()
-    for line in re.findall(r"^# ExecStart=(.*)$", text, re.M):
+    for line in _exec_lines(text):          # the unit's and its commented-out examples'
         parses(line)
 
 
@@ -80,30 +108,11 @@ def test_cron_lines_are_valid():
 WATCH_UNIT = ROOT / "contrib" / "systemd" / "ocsp-renew-dir-watch.service"
 
 
-def _exec_lines(text: str) -> list[str]:
-    """ExecStart= of the unit and of its commented-out examples, continuation lines joined."""
-    out = []
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        m = re.match(r"^(# )?ExecStart=(.*)$", line)
-        if not m:
-            continue
-        cmd = m.group(2)
-        j = i
-        while cmd.endswith("\\"):
-            j += 1
-            cmd = cmd[:-1] + " " + re.sub(r"^#\s*", "", lines[j]).strip()
-        out.append(cmd)
-    return out
-
-
 def test_watch_service_is_hardened_and_restarts_on_failure():
     svc = unit("ocsp-renew-dir-watch.service")["Service"]
     assert svc["Type"] == "notify" and svc["NotifyAccess"] == "main"
-    for key, value in (("ProtectSystem", "strict"), ("NoNewPrivileges", "true"),
-                       ("Restart", "on-failure"), ("RestartPreventExitStatus", "2"),
-                       ("PrivateTmp", "true"), ("ProtectHome", "true"), ("CacheDirectory", "ocsptools"),
-                       ("KillSignal", "SIGTERM")):
+    for key, value in HARDENING + (("Restart", "on-failure"), ("RestartPreventExitStatus", "2"),
+                                   ("KillSignal", "SIGTERM")):
         assert svc[key] == value, key
     assert svc["ExecReload"] == "/bin/kill -HUP $MAINPID"
     # the daemon promises to be gone within 5 s of SIGTERM: systemd waits longer than that
@@ -115,8 +124,7 @@ def test_watch_service_is_hardened_and_restarts_on_failure():
         parses(cmd)
     # writable: only the staple directories (and the textfile's), each optional ("-"); the
     # trees the example command line names are among them
-    rw = svc["ReadWritePaths"].split()
-    assert rw and all(p.startswith("-/") for p in rw), rw
+    rw = read_write_paths(svc)
     rw_dirs = [p[1:].rstrip("/") for p in rw]
     assert not [d for d in rw_dirs if d in ("", "/etc", "/var", "/usr", "/var/lib")], rw_dirs
     example = build_parser().parse_args(shlex.split(commands[1])[1:])

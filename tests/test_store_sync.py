@@ -65,11 +65,38 @@ def test_writers_in_different_directories_do_not_wait_for_each_other(tmp_path, m
     dirs = [tmp_path / f"d{i}" for i in range(4)]
     for d in dirs:
         d.mkdir()
-    threads = [threading.Thread(target=store.atomic_write, args=(str(d / "s.ocsp"), b"x"))
-               for d in dirs]
+    # every directory's fsync waits in the hook until the fsyncs of all the directories are
+    # running at once: if one directory's fsync held up another, the barrier times out
+    watched = store._fsync_dir_now
+    together = threading.Barrier(len(dirs), timeout=10)
+    count_lock = threading.Lock()
+    running = most = 0
+
+    def overlapping(directory: str) -> None:
+        nonlocal running, most
+        with count_lock:
+            running += 1
+            most = max(most, running)
+        try:
+            together.wait()
+            watched(directory)
+        finally:
+            with count_lock:
+                running -= 1
+    monkeypatch.setattr(store, "_fsync_dir_now", overlapping)
+    errors = []                             # an exception in a thread does not fail the test
+
+    def write(d) -> None:
+        try:
+            store.atomic_write(str(d / "s.ocsp"), b"x")
+        except BaseException as exc:        # reported by the assertions below
+            errors.append(exc)
+    threads = [threading.Thread(target=write, args=(d,)) for d in dirs]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert most == len(dirs), f"at most {most} of {len(dirs)} directory fsyncs ran at once: {errors}"
+    assert errors == []
     assert sorted(d for d, _ in seen) == sorted(str(d) for d in dirs)
     assert store._DIR_SYNCS._dirs == {}        # nothing remembered once idle

@@ -7,6 +7,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The suite mostly waits (servers, responders, timeouts): four workers on two cores.
+PYTEST_WORKERS ?= 4
 
 .PHONY: all venv sysdeps typecheck test test-fast demo bench man clean
 
@@ -30,11 +32,11 @@ typecheck: venv
 	$(PY) -m mypy ocsptools
 
 test: venv sysdeps typecheck
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The suite without the slow and server parts.
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow and not servers" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow and not servers" $(PYTEST_ARGS)
 
 demo: venv
 	$(PY) scripts/demo.py

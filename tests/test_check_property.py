@@ -7,6 +7,7 @@ import base64
 import contextlib
 import io
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,8 @@ def run_in_process(args) -> tuple:
 
 def assert_state_line(rc, out, err):
     assert rc in STATE, (rc, out, err)
-    assert "Traceback" not in out + err and "internal error" not in out + err, out + err
+    # "internal error:" is how a bug of ours is reported (a responder's internalError status is not)
+    assert "Traceback" not in out + err and "internal error:" not in out + err, out + err
     first = out.splitlines()[0]
     assert first.startswith(f"OCSP {STATE[rc]} - "), out
     assert first.count("|") <= 1
@@ -97,7 +99,7 @@ def test_random_bytes(material, data, with_cert):
         assert_state_line(*run_in_process(args))
 
 
-@pytest.mark.parametrize("data", [os.urandom(64), b"\x30\x80" * 100, b"\xff" * 10])
+@pytest.mark.parametrize("data", [bytes(random.Random(64).getrandbits(8) for _ in range(64)), b"\x30\x80" * 100, b"\xff" * 10])
 def test_console_script_on_garbage(material, data, tmp_path):
     """The same through the installed console script and stdin (a real process, real exit code)."""
     _, cert = material

@@ -331,7 +331,10 @@ class HAProxy(ServerProcess):
         self.bin = binary("haproxy", "haproxy")
         self.sites = list(sites)
         self.conf = self.dir / "haproxy.cfg"
-        self.socket = self.dir / "admin.sock"
+        # a UNIX socket path must fit in 97 bytes (HAProxy's limit): pytest's directories, under
+        # xdist's popen-gwN too, may not; a short private directory of its own, removed at stop
+        self._sockdir = Path(tempfile.mkdtemp(prefix="hap-", dir="/tmp"))
+        self.socket = self._sockdir / "admin.sock"
         self.pidfile = self.dir / "haproxy.pid"
         crts = " ".join(f"crt {s.crt}" for s in self.sites)
         self.conf.write_text(f"""\
@@ -355,6 +358,14 @@ frontend tls
 
     def ready(self) -> bool:
         return self.pidfile.exists() and self.socket.exists() and _port_open(self.port)
+
+    def start(self) -> "ServerProcess":
+        self._sockdir.mkdir(exist_ok=True)          # again after a stop()
+        return super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self._sockdir, ignore_errors=True)
 
     def api(self, line: str, timeout: float = 5.0) -> str:
         """One runtime-API command over the admin socket; its answer."""

@@ -34,7 +34,7 @@ _LAZY = {
     "load_target": "api", "load_staple": "api", "fetch_staple": "api", "time_problems": "api",
     "freshness": "api", "write_staple": "api", "install_staple": "api", "renew": "api",
     "RenewResult": "api", "RenewReport": "api", "Target": "fetch", "Decision": "policy",
-    "Problem": "policy",
+    "Problem": "life",
 }
 
 __all__ = [
@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from .api import (RenewReport, RenewResult, fetch_staple, freshness, install_staple,
                       load_staple, load_target, renew, time_problems, write_staple)
     from .fetch import Target
-    from .policy import Decision, Problem
+    from .life import Problem
+    from .policy import Decision
 
 
 def __getattr__(name: str) -> Any:

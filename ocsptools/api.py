@@ -25,7 +25,7 @@ from typing import Callable, List, Optional, Sequence, Union
 
 from dateutil import tz
 
-from . import policy, store, transport, verify
+from . import life, policy, store, transport, verify
 from .errors import InputError, UsageError
 from .fetch import FetchOptions, Target
 from .fetch import fetch_staple as _fetch_staple
@@ -141,10 +141,11 @@ def fetch_staple(cert: Union[PathLike, Target], *, issuer: Optional[PathLike] = 
     return result.staple
 
 
-def time_problems(staple: Staple, now: Now = None) -> List[policy.Problem]:
+def time_problems(staple: Staple, now: Now = None) -> List[life.Problem]:
     """What is wrong with STAPLE's times at NOW (future thisUpdate, expired, no nextUpdate,
-    responder certificate expiring first), with the 5-minute clock skew allowance."""
-    return policy.time_problems(staple, _instant(now))
+    responder or certificate expired, responder certificate expiring first), with the
+    5-minute clock skew allowance (``ocsptools.life.problems`` of its effective life)."""
+    return life.problems(staple.life, _instant(now))
 
 
 def freshness(staple: Optional[Staple], certificate: Certificate, now: Now = None, *,

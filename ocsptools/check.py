@@ -3,8 +3,10 @@
 ``ocsp-check`` stands on this module.  Deciding is kept apart from doing:
 
 * ``judge`` is pure: a Staple, ``now`` and the thresholds give the findings
-  (each a state and one message) -- status, times (``policy.time_problems``),
-  time left against the warning and critical thresholds;
+  (each a state and one message) -- status, times (``life.problems``),
+  time left before the staple stops verifying (its effective life:
+  ``life.Life.end``) against the warning and critical thresholds, which take
+  their percentages of the same window ``ocsp-renew-dir`` renews at half of;
 * ``check_file`` reads a staple file (or stdin), finds its certificate
   (``--cert``, or by convention ``X.ocsp`` beside ``X``) and issuer, verifies
   the response (``verify.verify``) or, without a certificate, only inspects
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO, List, Optional, Sequence, Tuple
 
-from . import nagios, policy, transport, verify
+from . import life, nagios, transport, verify
 from .certs import IssuerFinder, load_file
 from .durations import Threshold, format_duration, parse_threshold
 from .errors import (InputError, IssuerNotFound, OcspToolsError, OpensslError,
@@ -105,16 +107,29 @@ class Result:
         return [m for _, m in self.findings]
 
     @property
-    def remaining_seconds(self) -> Optional[int]:
-        if self.staple is None or self.staple.next_update is None:
+    def valid_until(self) -> Optional[datetime]:
+        """When the staple stops verifying (``life.Life.end``)."""
+        return self.staple.valid_until if self.staple is not None else None
+
+    @property
+    def renewal_due(self) -> Optional[datetime]:
+        """When ``ocsp-renew-dir`` (default settings) renews a good staple."""
+        s = self.staple
+        if s is None or s.cert_status != "good" or s.valid_until is None:
             return None
-        return int((self.staple.next_update - self.now).total_seconds() // 1)
+        return life.renewal_due(s.life)[0]
+
+    @property
+    def remaining_seconds(self) -> Optional[int]:
+        """Seconds before the staple stops verifying (negative once it has)."""
+        end = self.valid_until
+        return None if end is None else int((end - self.now).total_seconds() // 1)
 
     @property
     def lifetime_seconds(self) -> Optional[int]:
-        if self.staple is None or self.staple.lifetime is None:
-            return None
-        return int(self.staple.lifetime.total_seconds())
+        """The length of its effective window [thisUpdate, valid_until]."""
+        span = self.staple.life.span if self.staple is not None else None
+        return None if span is None else int(span.total_seconds())
 
     def add(self, state: int, message: str) -> None:
         self.findings.append((state, message))
@@ -151,14 +166,18 @@ def judge(staple: Staple, now: datetime, warning: Threshold, critical: Threshold
           skew: timedelta = CLOCK_SKEW) -> Judgement:
     """The findings about one staple at NOW (pure).
 
-    CRITICAL: revoked, unknown, expired, thisUpdate in the future, responder
-    certificate expired, time left below the critical threshold.  WARNING:
-    below the warning threshold, no nextUpdate, responder certificate
-    expiring before nextUpdate.  Critical is tested before warning."""
-    lifetime = staple.lifetime
+    The time left is measured to the staple's effective end (``life``: the
+    earliest of nextUpdate, the signer's notAfter and the certificate's
+    notAfter) and percentage thresholds are shares of the same window, so
+    monitoring and renewal judge one span.  CRITICAL: revoked, unknown,
+    expired, thisUpdate in the future, responder or certificate expired, time
+    left below the critical threshold.  WARNING: below the warning threshold,
+    no nextUpdate.  Critical is tested before warning."""
+    lf = staple.life
+    span = lf.span
     # whole seconds, rounded up, so that the verdict, the perfdata ranges and the JSON agree
-    warn_s = nagios.whole_seconds(warning.seconds(lifetime))
-    crit_s = nagios.whole_seconds(critical.seconds(lifetime))
+    warn_s = nagios.whole_seconds(warning.seconds(span))
+    crit_s = nagios.whole_seconds(critical.seconds(span))
     findings: List[Finding] = []
     single = staple.single
     status = staple.cert_status
@@ -170,7 +189,7 @@ def judge(staple: Staple, now: datetime, warning: Threshold, critical: Threshold
                                    "this certificate (wrong issuer or responder?)"))
     elif status != "good":
         findings.append((CRITICAL, f"unexpected certificate status {status!r}"))
-    problems = policy.time_problems(staple, now, skew=skew)
+    problems = life.problems(lf, now, skew=skew)
     codes = {p.code for p in problems}
     for p in problems:
         if p.code == "expired":
@@ -180,21 +199,28 @@ def judge(staple: Staple, now: datetime, warning: Threshold, critical: Threshold
             findings.append((WARNING, f"{status}, no nextUpdate: HAProxy and Exim refuse to staple "
                                       f"such a response"))
         elif p.code == "signer-expires-early":
-            left = (staple.signer_not_after - now).total_seconds()  # type: ignore[operator]
-            state = nagios.worst([WARNING, nagios.below(left, warn_s, crit_s)])
-            findings.append((state, f"{p.message} (in {human(left)})"))
+            continue            # the time left below is measured to that instant
         else:
-            findings.append((CRITICAL if p.severity == policy.ERROR else WARNING, p.message))
-    if status == "good" and staple.next_update is not None and "expired" not in codes:
-        left = (staple.next_update - now).total_seconds()
+            findings.append((CRITICAL if p.severity == life.ERROR else WARNING, p.message))
+    end = lf.end
+    if status == "good" and end is not None and not codes & ENDED:
+        left = (end - now).total_seconds()
         state = nagios.below(left, warn_s, crit_s)
-        text = f"good, {human(left)} left (next update {iso(staple.next_update)})"
+        if lf.ended_by == life.NEXT_UPDATE:
+            text = f"good, {human(left)} left (next update {iso(end)})"
+        else:
+            text = (f"good, {human(left)} left (until {lf.ended_by} {iso(end)}, before next "
+                    f"update {iso(staple.next_update)})")
         if state == CRITICAL:
-            text += f", below the critical threshold {describe_threshold(critical, crit_s, lifetime)}"
+            text += f", below the critical threshold {describe_threshold(critical, crit_s, span)}"
         elif state == WARNING:
-            text += f", below the warning threshold {describe_threshold(warning, warn_s, lifetime)}"
+            text += f", below the warning threshold {describe_threshold(warning, warn_s, span)}"
         findings.append((state, text))
     return Judgement(tuple(nagios.by_severity(findings)), warn_s, crit_s)
+
+
+#: Problems after which a staple has no time left to judge.
+ENDED = frozenset(("expired", "signer-expired", "cert-expired"))
 
 
 def certificate_candidates(staple_path: str) -> List[str]:

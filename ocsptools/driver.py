@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import policy, store, transport, verify
+from . import life, policy, store, transport, verify
 from .certs import IssuerFinder, read_input
 from .discovery import Candidate
 from .errors import FetchError, InputError, OcspToolsError, OpensslError, StoreError
@@ -336,8 +336,9 @@ class Driver:
                 and not cert_newer(item) and item.key not in self.force
                 and win[0] <= now < win[1] and not self.opts.verbose):
             st = _staple_facts(entry.get("staple"))
+            lf = st.life(from_epoch(entry["na"])) if st is not None else None
             item.decision = Decision(policy.FRESH, "fresh (state cache)", renew_at=from_epoch(win[1]),
-                                     valid_until=st.usable_until if st is not None else None)
+                                     valid_until=lf.end if lf is not None else None)
             return True
         item.cert = _cert_facts(entry)
         item.staple = _staple_facts(entry.get("staple"))
@@ -366,8 +367,10 @@ class Driver:
         if st is not None and st.status == "good" and st.serial == item.cert.serial \
                 and st.next_update is not None and st.this_update is not None:
             ropts = renew_options_for(item.cand, self.opts.renew)
-            start, due, _ = policy.renewal_window(item.cert, st, ropts)
-            entry["win"] = [to_epoch(start), to_epoch(due)]
+            lf = st.life(item.cert.not_after)
+            assert lf is not None
+            due, _ = life.renewal_due(lf, ropts.rule)
+            entry["win"] = [to_epoch(lf.this_update - ropts.skew), to_epoch(due)]
             entry["win_key"] = ropts.key()
         item.entry = entry
         self.cache.put(item.key, entry)
@@ -744,9 +747,10 @@ class Driver:
 
     def _kept(self, item: Item) -> str:
         st = item.staple
-        if st is not None and st.status == "good" and st.serial == item.tgt.leaf.serial \
-                and st.usable_until is not None and st.usable_until > self.now:
-            return f"; the installed staple was kept, valid until {iso(st.usable_until)}"
+        lf = st.life(item.tgt.leaf.not_after) if st is not None else None
+        if st is not None and lf is not None and st.status == "good" \
+                and st.serial == item.tgt.leaf.serial and lf.end is not None and lf.end > self.now:
+            return f"; the installed staple was kept, valid until {iso(lf.end)}"
         if item.staple_id is not None:
             return "; the installed staple was kept (it is not valid)"
         return "; no staple installed"
@@ -782,10 +786,8 @@ class Driver:
                                            f"(thisUpdate {iso(staple.this_update)}); kept")
             item.outcome = "unchanged"
             return
-        assert item.cert is not None
-        _, due, _ = policy.renewal_window(item.cert, StapleFacts.of(staple),
-                                          renew_options_for(item.cand, self.opts.renew))
-        detail = f"good until {iso(staple.usable_until)}, renewal due at {iso(due)}"
+        due, _ = life.renewal_due(staple.life, renew_options_for(item.cand, self.opts.renew).rule)
+        detail = f"good until {iso(staple.valid_until)}, renewal due at {iso(due)}"
         if result.warnings:
             detail += "; warning: " + "; ".join(result.warnings)
         if self.after_install is not None:
@@ -813,7 +815,7 @@ class Driver:
             st = item.staple
             current = st if (st is not None and st.status is not None
                              and st.serial == target.leaf.serial) else None
-        newer = policy.newer_facts(new, current)
+        newer = life.newer(staple.version, current.version if current is not None else None)
         if newer is False:
             from .errors import StaleResponse
             assert current is not None

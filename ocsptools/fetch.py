@@ -2,7 +2,7 @@
 
 This is the service ``ocsp-fetch`` (and later ``ocsp-renew-dir``) stands on.
 Deciding is kept apart from doing: ``fetch_staple`` only obtains and
-verifies a response; ``install`` decides (purely, through ``policy``)
+verifies a response; ``install`` decides (purely, through ``life.newer``)
 whether it may replace the installed file and then writes it atomically.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from . import policy, store, transport, verify
+from . import life, store, transport, verify
 from .certs import IssuerFinder, load_file
 from .errors import (CertStatusError, FetchError, InputError, NotApplicable, OpensslError,
                      ResponderStatusError, ResponseError, Revoked, StaleResponse)
@@ -135,12 +135,12 @@ def _ask(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, urls: Tu
         except OpensslError as exc:     # e.g. openssl timed out on this answer: try the next URL
             failures.append(f"{url}: checking the answer failed: {exc}")
             continue
-        problems = policy.time_problems(staple, now())
-        errs = policy.errors(problems)
+        problems = life.problems(staple.life, now())
+        errs = life.errors(problems)
         if errs:
             failures.append(f"{url}: " + "; ".join(p.message for p in errs))
             continue
-        warnings = [p.message for p in problems if p.severity == policy.WARNING]
+        warnings = [p.message for p in problems if p.severity == life.WARNING]
         if nonce is not None:
             if staple.info.nonce is None:
                 warnings.append("the responder did not echo the nonce (many do not; "
@@ -180,7 +180,7 @@ def installed_staple(path: str, target: Target, ossl: OpenSSL, now: datetime) ->
         staple = verify.verify(decode_staple(data), target.leaf, target.issuer, ossl, label=path)
     except ResponseError:
         return None
-    if any(p.code == "future" for p in policy.time_problems(staple, now)):
+    if any(p.code == "future" for p in life.problems(staple.life, now)):
         return None
     return staple
 
@@ -200,7 +200,7 @@ def install(path: str, staple: Staple, target: Target, ossl: OpenSSL, now: datet
     nothing."""
     current = None if force else installed_staple(path, target, ossl, now)
     if current is not None:
-        newer = policy.newer_than(staple, current)
+        newer = life.newer(staple.version, current.version)
         if newer is False:
             raise StaleResponse(
                 f"{path}: the responder's answer (thisUpdate {iso(staple.this_update)}) is older "

@@ -39,6 +39,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 from dateutil import parser as dateparser
 from dateutil import tz
 
+from .codec import der as der_codec
 from .errors import OpensslError
 from .staple import Certificate, ResponseInfo, SingleResponse, normalize_hex, pem_encode
 
@@ -146,9 +147,9 @@ def parse_cert_text(block: Sequence[str]) -> dict:
         elif line.startswith("Subject:") and "subject" not in fields:
             fields["subject"] = line[len("Subject:"):].strip()
         elif line.startswith("Not Before:"):
-            fields["not_before"] = parse_time(line.split(":", 1)[1])
+            fields["not_before"] = parse_time(line.partition(":")[2])
         elif line.startswith("Not After"):
-            fields["not_after"] = parse_time(line.split(":", 1)[1])
+            fields["not_after"] = parse_time(line.partition(":")[2])
         elif line.split(":", 1)[0] in _CERT_EXTENSIONS:
             ext = line.split(":", 1)[0]
             depth = _indent(block[i])
@@ -467,12 +468,16 @@ def split_pem_certs(data: bytes) -> List[bytes]:
 
 
 def to_certificate(der: bytes, fields: dict) -> Certificate:
+    try:
+        kh: Optional[str] = der_codec.key_hash(der)
+    except der_codec.DerError:
+        kh = None
     return Certificate(der=der, subject=fields["subject"], issuer=fields["issuer"],
                        serial=fields["serial"], not_before=fields["not_before"],
                        not_after=fields["not_after"], ocsp_urls=tuple(fields["ocsp_urls"]),
                        ca_issuers_urls=tuple(fields["ca_issuers_urls"]), is_ca=fields["is_ca"],
                        must_staple=fields["must_staple"], ocsp_signing=fields["ocsp_signing"],
-                       ski=fields["ski"], aki=fields["aki"])
+                       ski=fields["ski"], aki=fields["aki"], key_hash=kh)
 
 
 # --------------------------------------------------------------------------

@@ -1,76 +1,21 @@
-"""Pure decisions about staples: are its times acceptable, is it newer, renew now?
+"""ocsp-renew-dir's pure renewal decision: from certificate and staple facts to fresh, renew or skip.
 
 Nothing here reads the clock or touches a file: the caller passes ``now``
-(timezone-aware UTC).  That keeps every rule testable with any instant.
+(timezone-aware UTC).  The times themselves (a staple's effective life, its
+due instant) come from ``ocsptools.life``, the one model every consumer
+shares.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import List, Optional
+from typing import Optional, Tuple
 
-from .staple import CLOCK_SKEW, Staple, iso
+from . import life
+from .life import CLOCK_SKEW, Life, iso
+from .staple import Staple
 
-# Problem severities.
-ERROR = "error"
-WARNING = "warning"
-
-
-@dataclass(frozen=True)
-class Problem:
-    code: str          # future | expired | no-next-update | signer-expires-early | signer-expired
-    severity: str      # error | warning
-    message: str
-
-
-def time_problems(staple: Staple, now: datetime, *, skew: timedelta = CLOCK_SKEW) -> List[Problem]:
-    """What is wrong with a staple's times at ``now``, allowing ``skew`` for clock differences.
-
-    * thisUpdate more than ``skew`` in the future: error;
-    * nextUpdate absent: error for a staple (servers such as Exim and HAProxy
-      ignore such responses; callers may downgrade it);
-    * nextUpdate at or before now: error (expired);
-    * responder certificate expiring before nextUpdate: warning naming the instant.
-    """
-    problems: List[Problem] = []
-    if staple.this_update > now + skew:
-        problems.append(Problem("future", ERROR,
-                                f"thisUpdate {iso(staple.this_update)} is in the future "
-                                f"(more than {int(skew.total_seconds() // 60)} minutes ahead of this clock)"))
-    if staple.next_update is None:
-        problems.append(Problem("no-next-update", ERROR,
-                                "the response has no nextUpdate (servers will not staple it)"))
-    elif staple.next_update <= now:
-        problems.append(Problem("expired", ERROR, f"expired at nextUpdate {iso(staple.next_update)}"))
-    if staple.signer_not_after is not None:
-        if staple.signer_not_after <= now:
-            problems.append(Problem("signer-expired", ERROR,
-                                    f"the responder certificate expired at {iso(staple.signer_not_after)}"))
-        elif staple.signer_expires_early:
-            problems.append(Problem("signer-expires-early", WARNING,
-                                    f"the responder certificate expires at {iso(staple.signer_not_after)}, "
-                                    f"before nextUpdate {iso(staple.next_update)}: the staple becomes "
-                                    f"unverifiable then"))
-    return problems
-
-
-def errors(problems: List[Problem]) -> List[Problem]:
-    return [p for p in problems if p.severity == ERROR]
-
-
-def newer_than(candidate: Staple, installed: Optional[Staple]) -> Optional[bool]:
-    """True if CANDIDATE is newer than INSTALLED, False if older, None if as new (or nothing installed).
-
-    "Newer" compares thisUpdate; producedAt breaks a tie."""
-    return newer_facts(StapleFacts.of(candidate), None if installed is None else StapleFacts.of(installed))
-
-
-# --------------------------------------------------------------------------
-# Renewal: the freshness rule of ocsp-renew-dir (pure)
-# --------------------------------------------------------------------------
-
-from typing import Tuple  # noqa: E402  (this section's own import)
 
 @dataclass(frozen=True)
 class CertFacts:
@@ -111,10 +56,16 @@ class StapleFacts:
     def unusable(cls, problem: str) -> "StapleFacts":
         return cls(problem=problem)
 
+    def life(self, cert_not_after: Optional[datetime] = None) -> Optional[Life]:
+        """The staple's effective validity, bounded by CERT_NOT_AFTER too (None when unusable)."""
+        if self.this_update is None:
+            return None
+        return Life(self.this_update, self.next_update, self.signer_not_after, cert_not_after)
+
     @property
-    def usable_until(self) -> Optional[datetime]:
-        candidates = [t for t in (self.next_update, self.signer_not_after) if t is not None]
-        return min(candidates) if candidates else None
+    def version(self) -> Tuple[Optional[datetime], Optional[datetime]]:
+        """(thisUpdate, producedAt): what ``life.newer`` compares."""
+        return (self.this_update, self.produced_at)
 
 
 @dataclass(frozen=True)
@@ -124,10 +75,13 @@ class RenewOptions:
     always: bool = False                     # -B
     skew: timedelta = CLOCK_SKEW
 
+    @property
+    def rule(self) -> life.RenewalRule:
+        return life.RenewalRule(share=self.renew_at / 100.0, min_validity=self.min_validity)
+
     def key(self) -> str:
         """A stable text naming what the renewal instant depends on (for the state cache)."""
-        mv = "" if self.min_validity is None else str(int(self.min_validity.total_seconds()))
-        return f"{self.renew_at:g}/{mv}"
+        return self.rule.key()
 
 
 FRESH = "fresh"
@@ -141,39 +95,7 @@ class Decision:
     action: str                             # fresh | renew | cert-expired | not-applicable
     reason: str
     renew_at: Optional[datetime] = None     # when a good staple falls due
-    valid_until: Optional[datetime] = None  # the installed staple's usable_until, if any
-
-
-def renewal_window(cert: CertFacts, staple: StapleFacts,
-                   opts: RenewOptions) -> Tuple[datetime, datetime, str]:
-    """(start, due, why) for a good staple: it counts as fresh from START (thisUpdate less
-    the skew) until DUE.
-
-    The staple's usable span runs from max(certificate notBefore, thisUpdate)
-    to the earliest of nextUpdate, the responder certificate's notAfter and
-    the certificate's notAfter; DUE is the earlier of the point where
-    ``renew_at`` percent of that span has elapsed and ``min_validity`` before
-    its end, so it never falls after either notAfter."""
-    assert staple.this_update is not None and staple.next_update is not None
-    begin = max(cert.not_before, staple.this_update)
-    ends = [(staple.next_update, "nextUpdate"), (cert.not_after, "the certificate's notAfter")]
-    if staple.signer_not_after is not None:
-        ends.append((staple.signer_not_after, "the responder certificate's notAfter"))
-    end, end_name = min(ends, key=lambda t: t[0])
-    span = max(end - begin, timedelta(0))
-    due = begin + span * (opts.renew_at / 100.0)
-    why = f"{opts.renew_at:g}% of its lifetime elapsed at {iso(due)}"
-    if opts.min_validity is not None and end - opts.min_validity < due:
-        due = end - opts.min_validity
-        why = f"less than {_fmt_delta(opts.min_validity)} before {end_name} {iso(end)}"
-    if end_name != "nextUpdate" and due == end:
-        why = f"{end_name} {iso(end)} reached"
-    return staple.this_update - opts.skew, due, why
-
-
-def _fmt_delta(delta: timedelta) -> str:
-    from .durations import format_duration
-    return format_duration(delta)
+    valid_until: Optional[datetime] = None  # the installed staple's effective end, if any
 
 
 def renewal_decision(cert: CertFacts, staple: Optional[StapleFacts], now: datetime,
@@ -181,20 +103,21 @@ def renewal_decision(cert: CertFacts, staple: Optional[StapleFacts], now: dateti
                      cert_newer: bool = False) -> Decision:
     """Renew now, or fresh until when?  Pure: facts, the clock, the options.
 
-    Order: an expired certificate is skipped; a certificate with no
-    responder (``applicable`` false) is not applicable; then a missing,
-    unusable, foreign (re-issued certificate) or non-good staple, one
-    without nextUpdate or dated in the future, is renewed at once; a good
-    one is renewed from its due instant (``renewal_window``), or at once
-    with ``always`` or (make's rule) when the certificate file is newer than
-    the staple file (``cert_newer``)."""
-    if now >= cert.not_after:
-        return Decision(CERT_EXPIRED, f"certificate expired at {iso(cert.not_after)}; skipped")
+    Order: a certificate with no responder (``applicable`` false) is not
+    applicable, whatever else is true of it; an expired certificate is skipped;
+    then a missing, unusable, foreign (re-issued certificate) or non-good
+    staple, one without nextUpdate or dated in the future, is renewed at once;
+    a good one is renewed from its due instant (``life.renewal_due`` of its
+    effective life), or at once with ``always`` or (make's rule) when the
+    certificate file is newer than the staple file (``cert_newer``)."""
     if not applicable:
         return Decision(NOT_APPLICABLE, "no OCSP responder in the certificate (not applicable)")
+    if now >= cert.not_after:
+        return Decision(CERT_EXPIRED, f"certificate expired at {iso(cert.not_after)}; skipped")
     if staple is None:
         return Decision(RENEW, "no staple yet")
-    until = staple.usable_until
+    lf = staple.life(cert.not_after)
+    until = lf.end if lf is not None else None
     if staple.status is None and (staple.serial is None or staple.serial == cert.serial):
         return Decision(RENEW, f"unusable staple: {staple.problem}")
     if staple.serial != cert.serial:
@@ -202,16 +125,17 @@ def renewal_decision(cert: CertFacts, staple: Optional[StapleFacts], now: dateti
                                f"is serial {_hex(cert.serial)} (re-issued)")
     if staple.status != "good":
         return Decision(RENEW, f"the staple says {staple.status}", valid_until=until)
-    if staple.next_update is None:
+    if lf is None or until is None:
         return Decision(RENEW, "the staple has no nextUpdate (servers will not staple it)")
-    assert staple.this_update is not None
-    if staple.this_update > now + opts.skew:
-        return Decision(RENEW, f"the staple's thisUpdate {iso(staple.this_update)} is in the future",
+    wrong = {p.code for p in life.errors(life.problems(lf, now, skew=opts.skew))}
+    if "future" in wrong:
+        return Decision(RENEW, f"the staple's thisUpdate {iso(lf.this_update)} is in the future",
                         valid_until=until)
-    if until is not None and until <= now:
-        what = "expired" if until == staple.next_update else "became unverifiable (responder certificate expired)"
+    if wrong:
+        what = ("expired" if lf.ended_by == life.NEXT_UPDATE
+                else "became unverifiable (responder certificate expired)")
         return Decision(RENEW, f"the staple {what} at {iso(until)}", valid_until=until)
-    _, due, why = renewal_window(cert, staple, opts)
+    due, why = life.renewal_due(lf, opts.rule)
     if opts.always:
         return Decision(RENEW, "--always-renew", renew_at=due, valid_until=until)
     if cert_newer:
@@ -227,16 +151,3 @@ def _hex(serial: Optional[int]) -> str:
     if serial is None:
         return "?"
     return format(serial, "X") if serial >= 0 else "-" + format(-serial, "X")
-
-
-def newer_facts(candidate: StapleFacts, installed: Optional[StapleFacts]) -> Optional[bool]:
-    """``newer_than`` for facts: thisUpdate decides, producedAt breaks a tie."""
-    if installed is None or installed.this_update is None:
-        return True
-    assert candidate.this_update is not None
-    if candidate.this_update != installed.this_update:
-        return candidate.this_update > installed.this_update
-    a, b = candidate.produced_at, installed.produced_at
-    if a is not None and b is not None and a != b:
-        return a > b
-    return None

@@ -35,7 +35,7 @@ def error_line(message: str) -> str:
 
 
 def perfdata(results: Sequence[Result]) -> List[str]:
-    """Seconds left before nextUpdate per staple, thresholds in range syntax (``259200:``)."""
+    """Seconds left before each staple stops verifying, thresholds in range syntax (``259200:``)."""
     items = []
     for label, r in zip(nagios.unique_labels(r.label for r in results), results):
         if r.not_applicable:
@@ -159,6 +159,8 @@ def as_dict(r: Result) -> dict:
         "this_update": iso(s.this_update) if s is not None else None,
         "next_update": iso(s.next_update) if s is not None else None,
         "produced_at": iso(s.produced_at) if s is not None else None,
+        "valid_until": iso(r.valid_until),
+        "renewal_due": iso(r.renewal_due),
         "remaining_seconds": r.remaining_seconds,
         "lifetime_seconds": r.lifetime_seconds,
         "warning_seconds": nagios.whole_seconds(r.warning_seconds),
@@ -214,10 +216,15 @@ METRICS = (
      lambda r: _ts(r.staple.next_update) if r.staple else None),
     ("ocsp_staple_produced_at_timestamp_seconds", "producedAt of the staple, Unix time.",
      lambda r: _ts(r.staple.produced_at) if r.staple else None),
-    ("ocsp_staple_remaining_seconds", "Seconds left before nextUpdate (negative once expired).",
+    ("ocsp_staple_valid_until_timestamp_seconds",
+     "When the staple stops verifying (the earliest of nextUpdate, the signer's and the "
+     "certificate's notAfter), Unix time.",
+     lambda r: _ts(r.valid_until)),
+    ("ocsp_staple_remaining_seconds",
+     "Seconds left before the staple stops verifying (negative once it has).",
      lambda r: r.remaining_seconds),
-    ("ocsp_staple_lifetime_seconds", "nextUpdate minus thisUpdate, seconds.",
-     lambda r: r.lifetime_seconds),
+    ("ocsp_staple_lifetime_seconds", "Length of the staple's effective window (from thisUpdate), "
+     "seconds.", lambda r: r.lifetime_seconds),
     ("ocsp_staple_signer_not_after_timestamp_seconds",
      "Expiry of the certificate that signed the staple, Unix time.",
      lambda r: _ts(r.staple.signer_not_after) if r.staple else None),

@@ -16,18 +16,13 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Optional, Tuple
 
-#: How far ahead of our clock a thisUpdate may lie before we call it "in the future".
-CLOCK_SKEW = timedelta(minutes=5)
+from .life import CLOCK_SKEW, Life, iso
 
-
-def iso(dt: Optional[datetime]) -> Optional[str]:
-    """ISO 8601 UTC with a Z, to the second (``2026-11-28T12:00:00Z``)."""
-    if dt is None:
-        return None
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = ["CLOCK_SKEW", "iso", "Certificate", "SingleResponse", "ResponseInfo", "Staple",
+           "encode_staple", "decode_staple", "pem_encode", "normalize_name", "normalize_hex", "FORMATS"]
 
 
 def pem_encode(der: bytes, label: str = "CERTIFICATE") -> str:
@@ -92,6 +87,7 @@ class Certificate:
     ocsp_signing: bool = False
     ski: Optional[str] = None
     aki: Optional[str] = None
+    key_hash: Optional[str] = None      # SHA-1 of the subjectPublicKey bits, hex (ResponderID byKey)
 
     @property
     def serial_hex(self) -> str:
@@ -158,16 +154,20 @@ class ResponseInfo:
 
     def signer(self) -> Optional[Certificate]:
         """The embedded certificate named by the ResponderID, if embedded."""
-        rid = self.responder_id
-        if not rid:
-            return None
         for cert in self.certs:
-            if "=" in rid:
-                if normalize_name(cert.subject) == normalize_name(rid):
-                    return cert
-            elif cert.ski and cert.ski == normalize_hex(rid):
+            if self.names(cert):
                 return cert
         return None
+
+    def names(self, cert: Certificate) -> bool:
+        """Does the ResponderID name CERT?  byName: its subject; byKey: the SHA-1 hash of its
+        subjectPublicKey (RFC 6960 4.2.2.3; a SubjectKeyIdentifier is only a hint, never used)."""
+        rid = self.responder_id
+        if not rid:
+            return False
+        if "=" in rid:
+            return normalize_name(cert.subject) == normalize_name(rid)
+        return cert.key_hash is not None and cert.key_hash == normalize_hex(rid)
 
     def find(self, serial: int) -> Tuple[SingleResponse, ...]:
         return tuple(r for r in self.responses if r.serial == serial)
@@ -188,6 +188,7 @@ class Staple:
     verified: bool = False
     signer_not_after: Optional[datetime] = None
     messages: Tuple[str, ...] = field(default=())
+    cert_not_after: Optional[datetime] = None    # the certificate's, when verified for one
 
     @property
     def cert_status(self) -> str:
@@ -210,23 +211,17 @@ class Staple:
         return self.single.serial
 
     @property
-    def lifetime(self) -> Optional[timedelta]:
-        if self.next_update is None:
-            return None
-        return self.next_update - self.this_update
-
-    def remaining(self, now: datetime) -> Optional[timedelta]:
-        if self.next_update is None:
-            return None
-        return self.next_update - now
+    def life(self) -> Life:
+        """Its effective validity (``ocsptools.life``): until the earliest of nextUpdate, the
+        signer's notAfter and the certificate's notAfter."""
+        return Life(self.this_update, self.next_update, self.signer_not_after, self.cert_not_after)
 
     @property
-    def usable_until(self) -> Optional[datetime]:
-        """When a TLS client stops accepting it: nextUpdate, or earlier if the signer expires first."""
-        candidates = [t for t in (self.next_update, self.signer_not_after) if t is not None]
-        return min(candidates) if candidates else None
+    def valid_until(self) -> Optional[datetime]:
+        """When TLS clients stop accepting it (``life.end``); None without nextUpdate."""
+        return self.life.end
 
     @property
-    def signer_expires_early(self) -> bool:
-        return (self.signer_not_after is not None and self.next_update is not None
-                and self.signer_not_after < self.next_update)
+    def version(self) -> Tuple[datetime, Optional[datetime]]:
+        """(thisUpdate, producedAt): what ``life.newer`` compares."""
+        return (self.this_update, self.produced_at)

@@ -18,10 +18,10 @@ What it guarantees:
   handshake: anything unexpected is logged and answered with no staple;
 * only a staple that fully verified for that certificate (``verify.verify``:
   signature, responder authorisation, CertID), says ``good`` and is valid at
-  this instant (``policy.time_problems``; never past nextUpdate or the
-  responder certificate's notAfter) is ever served;
-* a background thread refreshes each staple before half of its usable span
-  [thisUpdate, min(nextUpdate, responder notAfter)] has elapsed (a little
+  this instant (``ocsptools.life``: never past nextUpdate, the responder
+  certificate's or the certificate's notAfter) is ever served;
+* a background thread refreshes each staple before half of its effective life
+  [thisUpdate, min(nextUpdate, responder and certificate notAfter)] has elapsed (a little
   earlier, at random, so several workers do not ask at once), and on failure
   retries with exponential backoff (1 minute doubling to 1 hour, never past
   the current staple's expiry) while it keeps serving the valid staple;
@@ -42,8 +42,8 @@ Revoked: the response is kept (persisted, so a restart knows) but never
 served, and the old ``good`` staple stops being served; it is re-checked
 hourly.  ``unknown`` and every fetch failure keep the current staple.
 
-The schedule is pure (``refresh_time``, ``retry_time``, ``servable`` take
-``now``); the ``Stapler`` takes a ``clock`` so tests drive it without sleeping.
+The schedule is pure (``next_refresh``, ``retry_at``, ``servable`` take
+``now``; the rules are ``ocsptools.life``'s); the ``Stapler`` takes a ``clock`` so tests drive it without sleeping.
 Optional Prometheus metrics: ``Stapler.register_metrics()`` (extra
 ``metrics``, ``ocsptools._metrics``).
 """
@@ -61,7 +61,7 @@ from datetime import datetime, timedelta, timezone
 from typing import (Any, Callable, Dict, List, Optional, Protocol, Sequence, Set, Tuple, TypeVar,
                     Union)
 
-from . import policy, store, transport
+from . import life, store, transport
 from .errors import (CertStatusError, FetchError, LockBusy, NotApplicable, OcspToolsError,
                      Revoked, StaleResponse, StoreError, UsageError)
 from .fetch import FetchOptions, Target, fetch_staple, install, installed_staple, load_target, require_good
@@ -74,8 +74,8 @@ __all__ = [
     "CertificateStatus",
     "servable",
     "serve_window",
-    "refresh_time",
-    "retry_time",
+    "next_refresh",
+    "retry_at",
     "system_clock",
     "STAPLED",
     "UNSTAPLED",
@@ -118,17 +118,18 @@ def system_clock() -> datetime:
 
 @dataclass(frozen=True)
 class Schedule:
-    """When to refresh and how to back off.
+    """When to refresh and how to back off (the rules are ``ocsptools.life``'s; these are the
+    Stapler's settings of them).
 
-    ``refresh_at``: fraction of the staple's usable span after which it is
-    refreshed (0.5: half-life).  ``jitter``: refresh up to this fraction of
-    the span earlier, at random, so workers sharing a responder spread out
-    (0 in tests).  ``min_interval``: never ask again sooner than this after
-    an answer.  ``backoff_first`` doubling up to ``backoff_max`` after
-    failures."""
+    ``refresh_at``: share of the staple's effective life after which it is
+    refreshed (0.5: half-life).  ``jitter``: refresh earlier by up to this
+    fraction of the time left until then, at random, so workers sharing a
+    responder spread out (0 in tests).  ``min_interval``: never ask again
+    sooner than this after an answer.  ``backoff_first`` doubling up to
+    ``backoff_max`` after failures."""
 
-    refresh_at: float = 0.5
-    jitter: float = 0.1
+    refresh_at: float = life.RENEW_SHARE
+    jitter: float = life.JITTER
     min_interval: timedelta = timedelta(minutes=1)
     backoff_first: timedelta = timedelta(minutes=1)
     backoff_max: timedelta = timedelta(hours=1)
@@ -136,13 +137,22 @@ class Schedule:
     def __post_init__(self) -> None:
         if not 0.0 < self.refresh_at < 1.0:
             raise UsageError(f"refresh_at must lie between 0 and 1, not {self.refresh_at!r}")
-        if not 0.0 <= self.jitter < self.refresh_at:
-            raise UsageError(f"jitter must lie in [0, refresh_at), not {self.jitter!r}")
+        if not 0.0 <= self.jitter <= 1.0:
+            raise UsageError(f"jitter must lie in [0, 1], not {self.jitter!r}")
         for name in ("min_interval", "backoff_first", "backoff_max"):
             if getattr(self, name) <= timedelta(0):
                 raise UsageError(f"{name} must be a positive duration")
         if self.backoff_first > self.backoff_max:
             raise UsageError("backoff_first must not exceed backoff_max")
+
+    @property
+    def rule(self) -> life.RenewalRule:
+        return life.RenewalRule(share=self.refresh_at)
+
+    @property
+    def backoff(self) -> life.Backoff:
+        return life.Backoff(base=self.backoff_first.total_seconds(),
+                            cap=self.backoff_max.total_seconds())
 
 
 def serve_window(staple: Optional[Staple], leaf: Certificate, *,
@@ -150,73 +160,39 @@ def serve_window(staple: Optional[Staple], leaf: Certificate, *,
     """The instants [start, end) during which STAPLE may be stapled to LEAF's handshakes, or None.
 
     Only a verified ``good`` response for LEAF's serial, with a nextUpdate,
-    qualifies; it may be served from SKEW before its thisUpdate until the
-    earliest of its nextUpdate, its responder certificate's notAfter and
-    LEAF's notAfter."""
+    qualifies; it may be served from SKEW before its thisUpdate until its
+    effective end (``life``: the earliest of its nextUpdate, its responder
+    certificate's notAfter and LEAF's notAfter)."""
     if staple is None or not staple.verified or staple.cert_status != "good":
         return None
-    if staple.serial != leaf.serial or staple.next_update is None:
+    if staple.serial != leaf.serial:
         return None
-    until = staple.usable_until
-    if until is None:
+    lf = replace(staple.life, cert_not_after=leaf.not_after)
+    if lf.end is None:
         return None
-    return staple.this_update - skew, min(until, leaf.not_after)
+    return lf.this_update - skew, lf.end
 
 
 def servable(staple: Optional[Staple], leaf: Certificate, now: datetime, *,
              skew: timedelta = CLOCK_SKEW) -> bool:
-    """May STAPLE be stapled to LEAF's handshakes at NOW?  (NOW inside ``serve_window``.)
-
-    Only a verified ``good`` response for LEAF's serial whose thisUpdate is
-    not more than SKEW ahead, whose nextUpdate (and responder certificate)
-    have not passed, for a certificate that has not expired."""
+    """May STAPLE be stapled to LEAF's handshakes at NOW?  (NOW inside ``serve_window``.)"""
     window = serve_window(staple, leaf, skew=skew)
     return window is not None and window[0] <= now < window[1]
 
 
-def _not_past(at: datetime, now: datetime, end: Optional[datetime], margin: timedelta) -> datetime:
-    """AT, but no later than MARGIN before END (while that is still ahead, else MARGIN from NOW)."""
-    if end is None:
-        return at
-    return min(at, max(end - margin, now + margin))
+def next_refresh(staple: Staple, now: datetime, schedule: Schedule, rand: float) -> datetime:
+    """When the Stapler refreshes STAPLE: ``life.renewal_instant`` with the schedule's settings."""
+    due, _ = life.renewal_due(staple.life, schedule.rule)
+    return life.renewal_instant(now, due, staple.valid_until, rand=rand, jitter=schedule.jitter,
+                                floor=schedule.min_interval)
 
 
-def refresh_time(staple: Staple, now: datetime, schedule: Schedule = Schedule(),
-                 rand: float = 0.0) -> datetime:
-    """When to refresh STAPLE: at ``refresh_at`` (less ``jitter * rand``) of its usable span.
-
-    The span is [thisUpdate, min(nextUpdate, responder notAfter)].  Never
-    sooner than ``min_interval`` from NOW (a responder handing out
-    pre-produced answers past their half-life is not asked in a loop), and
-    never later than ``min_interval`` before the span ends."""
-    end = staple.usable_until
-    if end is None:                     # no nextUpdate: never served; ask again soon
-        return now + schedule.min_interval
-    span = max(end - staple.this_update, timedelta(0))
-    fraction = schedule.refresh_at - schedule.jitter * min(max(rand, 0.0), 1.0)
-    due = max(staple.this_update + span * fraction, now + schedule.min_interval)
-    return _not_past(due, now, end, schedule.min_interval)
-
-
-def retry_time(now: datetime, failures: int, schedule: Schedule = Schedule(), *,
-               retry_after: Optional[float] = None,
-               valid_until: Optional[datetime] = None) -> datetime:
-    """When to try again after FAILURES consecutive failures (1 = the first).
-
-    ``backoff_first`` doubling per failure, capped at ``backoff_max``; a
-    responder's Retry-After lengthens it (up to the cap); and while a staple
-    is still being served (VALID_UNTIL), never later than ``backoff_first``
-    before it expires, so the last attempts come in time."""
-    exponent = max(failures, 1) - 1
-    first = schedule.backoff_first.total_seconds()
-    delay = first * (2.0 ** min(exponent, 62))
-    if retry_after is not None and retry_after > delay:
-        delay = retry_after
-    delay = min(delay, schedule.backoff_max.total_seconds())
-    at = now + timedelta(seconds=delay)
-    if valid_until is not None and valid_until > now:
-        at = _not_past(at, now, valid_until, schedule.backoff_first)
-    return at
+def retry_at(now: datetime, failures: int, schedule: Schedule, *,
+             retry_after: Optional[float] = None, valid_until: Optional[datetime] = None) -> datetime:
+    """When the Stapler tries again after FAILURES failures: ``life.retry_delay`` from NOW."""
+    left = None if valid_until is None else (valid_until - now).total_seconds()
+    return now + timedelta(seconds=life.retry_delay(failures, schedule.backoff,
+                                                    retry_after=retry_after, left=left))
 
 
 # --------------------------------------------------------------------------
@@ -237,11 +213,12 @@ class CertificateStatus:
     state: str                          # stapled | unstapled | not-applicable | revoked | expired
     this_update: Optional[datetime] = None     # of the staple being served (or the revoked answer)
     next_update: Optional[datetime] = None
-    valid_until: Optional[datetime] = None     # min(nextUpdate, responder notAfter)
+    valid_until: Optional[datetime] = None     # min(nextUpdate, responder and certificate notAfter)
     next_refresh: Optional[datetime] = None
     failures: int = 0                   # consecutive failed refreshes
     last_error: str = ""
     staple_file: Optional[str] = None   # where the staple is persisted, if a directory is used
+    answered: Optional[str] = None      # the status of the responder's last verified answer
 
 
 class ConnectionLike(Protocol):
@@ -302,6 +279,7 @@ class _Entry:
     unchanged: int = 0                  # refreshes in a row that brought nothing newer
     last_error: str = ""
     force: bool = False                 # refresh_now(): ask the responder even if the disk is newer
+    answered: Optional[str] = None      # good | revoked | unknown: the last verified answer said
     unserved_logged: bool = False       # "handshake without staple" logged since the last change
     served: Optional[Tuple[bytes, datetime, datetime]] = None   # (DER, start, end): the callback's view
 
@@ -706,9 +684,10 @@ class Stapler:
             must_staple=leaf.must_staple, state=state,
             this_update=staple.this_update if staple else None,
             next_update=staple.next_update if staple else None,
-            valid_until=staple.usable_until if staple else None,
+            valid_until=staple.valid_until if staple else None,
             next_refresh=entry.next_attempt if entry.applicable else None,
-            failures=entry.failures, last_error=entry.last_error, staple_file=entry.staple_file)
+            failures=entry.failures, last_error=entry.last_error, staple_file=entry.staple_file,
+            answered=entry.answered)
 
     # -- refreshing one certificate -------------------------------------------
     def _count_request(self, result: str) -> None:
@@ -762,16 +741,16 @@ class Stapler:
         if not servable(found, entry.leaf, now):
             return None
         known = entry.staple if entry.staple is not None else entry.revoked
-        if policy.newer_than(found, known) is not True:
+        if life.newer(found.version, known.version if known is not None else None) is not True:
             return None
         self._install_in_memory(entry, found, now)
         if initial:
             self.log.info("%s: loaded the persisted staple %s (thisUpdate %s, valid until %s)",
-                          entry.name, entry.staple_file, iso(found.this_update), iso(found.usable_until))
+                          entry.name, entry.staple_file, iso(found.this_update), iso(found.valid_until))
         return found
 
     def _install_in_memory(self, entry: _Entry, staple: Staple, now: datetime) -> None:
-        nxt = refresh_time(staple, now, self.schedule, self._rand())
+        nxt = next_refresh(staple, now, self.schedule, self._rand())
         with self._lock:
             entry.set_staple(staple)
             entry.revoked = None
@@ -807,9 +786,13 @@ class Stapler:
                 self.log.warning("%s: %s", entry.name, warning)
             require_good(result, entry.target)
         except Revoked as exc:
+            with self._lock:
+                entry.answered = exc.cert_status
             self._revoked(entry, exc, now)
             return
         except CertStatusError as exc:
+            with self._lock:
+                entry.answered = exc.cert_status
             self._failed(entry, now, str(exc), None)
             return
         except NotApplicable as exc:
@@ -821,8 +804,10 @@ class Stapler:
             self._failed(entry, now, str(exc), getattr(exc, "retry_after", None))
             return
         staple = result.staple
+        with self._lock:
+            entry.answered = staple.cert_status
         current = entry.staple if servable(entry.staple, entry.leaf, now) else entry.revoked
-        newer = policy.newer_than(staple, current)
+        newer = life.newer(staple.version, current.version if current is not None else None)
         if newer is False:
             assert current is not None
             self._failed(entry, now, f"{result.url}: answered with an older response (thisUpdate "
@@ -839,7 +824,7 @@ class Stapler:
         self._install_in_memory(entry, staple, now)
         self._count_refresh("ok")
         self.log.info("%s: new staple from %s: thisUpdate %s, valid until %s; next refresh %s",
-                      entry.name, result.url, iso(staple.this_update), iso(staple.usable_until),
+                      entry.name, result.url, iso(staple.this_update), iso(staple.valid_until),
                       iso(entry.next_attempt))
 
     def _persist(self, entry: _Entry, staple: Staple, now: datetime) -> Staple:
@@ -869,12 +854,12 @@ class Stapler:
         with self._lock:
             entry.failures += 1
             entry.last_error = message
-            entry.next_attempt = retry_time(now, entry.failures, self.schedule,
+            entry.next_attempt = retry_at(now, entry.failures, self.schedule,
                                             retry_after=retry_after,
-                                            valid_until=serving.usable_until if serving else None)
+                                            valid_until=serving.valid_until if serving else None)
         self._count_refresh("failed")
         if serving is not None:
-            keep = f"still serving the staple valid until {iso(serving.usable_until)}"
+            keep = f"still serving the staple valid until {iso(serving.valid_until)}"
         elif entry.leaf.must_staple:
             keep = "NO staple for this Must-Staple certificate (clients refuse it)"
         else:
@@ -889,8 +874,8 @@ class Stapler:
             entry.unchanged += 1
             entry.failures = 0
             entry.last_error = ""
-            entry.next_attempt = retry_time(now, entry.unchanged, self.schedule,
-                                            valid_until=current.usable_until if current else None)
+            entry.next_attempt = retry_at(now, entry.unchanged, self.schedule,
+                                            valid_until=current.valid_until if current else None)
         self._count_refresh("unchanged")
         self.log.info("%s: %s answered the staple already served; asking again %s",
                       entry.name, url, iso(entry.next_attempt))
@@ -919,8 +904,8 @@ def _why_unstapled(entry: _Entry, now: datetime) -> str:
     if entry.revoked is not None:
         return "the certificate is revoked"
     staple = entry.staple
-    if staple is not None and staple.usable_until is not None and staple.usable_until <= now:
-        return f"the staple expired at {iso(staple.usable_until)} ({entry.last_error or 'no refresh yet'})"
+    if staple is not None and staple.valid_until is not None and staple.valid_until <= now:
+        return f"the staple expired at {iso(staple.valid_until)} ({entry.last_error or 'no refresh yet'})"
     if entry.last_error:
         return entry.last_error
     return "no staple fetched yet"

@@ -7,7 +7,7 @@ and atomic install).  What this module adds is *when* to run it:
 
 * **Schedule** (pure functions, a controllable clock): a good staple is
   looked at again at its due instant (``Decision.renew_at``) moved up to
-  10 % of the time left until then *earlier* (``next_renewal``), so a fleet
+  10 % of the time left until then *earlier* (``life.renewal_instant``), so a fleet
   started together does not hit a responder at once, and never after the
   one-shot rule's due instant (a ``-q`` run always agrees with the daemon)
   nor later than a safety margin before the staple stops being usable.  When that instant comes the
@@ -17,7 +17,7 @@ and atomic install).  What this module adds is *when* to run it:
   wait woken by the watcher and by signals): no polling, no fixed tick (it
   re-reads the wall clock at least every ``MAX_SLEEP`` so a suspended
   machine or a stepped clock cannot make it oversleep).
-* **Failures** (``retry_delay``): 1 minute doubling up to 1 hour;
+* **Failures** (``life.retry_delay``): 1 minute doubling up to 1 hour;
   ``tryLater`` waits at least 5 minutes and an HTTP ``Retry-After`` is
   honoured; but never past the point where the installed staple lapses: the
   retries tighten to a quarter of the time left.  Revoked and unknown
@@ -74,7 +74,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from . import haproxy, metrics_textfile, policy, store
+from . import haproxy, life, metrics_textfile, policy, store
 from .discovery import Candidate
 from .driver import FAILED, RENEWED, REVOKED, Driver, Item, RunOptions, cached_facts, plan
 from .errors import OcspToolsError, UsageError
@@ -84,15 +84,8 @@ from .statecache import StateCache, identity, pair_key
 
 Clock = Callable[[], datetime]
 
-#: Renewal instants move earlier by up to this fraction of the time left until the due instant.
-JITTER = 0.10
-#: A renewal is planned at least this long before the installed staple stops being usable
-#: (less for short-lived staples: a quarter of the time left).
-SAFETY_MARGIN = timedelta(minutes=5)
-#: Backoff after failures: BASE doubling up to CAP (= 60 x BASE).
-BACKOFF_BASE = 60.0
-#: tryLater: wait at least this many BASEs.
-TRY_LATER_BASES = 5
+#: Backoff after failures: 1 minute doubling up to 1 hour (``life.retry_delay``).
+BACKOFF = life.Backoff(base=60.0, cap=3600.0)
 #: Wake at least this often to re-read the wall clock (suspend, clock steps).
 MAX_SLEEP = 600.0
 #: Targets due within this many seconds of the earliest one run in the same pass.
@@ -117,59 +110,6 @@ def utcnow() -> datetime:
 # ---------------------------------------------------------------------------
 # Pure scheduling
 # ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Backoff:
-    base: float = BACKOFF_BASE              # seconds; the first retry
-    cap_bases: float = 60.0                 # the cap, in bases (1 h for a 1-minute base)
-
-    @property
-    def cap(self) -> float:
-        return self.base * self.cap_bases
-
-
-def margin_for(left: timedelta) -> timedelta:
-    """How long before a staple lapses its renewal must be planned: SAFETY_MARGIN, or a quarter
-    of the time left for short-lived staples."""
-    return min(SAFETY_MARGIN, max(left, timedelta(0)) / 4)
-
-
-def next_renewal(now: datetime, due: datetime, valid_until: Optional[datetime], rand: float, *,
-                 floor: float = 0.0, jitter: float = JITTER) -> datetime:
-    """When to renew a good staple due at DUE: DUE moved *earlier* by ``jitter`` x (time left
-    until DUE) x RAND, RAND in [0, 1] (never later than DUE: a one-shot ``-q`` run at any moment
-    agrees that the daemon's staples are up to date); never later than ``margin_for`` before
-    VALID_UNTIL, never earlier than FLOOR seconds from NOW."""
-    remaining = max((due - now).total_seconds(), 0.0)
-    r = min(max(rand, 0.0), 1.0)
-    at = due - timedelta(seconds=remaining * jitter * r)
-    if valid_until is not None:
-        at = min(at, valid_until - margin_for(valid_until - now))
-    return max(at, now + timedelta(seconds=floor))
-
-
-def retry_delay(failures: int, backoff: Backoff = Backoff(), *, retry_after: Optional[float] = None,
-                try_later: bool = False, left: Optional[float] = None) -> float:
-    """Seconds to wait after FAILURES consecutive failures (1 = the first).
-
-    ``base`` doubling per failure up to ``cap``; ``tryLater`` waits at least
-    TRY_LATER_BASES bases and a Retry-After at least as long as asked (both
-    within the cap).  While the installed staple is still usable (LEFT
-    seconds), never more than a quarter of LEFT (at least base/4) and never
-    past the lapse itself; once it has lapsed, at most 5 bases."""
-    base, cap = backoff.base, backoff.cap
-    delay = min(base * (2.0 ** min(max(failures, 1) - 1, 62)), cap)
-    if try_later:
-        delay = max(delay, min(TRY_LATER_BASES * base, cap))
-    if retry_after is not None and retry_after > delay:
-        delay = min(retry_after, cap)
-    if left is not None:
-        if left > 0:
-            delay = min(delay, max(left / 4.0, base / 4.0), max(left, base / 60.0))
-        else:
-            delay = min(delay, TRY_LATER_BASES * base)
-    return delay
-
 
 # ---------------------------------------------------------------------------
 # Per-target state and the scheduler (no I/O; the clock is passed in)
@@ -207,7 +147,7 @@ class Outcome:
 class Scheduler:
     """Every target's next instant, updated from the items of each driver run."""
 
-    def __init__(self, backoff: Backoff = Backoff(), rand: Callable[[], float] = random.random) -> None:
+    def __init__(self, backoff: life.Backoff = BACKOFF, rand: Callable[[], float] = random.random) -> None:
         self.backoff = backoff
         self.rand = rand
         self.slots: Dict[str, Slot] = {}
@@ -332,8 +272,10 @@ class Scheduler:
 
     def _staple_facts(self, slot: Slot, item: Item) -> None:
         cert, st = cached_facts(item)
-        if st is not None and cert is not None and st.status == "good" and st.serial == cert.serial:
-            slot.next_update, slot.valid_until = st.next_update, st.usable_until
+        lf = st.life(cert.not_after) if st is not None and cert is not None else None
+        if st is not None and cert is not None and lf is not None and st.status == "good" \
+                and st.serial == cert.serial:
+            slot.next_update, slot.valid_until = st.next_update, lf.end
             slot.status = "good"
         else:
             slot.next_update = slot.valid_until = None
@@ -343,8 +285,9 @@ class Scheduler:
         if d.renew_at is None:
             slot.next_at, slot.why = None, ""
             return
-        slot.next_at = next_renewal(now, d.renew_at, d.valid_until, self.rand(),
-                                    floor=self.backoff.base / 60.0)
+        slot.next_at = life.renewal_instant(now, d.renew_at, d.valid_until, rand=self.rand(),
+                                            jitter=life.JITTER,
+                                            floor=timedelta(seconds=self.backoff.base / 60.0))
         slot.why = "renewal"
 
     def _left(self, slot: Slot, now: datetime) -> Optional[float]:
@@ -360,7 +303,7 @@ class Scheduler:
         else:
             slot.failures += 1
             n = slot.failures
-        delay = retry_delay(n, self.backoff, retry_after=retry_after, try_later=try_later,
+        delay = life.retry_delay(n, self.backoff, retry_after=retry_after, try_later=try_later,
                             left=self._left(slot, now))
         slot.next_at = now + timedelta(seconds=delay)
         slot.why = "retry"
@@ -836,15 +779,15 @@ class Setup:
 class WatchOptions:
     sweep_interval: float = 3600.0
     textfile: Optional[str] = None
-    backoff: Backoff = Backoff()
+    backoff: life.Backoff = BACKOFF
     force_poll: bool = False
     state_files: Tuple[str, ...] = ()       # never treated as certificate changes
 
 
-def backoff_from_env() -> Backoff:
+def backoff_from_env() -> life.Backoff:
     raw = os.environ.get("OCSPTOOLS_WATCH_BACKOFF_BASE")
     if not raw:
-        return Backoff()
+        return BACKOFF
     try:
         from .durations import parse_duration
         base = parse_duration(raw).total_seconds()
@@ -852,7 +795,7 @@ def backoff_from_env() -> Backoff:
         raise UsageError(f"OCSPTOOLS_WATCH_BACKOFF_BASE={raw!r}: not a duration") from None
     if base <= 0:
         raise UsageError(f"OCSPTOOLS_WATCH_BACKOFF_BASE={raw!r}: must be positive")
-    return Backoff(base=base)
+    return life.Backoff(base=base, cap=60.0 * base)
 
 
 def _signature(cand: Candidate) -> tuple:
@@ -1229,7 +1172,8 @@ class Daemon:
         if o.event in (FAILED, REVOKED):
             level = logging.ERROR if o.event == REVOKED else logging.WARNING
         self.log.event(o.event, f"{s.cand.cert}: {o.detail}{nxt}", level=level, cert=s.cand.cert,
-                       staple=s.cand.staple, detail=o.detail, next=s.next_at,
+                       staple=s.cand.staple, status=s.status, detail=o.detail, next=s.next_at,
+                       valid_until=s.valid_until,
                        retry_in=(round((s.next_at - now).total_seconds(), 3)
                                  if s.next_at is not None and o.event in (FAILED, REVOKED) else None),
                        failures=s.failures if o.event in (FAILED, REVOKED) else None)

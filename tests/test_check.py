@@ -382,7 +382,8 @@ def test_delegated_responder_not_embedded(world):
     p = w.staple("not_embedded")
     rc, out, _ = check("--cert", w.cert("good1"), p, at=w.t0)
     assert rc == 2
-    assert out == [f"OCSP CRITICAL - {p}: signed by a responder whose certificate is not embedded in the "
+    assert out == [f"OCSP CRITICAL - {p}: signed by a responder that is not the issuer and whose "
+                   f"certificate is not embedded in the "
                    f"response (TLS clients cannot verify such a staple) | '{p}'=U"]
 
 
@@ -416,26 +417,33 @@ def test_no_next_update(world):
                    f"response | '{p}'=U"]
 
 
+# a responder certificate expiring at t0 + 2d, before nextUpdate (t0 + 7d): the staple's effective
+# life is those 2 days, and the thresholds are shares of them (the window ocsp-renew-dir renews in)
+LIFE2 = 172800
+WARN2, CRIT2 = LIFE2 // 4, LIFE2 // 10
+
+
 def test_responder_certificate_expires_before_next_update(world):
     w = world
     p = w.staple("early_signer")
     rc, out, _ = check("--cert", w.cert("good1"), p, at=w.t0)
-    assert rc == 1
+    assert rc == 0
     assert out == [
-        f"OCSP WARNING - {p}: the responder certificate expires at {iso(w.t0 + 2 * DAY)}, before "
-        f"nextUpdate {iso(w.t0 + 7 * DAY)}: the staple becomes unverifiable then (in 2d) | {perf(p, LIFE7)}",
-        f"good, 7d left (next update {iso(w.t0 + 7 * DAY)})"]
+        f"OCSP OK - {p}: good, 2d left (until the responder certificate's notAfter "
+        f"{iso(w.t0 + 2 * DAY)}, before next update {iso(w.t0 + 7 * DAY)}) "
+        f"| {perf(p, LIFE2, WARN2, CRIT2, LIFE2)}"]
 
 
-def test_responder_certificate_expiring_soon_is_critical(world):
-    """The thresholds apply to the instant the staple becomes unverifiable, too."""
+@pytest.mark.parametrize("after, rc, state, left", [(42 * HOUR, 1, "WARNING", "6h"),
+                                                      (44 * HOUR, 2, "CRITICAL", "4h")])
+def test_responder_certificate_expiring_soon_alerts(world, after, rc, state, left):
+    """The thresholds apply to the instant the staple becomes unverifiable."""
     w = world
     p = w.staple("early_signer")
-    rc, out, _ = check("--cert", w.cert("good1"), p, at=w.t0 + DAY + 12 * HOUR)
-    assert rc == 2
-    assert out[0].startswith(f"OCSP CRITICAL - {p}: the responder certificate expires at "
-                             f"{iso(w.t0 + 2 * DAY)}")
-    assert "(in 12h)" in out[0]
+    got, out, _ = check("--cert", w.cert("good1"), p, at=w.t0 + after)
+    assert got == rc
+    assert out[0].startswith(f"OCSP {state} - {p}: good, {left} left (until the responder "
+                             f"certificate's notAfter {iso(w.t0 + 2 * DAY)}")
 
 
 # --------------------------------------------------------------------------- certificates
@@ -594,12 +602,14 @@ def test_mix_of_files_worst_state_wins(world, tmp_path):
 def test_mix_ok_and_warning(world):
     w = world
     good, early = w.staple("good"), w.staple("early_signer")
-    rc, out, _ = check("--cert", w.cert("good1"), good, early, at=w.t0)
+    now = w.t0 + 42 * HOUR
+    rc, out, _ = check("--cert", w.cert("good1"), good, early, at=now)
     assert rc == 1
-    assert out[0] == (f"OCSP WARNING - 2 staples: 1 WARNING ({early}), 1 OK | {perf(good, LIFE7)} "
-                      f"{perf(early, LIFE7)}")
-    assert out[1] == f"OK: {good}: good, 7d left (next update {iso(w.t0 + 7 * DAY)})"
-    assert out[2].startswith(f"WARNING: {early}: the responder certificate expires at")
+    left7, left2 = LIFE7 - 42 * 3600, LIFE2 - 42 * 3600
+    assert out[0] == (f"OCSP WARNING - 2 staples: 1 WARNING ({early}), 1 OK | {perf(good, left7)} "
+                      f"{perf(early, left2, WARN2, CRIT2, LIFE2)}")
+    assert out[1] == f"OK: {good}: good, 5d6h left (next update {iso(w.t0 + 7 * DAY)})"
+    assert out[2].startswith(f"WARNING: {early}: good, 6h left (until the responder certificate")
 
 
 def test_all_ok_summary_and_verbose(world):

@@ -194,12 +194,16 @@ def test_judge_states():
 
 
 def test_judge_signer_expiry():
+    """A signer expiring before nextUpdate ends the staple's life: time left and the percentage
+    thresholds are measured on [thisUpdate, signer notAfter] (3 days here)."""
     s = staple(signer_not_after=T0 + 3 * DAY)
     got = findings(s, T0)
-    assert got[0] == (nagios.WARNING, "the responder certificate expires at 2026-12-04T12:00:00Z, before "
-                      "nextUpdate 2026-12-08T12:00:00Z: the staple becomes unverifiable then (in 3d)")
-    assert findings(s, T0 + 2 * DAY + 12 * HOUR)[0][0] == nagios.CRITICAL   # 12h left < 16h48m
-    assert findings(staple(signer_not_after=T0 - HOUR), T0)[0][0] == nagios.CRITICAL
+    assert got[0] == (nagios.OK, "good, 3d left (until the responder certificate's notAfter "
+                                 "2026-12-04T12:00:00Z, before next update 2026-12-08T12:00:00Z)")
+    assert findings(s, T0 + 2 * DAY + 12 * HOUR)[0][0] == nagios.WARNING   # 12h < 18h of 3d
+    assert findings(s, T0 + 2 * DAY + 18 * HOUR)[0][0] == nagios.CRITICAL  # 6h < 7h12m
+    got = findings(staple(signer_not_after=T0 - HOUR), T0)
+    assert got[0] == (nagios.CRITICAL, "the responder certificate expired at 2026-12-01T11:00:00Z")
 
 
 def test_judge_thresholds_in_seconds():

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
+import sqlite3
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 import pki as pkimod
 from ocsptools.errors import UsageError
 from ocsptools.proxy import rules
-from ocsptools.proxy.cache import CacheError, Entry, RedisCache, SqliteCache, describe, open_cache
+from ocsptools.proxy.cache import (SCHEMA_VERSION, CacheError, Entry, RedisCache, SqliteCache,
+                                   describe, open_cache)
 from conftest import run_cmd
 from test_proxy_support import ProxyProc, RedisServer, received, request_der, wait_for
 
@@ -23,7 +28,8 @@ def redis_server(tmp_path_factory):
     server.stop()
 
 
-def make_entry(key="k1", serial="AB12", this_update=None, next_update=None, produced_at=None, due=None):
+def make_entry(key="k1", serial="AB12", this_update=None, next_update=None, produced_at=None, due=None,
+               valid_until=None):
     now = time.time()
     tu = now - 60 if this_update is None else this_update
     nu = now + 3600 if next_update is None else next_update
@@ -31,7 +37,8 @@ def make_entry(key="k1", serial="AB12", this_update=None, next_update=None, prod
                  key_hash="11" * 20, serial=serial, request=b"\x30\x00", response=b"\x30\x03\x0a\x01\x00",
                  cert_status="good", this_update=tu, next_update=nu,
                  produced_at=tu if produced_at is None else produced_at, fetched_at=now,
-                 issuer=b"\x30\x01", leaf=None, due=now + 1800 if due is None else due)
+                 valid_until=nu if valid_until is None else valid_until,
+                 due=now + 1800 if due is None else due)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -106,16 +113,80 @@ def test_sqlite_survives_reopen_and_uses_wal(tmp_path):
     assert again.sweep(now) == 1 and again.get("old") is None and again.get("k1") is not None
 
 
-def test_redis_ttl_is_tied_to_next_update(redis_server):
+def test_redis_ttl_is_tied_to_the_end_of_the_answer(redis_server):
     redis_server.client.flushdb()
     c = open_cache(redis_server.url)
     now = time.time()
-    for hours in (2, 30):
-        e = make_entry(f"t{hours}", next_update=now + hours * 3600)
+    for hours, signer_hours in ((2, None), (30, None), (30, 3)):
+        end = now + (signer_hours or hours) * 3600
+        e = make_entry(f"t{hours}-{signer_hours}", next_update=now + hours * 3600, valid_until=end)
         c.put(e)
         pttl = redis_server.client.pttl(RedisCache.PREFIX + "entry:" + e.key) / 1000
-        expected = e.next_update + rules.KEEP_EXPIRED - now
+        expected = end + rules.KEEP_EXPIRED - now
         assert abs(pttl - expected) < 5, (hours, pttl, expected)
+
+
+def test_expired_counts_the_signers_end_not_next_update(cache):
+    now = time.time()
+    cache.put(make_entry("a", next_update=now + 86400, valid_until=now - 1))     # signer dead
+    cache.put(make_entry("b", next_update=now + 86400))
+    assert cache.summary(now)["expired"] == 1
+    info = describe(list(cache.entries()), now)
+    assert info["valid"] == 1 and info["next_expiry"] == cache.get("b").valid_until
+
+
+def test_a_database_written_by_the_previous_version_is_migrated_in_place(tmp_path):
+    """tests/fixtures/proxy/cache-v0.sqlite was written by the cache of commit db21237 (entries
+    with issuer and leaf DER, no valid_until column, user_version 0)."""
+    path = tmp_path / "c.sqlite"
+    shutil.copy(Path(__file__).parent / "fixtures" / "proxy" / "cache-v0.sqlite", path)
+    before = sqlite3.connect(path)
+    assert before.execute("PRAGMA user_version").fetchone()[0] == 0
+    old_rows = before.execute("SELECT key, data FROM entries ORDER BY key").fetchall()
+    before.close()
+    assert len(old_rows) == 3 and all('"issuer"' in data for _, data in old_rows)
+    started = time.time()
+    c = open_cache(f"sqlite:///{path}")
+    entries = {e.key: e for e in c.entries()}
+    assert len(entries) == 3
+    for key, data in old_rows:
+        old, new = json.loads(data), entries[key]
+        assert new.response == base64.b64decode(old["response"]) and new.serial == old["serial"]
+        assert new.valid_until == old["next_update"]            # until a refresh learns better
+        assert new.due <= started + 1                           # ... which is due at once
+        assert new.failures == old["failures"]
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert not any('"issuer"' in d or '"leaf"' in d
+                   for (d,) in conn.execute("SELECT data FROM entries").fetchall())
+    assert conn.execute("SELECT COUNT(*) FROM entries WHERE valid_until IS NULL").fetchone()[0] == 0
+    conn.close()
+    assert sorted(c.due(time.time())) == sorted(entries)
+    # a second opening migrates nothing again (a rescheduled entry stays rescheduled)
+    c.reschedule(next(iter(entries)), started + 9999, 0)
+    c.close()
+    again = open_cache(f"sqlite:///{path}")
+    assert again.get(next(iter(entries))).due == started + 9999
+    again.close()
+
+
+def test_redis_entries_written_by_the_previous_version_are_migrated(redis_server):
+    r = redis_server.client
+    r.flushdb()
+    now = time.time()
+    old = json.loads(make_entry("old1", due=now + 5000).to_json())
+    del old["valid_until"]
+    old.update(issuer=base64.b64encode(b"issuer-der").decode(), leaf=None)
+    r.set(RedisCache.PREFIX + "entry:old1", json.dumps(old))
+    r.zadd(RedisCache.PREFIX + "due", {"old1": now + 5000})
+    r.zadd(RedisCache.PREFIX + "next_update", {"old1": old["next_update"]})
+    c = open_cache(redis_server.url)
+    assert c.due(now + 1) == ["old1"]
+    raw = json.loads(r.get(RedisCache.PREFIX + "entry:old1"))
+    assert "issuer" not in raw and raw["valid_until"] == old["next_update"]
+    assert r.get(RedisCache.PREFIX + "schema") == str(SCHEMA_VERSION).encode()
+    assert not r.exists(RedisCache.PREFIX + "next_update")
+    assert c.summary(now)["entries"] == 1
 
 
 def test_cache_urls_and_errors(tmp_path):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import base64
 import re
 import urllib.parse
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import pki as pkimod
-from ocsptools.proxy import der, rules
+from ocsptools.codec import der
+from ocsptools.proxy import rules
 from ocsptools.proxy.service import split_get_path
 from test_proxy_support import request_der
 
@@ -127,18 +128,20 @@ def test_split_get_path(pki, tmp_path):
 
 
 def test_rules():
-    assert rules.refresh_at(1000, 2000, 50) == 1500
-    assert rules.refresh_at(1000, 2000, 100) == 2000
+    """The proxy's settings of ocsptools.life, as POSIX seconds."""
+    from ocsptools.staple import ResponseInfo, SingleResponse, Staple
+    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    single = SingleResponse("sha1", "AA", "BB", 1, "good", t0, t0 + timedelta(days=4))
+    s = Staple(der=b"0", info=ResponseInfo("successful", responses=(single,)), single=single,
+               signer_not_after=t0 + timedelta(days=1))
+    assert rules.valid_until(s) == (t0 + timedelta(days=1)).timestamp()       # the signer's end
+    assert rules.refresh_due(s, 50) == (t0 + timedelta(hours=12)).timestamp()
+    assert rules.refresh_due(s, 100) == rules.valid_until(s)
     now = 10_000.0
-    assert rules.backoff(1, now, now + 100_000) == now + rules.BACKOFF_BASE
-    assert rules.backoff(2, now, now + 100_000) == now + 2 * rules.BACKOFF_BASE
-    assert rules.backoff(30, now, now + 100_000) == now + rules.BACKOFF_MAX
-    assert rules.backoff(10, now, now + 600) == now + 300            # half the time left
-    assert rules.backoff(1, now, now - 5) == now + rules.BACKOFF_BASE  # expired: keep trying
-    assert rules.is_newer((2, None), (1, 5)) and not rules.is_newer((1, 5), (1, 5))
-    assert rules.is_newer((1, 6), (1, 5)) and rules.is_newer((1, None), None)
-    ts = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc).timestamp()
-    assert rules.http_date(ts) == "Sat, 21 Nov 2026 12:00:00 GMT"
-    assert rules.max_age(ts + 90.7, ts) == 90 and rules.max_age(ts - 1, ts) == 0
-    assert rules.usable(ts + 1, ts) and not rules.usable(ts, ts)
-    assert rules.keep_until(ts) == ts + rules.KEEP_EXPIRED
+    assert rules.retry_at(1, now, now + 100_000) == now + rules.BACKOFF.base
+    assert rules.retry_at(2, now, now + 100_000) == now + 2 * rules.BACKOFF.base
+    assert rules.retry_at(30, now, now + 100_000) == now + rules.BACKOFF.cap
+    assert rules.retry_at(10, now, now + 600) == now + 150            # a quarter of the time left
+    assert rules.retry_at(1, now, now - 5) == now + rules.BACKOFF.base  # expired: keep trying
+    assert rules.max_age(now + 90.5, now) == 90 and rules.max_age(now - 1, now) == 0
+    assert rules.usable(now + 1, now) and not rules.usable(now, now)

@@ -104,15 +104,10 @@ def test_always_cert_newer_expired_and_not_applicable():
     assert decide(good(), now, cert_newer=True).reason == "the certificate file is newer than its staple"
     d = decide(good(), CERT.not_after)
     assert d.action == policy.CERT_EXPIRED and "certificate expired at" in d.reason
+    # no responder: not applicable, decided before anything else (an expired one too)
     d = decide(good(), CERT.not_after + timedelta(days=1), applicable=False)
-    assert d.action == policy.CERT_EXPIRED
+    assert d.action == policy.NOT_APPLICABLE
     assert decide(None, now, applicable=False).action == policy.NOT_APPLICABLE
-
-
-def test_newer_facts():
-    a, b = good(), good(this=T0 + timedelta(hours=1))
-    assert policy.newer_facts(b, a) is True and policy.newer_facts(a, b) is False
-    assert policy.newer_facts(a, a) is None and policy.newer_facts(a, None) is True
 
 
 # ---------------------------------------------------------------------------

@@ -31,12 +31,12 @@ from OpenSSL import SSL  # noqa: E402
 
 import pki as pkimod  # noqa: E402
 from fake_responder import FakeResponder  # noqa: E402
-from ocsptools import policy, verify  # noqa: E402
+from ocsptools import life, verify  # noqa: E402
 from ocsptools.errors import FetchError, NotApplicable, Revoked, StoreError, UsageError  # noqa: E402
 from ocsptools.openssl import OpenSSL  # noqa: E402
 from ocsptools.staple import ResponseInfo, SingleResponse, Staple  # noqa: E402
 from ocsptools.stapler import (EXPIRED, NOT_APPLICABLE, REVOKED, STAPLED, UNSTAPLED,  # noqa: E402
-                               Schedule, Stapler, refresh_time, retry_time, serve_window,
+                               Schedule, Stapler, next_refresh, retry_at, serve_window,
                                servable, system_clock)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,7 +122,7 @@ def verified(spki, name, der: bytes, now=None) -> Staple:
         OSSL.certificate_ders(spki.inter_cert.read_bytes()))[0]
     staple = verify.verify(der, leaf, issuer, OSSL)
     assert staple.cert_status == "good"
-    assert not policy.errors(policy.time_problems(staple, now or system_clock()))
+    assert not life.errors(life.problems(staple.life, now or system_clock()))
     return staple
 
 
@@ -301,46 +301,32 @@ def test_servable_only_good_verified_current_staples(leaf5):
     assert serve_window(_staple(T0, T0 + timedelta(days=4), status="revoked"), leaf5) is None
 
 
-def test_refresh_at_half_life_of_usable_span():
+def test_the_schedule_is_lifes_rule_with_the_staplers_settings():
+    """The rules are ocsptools.life's (tests/test_life.py); here: the Stapler's settings of them."""
     s = _staple(T0, T0 + timedelta(days=4))
-    assert refresh_time(s, T0, NOJITTER) == T0 + timedelta(days=2)
-    # the responder certificate expiring first shortens the span
+    assert next_refresh(s, T0, NOJITTER, 0.0) == T0 + timedelta(days=2)
     early = _staple(T0, T0 + timedelta(days=4), signer_not_after=T0 + timedelta(days=1))
-    assert refresh_time(early, T0, NOJITTER) == T0 + timedelta(hours=12)
-    # jitter only ever makes it earlier, by at most jitter * span
+    assert next_refresh(early, T0, NOJITTER, 0.0) == T0 + timedelta(hours=12)
+    # jitter only ever makes it earlier, by at most jitter x the time left until then
     jit = Schedule(jitter=0.1)
-    assert refresh_time(s, T0, jit, 0.0) == T0 + timedelta(days=2)
-    assert refresh_time(s, T0, jit, 1.0) == T0 + timedelta(days=4) * 0.4
-    assert T0 + timedelta(days=1.6) <= refresh_time(s, T0, jit, 0.5) <= T0 + timedelta(days=2)
-    # a pre-produced answer already past its half-life: not asked again in a loop...
+    assert next_refresh(s, T0, jit, 1.0) == T0 + timedelta(days=2) * 0.9
+    # a pre-produced answer already past its half-life: not asked again before min_interval...
     now = T0 + timedelta(days=3)
-    assert refresh_time(s, now, NOJITTER) == now + timedelta(minutes=1)
-    # ...and never scheduled after the staple's end
-    late = T0 + timedelta(days=4) - timedelta(seconds=30)
-    assert refresh_time(s, late, NOJITTER) <= late + timedelta(minutes=1)
-    assert refresh_time(_staple(T0, T0 + timedelta(days=4)), T0,
-                        Schedule(refresh_at=0.8, jitter=0)) == T0 + timedelta(days=3.2)
-
-
-def test_backoff_doubles_caps_and_never_passes_expiry():
-    got = [retry_time(T0, n, NOJITTER) - T0 for n in range(1, 10)]
+    assert next_refresh(s, now, NOJITTER, 0.0) == now + timedelta(minutes=1)
+    assert next_refresh(s, T0, Schedule(refresh_at=0.8, jitter=0), 0.0) == T0 + timedelta(days=3.2)
+    # backoff: backoff_first doubling to backoff_max, Retry-After within the cap, never past
+    # the end of the staple being served
+    got = [retry_at(T0, n, NOJITTER) - T0 for n in range(1, 10)]
     assert got == [timedelta(minutes=m) for m in (1, 2, 4, 8, 16, 32, 60, 60, 60)]
-    assert retry_time(T0, 10_000, NOJITTER) == T0 + timedelta(hours=1)
-    # Retry-After lengthens it, up to the cap
-    assert retry_time(T0, 1, NOJITTER, retry_after=600) == T0 + timedelta(minutes=10)
-    assert retry_time(T0, 1, NOJITTER, retry_after=86400) == T0 + timedelta(hours=1)
-    # while a staple is served, the retry comes a minute before it expires at the latest
+    assert retry_at(T0, 1, NOJITTER, retry_after=600) == T0 + timedelta(minutes=10)
     until = T0 + timedelta(minutes=20)
-    assert retry_time(T0, 7, NOJITTER, valid_until=until) == until - timedelta(minutes=1)
-    assert retry_time(T0, 2, NOJITTER, valid_until=until) == T0 + timedelta(minutes=2)
-    almost = T0 + timedelta(seconds=30)
-    assert retry_time(T0, 7, NOJITTER, valid_until=almost) == T0 + timedelta(minutes=1)
+    assert retry_at(T0, 7, NOJITTER, valid_until=until) == T0 + timedelta(minutes=5)
     custom = Schedule(jitter=0, backoff_first=timedelta(seconds=10), backoff_max=timedelta(minutes=5))
-    assert [retry_time(T0, n, custom) - T0 for n in (1, 2, 6, 7)] == \
+    assert [retry_at(T0, n, custom) - T0 for n in (1, 2, 6, 7)] == \
         [timedelta(seconds=s) for s in (10, 20, 300, 300)]
 
 
-@pytest.mark.parametrize("kw", [dict(refresh_at=0), dict(refresh_at=1.0), dict(jitter=0.6),
+@pytest.mark.parametrize("kw", [dict(refresh_at=0), dict(refresh_at=1.0), dict(jitter=1.1),
                                 dict(jitter=-0.1), dict(min_interval=timedelta(0)),
                                 dict(backoff_first=timedelta(hours=2))])
 def test_bad_schedules_refused(kw):

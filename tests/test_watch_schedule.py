@@ -1,21 +1,22 @@
-"""--watch scheduling with a controllable clock: jitter bounds, backoff, the planner's decisions.
+"""--watch scheduling with a controllable clock: the scheduler fed with the planner's decisions.
+
+The rules themselves (jitter, safety margin, backoff) are ``ocsptools.life``'s: tests/test_life.py.
 
 Nothing here sleeps: every instant is passed in, randomness is injected.
 """
 
 from __future__ import annotations
 
-import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ocsptools import policy
+from ocsptools import life, policy
 from ocsptools.discovery import Candidate
 from ocsptools.driver import FAILED, RENEWED, REVOKED, Item, RunOptions
 from ocsptools.policy import CertFacts, RenewOptions, StapleFacts
 from ocsptools.statecache import pair_key
-from ocsptools.watch import Backoff, Batch, Scheduler, margin_for, next_renewal, retry_delay
+from ocsptools.watch import Batch, Scheduler
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 MIN = 60.0
@@ -24,88 +25,6 @@ HOUR = 3600.0
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
-
-
-# ---------------------------------------------------------------------------
-# jitter
-
-def test_jitter_is_a_ten_percent_band_before_the_due_instant_never_after():
-    due = at(12 * HOUR)                     # a 1-day staple, due at half-life
-    rng = random.Random(1)
-    seen = []
-    for _ in range(2000):
-        t = next_renewal(T0, due, at(24 * HOUR), rng.random())
-        off = (t - due).total_seconds()
-        # never after the one-shot rule's due instant (a cron `-q` at any moment agrees with the
-        # daemon), at most 10 % of the time left earlier
-        assert -0.1 * 12 * HOUR <= off <= 0
-        seen.append(off)
-    # really spread over the whole band (a fleet does not hit the responder at once)
-    assert min(seen) < -0.09 * 12 * HOUR and max(seen) > -0.01 * 12 * HOUR
-    assert next_renewal(T0, due, at(24 * HOUR), 0.0) == due
-    assert next_renewal(T0, due, at(24 * HOUR), 1.0) == due - timedelta(hours=1.2)
-    assert next_renewal(T0, due, at(24 * HOUR), 0.5) == due - timedelta(hours=0.6)
-
-
-def test_jitter_never_passes_the_safety_margin_before_the_staple_lapses():
-    # due 2 min before the end (--min-validity 2m): the margin (5 min) comes first
-    until = at(24 * HOUR)
-    due = until - timedelta(minutes=2)
-    t = next_renewal(T0, due, until, 0.0)
-    assert t == until - margin_for(until - T0) == until - timedelta(minutes=5)
-    # a 1-minute staple due at 50 s: the margin shrinks to a quarter of the time left
-    t = next_renewal(at(0), at(50), at(60), 0.0)
-    assert t == at(60) - timedelta(seconds=15)
-    # never in the past, never sooner than the floor
-    assert next_renewal(at(100), at(50), at(200), 0.0, floor=1.0) == at(101)
-
-
-def test_jitter_is_relative_to_the_time_left_not_the_lifetime():
-    due = at(10)                            # 10 s left: at most 1 s earlier
-    for r in (0.0, 0.3, 0.7, 1.0):
-        t = next_renewal(T0, due, at(3600), r)
-        assert -1.0 <= (t - due).total_seconds() <= 0.0
-
-
-# ---------------------------------------------------------------------------
-# backoff
-
-def test_backoff_is_one_minute_doubling_capped_at_one_hour():
-    delays = [retry_delay(n) for n in range(1, 10)]
-    assert delays == [MIN, 2 * MIN, 4 * MIN, 8 * MIN, 16 * MIN, 32 * MIN, HOUR, HOUR, HOUR]
-    assert retry_delay(500) == HOUR
-
-
-def test_backoff_tightens_as_the_staple_nears_expiry():
-    # plenty of time left: the plain schedule
-    assert retry_delay(6, left=3 * 86400) == 32 * MIN
-    # 2 hours left: at most a quarter of that
-    assert retry_delay(6, left=2 * HOUR) == 30 * MIN
-    assert retry_delay(9, left=20 * MIN) == 5 * MIN
-    # close to the lapse: a quarter, but not under base/4, and never past the lapse itself
-    assert retry_delay(9, left=40) == 15
-    assert retry_delay(9, left=8) == 8
-    # lapsed already: at most 5 minutes between tries
-    assert retry_delay(9, left=-10) == 5 * MIN
-    # a retry never sleeps past the point where the installed staple lapses
-    for n in range(1, 12):
-        for left in (5, 30, 90, 600, 3600, 7200, 86400):
-            assert retry_delay(n, left=left) <= left
-
-
-def test_retry_after_and_try_later_are_honoured_within_the_bounds():
-    assert retry_delay(1, retry_after=300) == 300              # longer than the first minute
-    assert retry_delay(5, retry_after=30) == 16 * MIN           # never shorter than the backoff
-    assert retry_delay(1, retry_after=86400) == HOUR            # but within the cap
-    assert retry_delay(1, retry_after=86400, left=2 * HOUR) == 30 * MIN   # and the lapse wins
-    assert retry_delay(1, try_later=True) == 5 * MIN
-    assert retry_delay(7, try_later=True) == HOUR
-
-
-def test_backoff_base_scales_everything():
-    b = Backoff(base=1.0)
-    assert [retry_delay(n, b) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
-    assert retry_delay(1, b, try_later=True) == 5
 
 
 # ---------------------------------------------------------------------------
@@ -132,7 +51,7 @@ def item_for(c: Candidate, staple, now, *, outcome="", detail="", retry_after=No
 
 
 def scheduler(rand=0.5, base=MIN) -> Scheduler:
-    s = Scheduler(Backoff(base=base), rand=lambda: rand)
+    s = Scheduler(life.Backoff(base=base, cap=60 * base), rand=lambda: rand)
     return s
 
 

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
-from .. import transport
+from .. import life, transport
 from ..errors import (FetchError, InputError, NotApplicable, OpensslError, Revoked, StoreError,
                       UsageError)
 from ..fetch import FetchOptions, fetch_staple, install, load_target, require_good
@@ -84,6 +84,12 @@ def _summary(label: str, staple, extra: str = "") -> str:
     line = f"{label}: {staple.cert_status}, this update {iso(staple.this_update)}, next update {iso(staple.next_update)}"
     if staple.cert_status == "revoked":
         line += f", revoked at {iso(staple.single.revocation_time)}"
+    elif staple.valid_until is not None:
+        lf = staple.life
+        line += f", valid until {iso(lf.end)}"
+        if lf.ended_by != life.NEXT_UPDATE:
+            line += f" ({lf.ended_by})"
+        line += f", renewal due at {iso(life.renewal_due(lf)[0])}"
     return line + extra
 
 

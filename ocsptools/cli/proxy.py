@@ -290,7 +290,7 @@ def _expand(targets: Sequence[str]) -> List[str]:
 
 
 def cmd_warm(args) -> int:
-    from ..proxy import der
+    from ..codec import der
     from ..proxy.upstream import make_entry
     log = _logger(args)
     pct = _refresh_pct(args.refresh_at)
@@ -323,8 +323,7 @@ def cmd_warm(args) -> int:
                 result = fetch_staple(target, FetchOptions(hash_alg=alg, http=http), ossl, utcnow)
                 name_hash, key_hash = der.issuer_hashes(target.issuer.der, alg)
                 cid = der.CertID(alg, name_hash, key_hash, target.leaf.serial)
-                entry = make_entry(result.staple, cid, result.url, target.issuer, target.leaf,
-                                   utcnow(), pct)
+                entry = make_entry(result.staple, cid, result.url, utcnow(), pct)
                 stored = cache.put(entry)
             except (FetchError, NotApplicable) as exc:
                 log.error(str(exc))
@@ -411,7 +410,8 @@ def cmd_stats(args) -> int:
     if args.list:
         for e in entries:
             print(f"{e.serial} {e.hash_alg} {e.cert_status} this-update={iso(utc(e.this_update))} "
-                  f"next-update={iso(utc(e.next_update))} refresh={iso(utc(e.due))} "
+                  f"next-update={iso(utc(e.next_update))} valid-until={iso(utc(e.valid_until))} "
+                  f"refresh={iso(utc(e.due))} "
                   f"failures={e.failures} {e.url}")
     cache.close()
     return EXIT_OK

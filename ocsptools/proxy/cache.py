@@ -4,9 +4,10 @@
 restarts, nothing to install) or ``redis://host:port/db`` (several proxies on
 several machines share it).  Both keep the same contract:
 
-* ``put(entry)`` stores only a strictly newer answer (thisUpdate, then
-  producedAt), atomically; an entry is forgotten ``rules.KEEP_EXPIRED``
-  after its nextUpdate (the Redis TTL is tied to nextUpdate, never fixed);
+* ``put(entry)`` stores only a strictly newer answer (``life.newer``:
+  thisUpdate, then producedAt), atomically; an entry is forgotten
+  ``rules.KEEP_EXPIRED`` after it stops verifying (the Redis TTL is tied to
+  that instant, never fixed);
 * ``due(now)`` lists keys whose refresh (or retry after backoff) is due;
 * ``lock(key, token, ttl)`` is held by one refresher at a time across every
   proxy sharing the cache (Redis ``SET NX PX``; a lock row in sqlite).
@@ -22,10 +23,12 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import urllib.parse
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
+from .. import life
 from ..errors import StoreError, UsageError
 from . import rules
 
@@ -34,7 +37,9 @@ class CacheError(StoreError):
     """The cache cannot be read or written."""
 
 
-_BYTES = ("request", "response", "issuer", "leaf")
+_BYTES = ("request", "response")
+#: What earlier versions stored in each entry and nothing reads: dropped when read.
+_OBSOLETE = ("issuer", "leaf")
 
 
 @dataclass(frozen=True)
@@ -54,13 +59,12 @@ class Entry:
     next_update: float
     produced_at: Optional[float]
     fetched_at: float
-    issuer: bytes             # the issuer certificate DER the response verified against
-    leaf: Optional[bytes] = None
+    valid_until: float = 0.0  # when it stops verifying (``life``); an old entry: its nextUpdate
     due: float = 0.0          # when the refresher should look at it next
     failures: int = 0         # consecutive failed refreshes
 
     @property
-    def version(self):
+    def version(self) -> Tuple[float, Optional[float]]:
         return (self.this_update, self.produced_at)
 
     def to_json(self) -> str:
@@ -72,13 +76,29 @@ class Entry:
 
     @classmethod
     def from_json(cls, text) -> "Entry":
+        """An entry from its JSON, also as earlier versions wrote it (no ``valid_until``: its
+        nextUpdate stands in until the next refresh; ``issuer``/``leaf``: ignored)."""
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
         for name in _BYTES:
             if data.get(name) is not None:
                 data[name] = base64.b64decode(data[name])
+        if not data.get("valid_until"):
+            data["valid_until"] = data.get("next_update", 0.0)
         return cls(**data)
+
+
+def migrated(text: str, now: float) -> str:
+    """An entry's JSON as an earlier version stored it, rewritten for this one: the dead
+    ``issuer``/``leaf`` dropped and, when it had no ``valid_until``, due for refresh at NOW
+    (its signer's notAfter is learnt again from a fresh, verified answer)."""
+    data = json.loads(text)
+    stale = not data.get("valid_until")
+    entry = Entry.from_json(text)
+    if stale:
+        entry = replace(entry, due=min(entry.due, now))
+    return entry.to_json()
 
 
 class Cache:
@@ -115,12 +135,16 @@ CREATE TABLE IF NOT EXISTS entries (
     produced_at REAL,
     due REAL NOT NULL,
     keep_until REAL NOT NULL,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    valid_until REAL
 );
 CREATE INDEX IF NOT EXISTS entries_due ON entries(due);
 CREATE INDEX IF NOT EXISTS entries_serial ON entries(serial);
 CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, token TEXT NOT NULL, until REAL NOT NULL);
 """
+#: ``PRAGMA user_version`` of the schema above.  0: before the effective life (no
+#: ``valid_until`` column; entries carried issuer and leaf DER).
+SCHEMA_VERSION = 1
 
 
 class SqliteCache(Cache):
@@ -136,9 +160,35 @@ class SqliteCache(Cache):
                              f"the proxy's user) or choose another --cache", path=url)
         try:
             conn = self._conn()
-            conn.executescript(_SCHEMA)
+            self._migrate(conn)
         except sqlite3.Error as exc:
             raise self._err("open the cache", exc) from None
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Create the schema, or bring a database an earlier version wrote up to date, in place
+        and in one transaction (``migrated``)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(entries)").fetchall()}
+                if columns and "valid_until" not in columns:
+                    conn.execute("ALTER TABLE entries ADD COLUMN valid_until REAL")
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                now = time.time()
+                for key, data in conn.execute("SELECT key, data FROM entries").fetchall():
+                    entry = Entry.from_json(migrated(data, now))
+                    conn.execute("UPDATE entries SET data=?, due=?, valid_until=?, keep_until=? "
+                                 "WHERE key=?", (entry.to_json(), entry.due, entry.valid_until,
+                                                 rules.keep_until(entry.valid_until), key))
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -165,15 +215,15 @@ class SqliteCache(Cache):
             try:
                 row = conn.execute("SELECT this_update, produced_at FROM entries WHERE key=?",
                                    (entry.key,)).fetchone()
-                if row is not None and not rules.is_newer(entry.version, (row[0], row[1])):
+                if row is not None and life.newer(entry.version, (row[0], row[1])) is not True:
                     conn.execute("ROLLBACK")
                     return False
                 conn.execute(
                     "INSERT OR REPLACE INTO entries(key, serial, this_update, next_update, "
-                    "produced_at, due, keep_until, data) VALUES (?,?,?,?,?,?,?,?)",
+                    "produced_at, due, keep_until, data, valid_until) VALUES (?,?,?,?,?,?,?,?,?)",
                     (entry.key, entry.serial, entry.this_update, entry.next_update,
                      entry.produced_at, entry.due,
-                     rules.keep_until(entry.next_update), entry.to_json()))
+                     rules.keep_until(entry.valid_until), entry.to_json(), entry.valid_until))
                 conn.execute("COMMIT")
                 return True
             except BaseException:
@@ -259,7 +309,7 @@ class SqliteCache(Cache):
     def summary(self, now: float) -> Dict[str, float]:
         try:
             count, expired, oldest = self._conn().execute(
-                "SELECT COUNT(*), COALESCE(SUM(next_update<=?), 0), MIN(this_update) FROM entries "
+                "SELECT COUNT(*), COALESCE(SUM(valid_until<=?), 0), MIN(this_update) FROM entries "
                 "WHERE keep_until>?", (now, now)).fetchone()       # as Redis: not the ones past keep
         except sqlite3.Error as exc:
             raise self._err("read", exc) from None
@@ -283,22 +333,6 @@ class SqliteCache(Cache):
 # Redis
 # --------------------------------------------------------------------------
 
-_PUT_SCRIPT = """
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local c = cjson.decode(cur)
-  local tu, pa = tonumber(ARGV[3]), tonumber(ARGV[4])
-  local ctu = tonumber(c['this_update'])
-  local cpa = tonumber(c['produced_at']) or 0
-  if ctu > tu or (ctu == tu and cpa >= pa) then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[6])
-redis.call('ZADD', KEYS[4], ARGV[7], ARGV[6])
-return 1
-"""
-
 _UNLOCK_SCRIPT = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -306,7 +340,8 @@ return 0
 
 
 class RedisCache(Cache):
-    """Entries as JSON strings with PXAT = nextUpdate + KEEP_EXPIRED; a sorted set of due times."""
+    """Entries as JSON strings with PXAT = end + KEEP_EXPIRED; sorted sets of due times, thisUpdates
+    and ends (``valid_until``)."""
 
     PREFIX = "ocsp-proxy:"
 
@@ -319,15 +354,37 @@ class RedisCache(Cache):
                              f"(pip install 'ocsptools[redis]')") from None
         self._redis = redis
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self._put = self.client.register_script(_PUT_SCRIPT)
         self._unlock = self.client.register_script(_UNLOCK_SCRIPT)
         self.due_key = self.PREFIX + "due"
         self.age_key = self.PREFIX + "this_update"
-        self.next_key = self.PREFIX + "next_update"
+        self.next_key = self.PREFIX + "valid_until"
         self.sets = (self.due_key, self.age_key, self.next_key)
 
     def _k(self, key: str) -> str:
         return self.PREFIX + "entry:" + key
+
+    def migrate(self) -> None:
+        """Bring entries an earlier version wrote up to date (``migrated``), once per Redis
+        database: the first proxy to start does it while holding the schema key."""
+        schema = self.PREFIX + "schema"
+        if self._call("read", self.client.get, schema) == str(SCHEMA_VERSION).encode():
+            return
+        if not self._call("lock", self.client.set, schema, b"migrating", nx=True, ex=300):
+            return                                          # another proxy is at it
+        now = time.time()
+        names = self._call("read", lambda: list(self.client.scan_iter(self.PREFIX + "entry:*", count=500)))
+        for name in names:
+            raw = self._call("read", self.client.get, name)
+            if not raw:
+                continue
+            entry = Entry.from_json(migrated(raw, now))
+            pipe = self.client.pipeline()
+            pipe.set(name, entry.to_json(), keepttl=True)
+            pipe.zadd(self.due_key, {entry.key: entry.due})
+            pipe.zadd(self.next_key, {entry.key: entry.valid_until})
+            self._call("write", pipe.execute)
+        self._call("write", self.client.delete, self.PREFIX + "next_update")   # the old index
+        self._call("write", self.client.set, schema, str(SCHEMA_VERSION))
 
     def _call(self, action: str, fn, *args, **kwargs):
         try:
@@ -340,12 +397,30 @@ class RedisCache(Cache):
         return Entry.from_json(raw) if raw else None
 
     def put(self, entry: Entry) -> bool:
-        pxat = int(rules.keep_until(entry.next_update) * 1000)
-        res = self._call("write", self._put, keys=[self._k(entry.key), *self.sets],
-                         args=[entry.to_json(), pxat, repr(entry.this_update),
-                               repr(entry.produced_at or 0.0), repr(entry.due), entry.key,
-                               repr(entry.next_update)])
-        return bool(res)
+        """Optimistic transaction (WATCH/MULTI): stored only if ``life.newer`` than the entry
+        there, decided here in Python (the one rule), never in a Lua copy of it."""
+        name = self._k(entry.key)
+        pxat = int(rules.keep_until(entry.valid_until) * 1000)
+
+        def attempt() -> bool:
+            with self.client.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(name)
+                        raw = pipe.get(name)
+                        if raw and life.newer(entry.version, Entry.from_json(raw).version) is not True:
+                            pipe.unwatch()
+                            return False
+                        pipe.multi()
+                        pipe.set(name, entry.to_json(), pxat=pxat)
+                        pipe.zadd(self.due_key, {entry.key: entry.due})
+                        pipe.zadd(self.age_key, {entry.key: entry.this_update})
+                        pipe.zadd(self.next_key, {entry.key: entry.valid_until})
+                        pipe.execute()
+                        return True
+                    except self._redis.WatchError:
+                        continue
+        return bool(self._call("write", attempt))
 
     def reschedule(self, key: str, due: float, failures: int) -> None:
         """Optimistic transaction (WATCH/MULTI): the JSON is rewritten in Python, never by Lua's
@@ -420,7 +495,7 @@ class RedisCache(Cache):
     def summary(self, now: float) -> Dict[str, float]:
         """Counted from the index sets by score, so entries Redis already dropped (PXAT =
         nextUpdate + KEEP_EXPIRED) are not counted while their index rows wait for the sweep."""
-        cutoff = now - rules.KEEP_EXPIRED                   # live: nextUpdate > cutoff
+        cutoff = now - rules.KEEP_EXPIRED                   # live: valid_until > cutoff
         pipe = self.client.pipeline(transaction=False)
         pipe.zcount(self.next_key, f"({cutoff!r}", "+inf")
         pipe.zcount(self.next_key, f"({cutoff!r}", now)
@@ -431,9 +506,9 @@ class RedisCache(Cache):
             page = self._call("read", self.client.zrange, self.age_key, start, start + 99, withscores=True)
             if not page:
                 break
-            next_updates = self._call("read", self.client.zmscore, self.next_key, [m for m, _ in page])
-            for (_, this_update), next_update in zip(page, next_updates):
-                if next_update is not None and next_update > cutoff:
+            ends = self._call("read", self.client.zmscore, self.next_key, [m for m, _ in page])
+            for (_, this_update), end in zip(page, ends):
+                if end is not None and end > cutoff:
                     oldest = this_update
                     break
             start += 100
@@ -460,20 +535,25 @@ def open_cache(url: str) -> Cache:
     if parts.scheme in ("redis", "rediss", "unix"):
         if parts.scheme != "unix" and not parts.hostname:
             raise UsageError(f"{url}: use redis://HOST:PORT/DB")
-        return RedisCache(url)
+        cache = RedisCache(url)
+        try:
+            cache.migrate()
+        except CacheError:
+            pass                    # unreachable now: the proxy reports it; entries still read
+        return cache
     raise UsageError(f"{url}: unknown cache; use sqlite:///PATH or redis://HOST:PORT/DB")
 
 
 def describe(entries: List[Entry], now: float) -> Dict[str, object]:
     """Counts and ages for ``stats`` and /metrics (pure)."""
-    valid = [e for e in entries if rules.usable(e.next_update, now)]
+    valid = [e for e in entries if rules.usable(e.valid_until, now)]
     oldest = min((e.this_update for e in entries), default=None)
     return {
         "entries": len(entries),
         "valid": len(valid),
         "expired": len(entries) - len(valid),
         "oldest_age": (now - oldest) if oldest is not None else 0.0,
-        "next_expiry": min((e.next_update for e in valid), default=None),
+        "next_expiry": min((e.valid_until for e in valid), default=None),
         "by_status": {s: sum(1 for e in entries if e.cert_status == s)
                       for s in sorted({e.cert_status for e in entries})},
     }

@@ -27,7 +27,7 @@ from ..certs import CERT_SUFFIXES, MAX_CERT_FILE, parse_certificates
 from ..errors import InputError, UsageError
 from ..openssl import HASHES, OpenSSL, split_pem_certs
 from ..staple import Certificate
-from . import der
+from ..codec import der
 
 ISSUER_SUFFIXES = CERT_SUFFIXES + (".issuer",)
 

@@ -19,7 +19,9 @@ Request flow (``Proxy.handle``):
    never served: tryLater.
 
 The refresher (``refresh_loop``) renews each entry at ``--refresh-at`` of its
-lifetime, with exponential backoff on failure, under the cache's lock so one
+effective life (``ocsptools.life``: until the earliest of nextUpdate and the
+signer's and certificate's notAfter, which also bounds serving, ``max-age``
+and ``Expires``), with exponential backoff on failure, under the cache's lock so one
 proxy of several sharing Redis does it.
 """
 
@@ -41,7 +43,8 @@ from .. import transport
 from ..errors import FetchError, OcspToolsError
 from ..openssl import OpenSSL, split_pem_certs
 from ..staple import Certificate
-from . import der, rules
+from ..codec import der
+from . import rules
 from .cache import Cache, CacheError, Entry
 from .issuers import Known, split_url
 from .metrics import CONTENT_TYPE, Metrics
@@ -71,17 +74,17 @@ class Settings:
 class Hot:
     """An entry ready to be written: headers rebuilt once per second."""
 
-    __slots__ = ("entry", "next_update", "recheck", "etag", "last_modified", "expires", "_sec",
+    __slots__ = ("entry", "valid_until", "recheck", "etag", "last_modified", "expires", "_sec",
                  "_ka", "_close", "_body")
 
     def __init__(self, entry: Entry, recheck: float) -> None:
         import hashlib
         self.entry = entry
-        self.next_update = entry.next_update
+        self.valid_until = entry.valid_until
         self.recheck = recheck
         self.etag = '"' + hashlib.sha256(entry.response).hexdigest()[:32] + '"'
         self.last_modified = rules.http_date(entry.this_update)
-        self.expires = rules.http_date(entry.next_update)
+        self.expires = rules.http_date(entry.valid_until)
         self._sec = -1
         self._ka = b""
         self._close = b""
@@ -90,7 +93,7 @@ class Hot:
     def _headers(self, now: float, status: str = "200 OK", body: bool = True) -> Tuple[bytes, bytes]:
         common = (f"Server: ocsp-proxy\r\nDate: {rules.http_date(now)}\r\n"
                   + (f"Content-Type: {OCSP_TYPE}\r\nContent-Length: {len(self._body)}\r\n" if body else "")
-                  + f"Cache-Control: max-age={rules.max_age(self.next_update, now)}, public, "
+                  + f"Cache-Control: max-age={rules.max_age(self.valid_until, now)}, public, "
                     f"no-transform, must-revalidate\r\n"
                   + f"Expires: {self.expires}\r\nLast-Modified: {self.last_modified}\r\n"
                   + f"ETag: {self.etag}\r\n")
@@ -198,7 +201,7 @@ class Proxy:
             hot = self.hot.get(key)
             if hot is not None:
                 now = time.time()
-                if now < hot.next_update and time.monotonic() < hot.recheck:
+                if now < hot.valid_until and time.monotonic() < hot.recheck:
                     self.metrics.hits += 1
                     inm = req.headers.get("if-none-match")
                     if inm is not None and hot.etag in inm:
@@ -270,7 +273,7 @@ class Proxy:
         now = time.time()
         hot = self.hot.get(key)
         entry: Optional[Entry] = None
-        if hot is not None and now < hot.next_update and time.monotonic() < hot.recheck:
+        if hot is not None and now < hot.valid_until and time.monotonic() < hot.recheck:
             entry = hot.entry
         else:
             try:
@@ -280,7 +283,7 @@ class Proxy:
                 self.log.error(str(exc))
                 entry = hot.entry if hot is not None else None
         now = time.time()
-        if entry is not None and rules.usable(entry.next_update, now):
+        if entry is not None and rules.usable(entry.valid_until, now):
             if hot is None or hot.entry != entry:
                 hot = self._install(entry)
             else:
@@ -352,7 +355,7 @@ class Proxy:
             if entry is not None:
                 self.metrics.expired += 1
                 self.log.warning(f"serial {cid.serial_hex}: the cached answer expired at "
-                                 f"{rules.http_date(entry.next_update)} and the responder could not "
+                                 f"{rules.http_date(entry.valid_until)} and the responder could not "
                                  f"renew it ({exc}); answered tryLater")
             else:
                 self.log.warning(f"serial {cid.serial_hex}: {exc}; answered tryLater")
@@ -370,15 +373,15 @@ class Proxy:
             if entry is not None:
                 self.metrics.expired += 1
                 self.log.warning(f"serial {cid.serial_hex}: the cached answer expired at "
-                                 f"{rules.http_date(entry.next_update)}; passing the responder's "
+                                 f"{rules.http_date(entry.valid_until)}; passing the responder's "
                                  f"unverifiable answer through")
             return ("pass", (200, body, OCSP_TYPE))
-        new = make_entry(staple, cid, url, issuer, leaf, self._now_dt(), self.settings.refresh_pct)
+        new = make_entry(staple, cid, url, self._now_dt(), self.settings.refresh_pct)
         try:
             stored = await self._io(self.cache.put, new)
             if not stored:
                 current = await self._io(self.cache.get, cid.key)
-                if current is not None and rules.usable(current.next_update, time.time()):
+                if current is not None and rules.usable(current.valid_until, time.time()):
                     new = current
         except CacheError as exc:
             self.metrics.cache_errors += 1
@@ -513,7 +516,7 @@ class Proxy:
                 staple = await self._io(check, body, cid, issuer, leaf, self.ossl, self._now_dt(), url)
             except (FetchError, Unverifiable) as exc:
                 return await self._refresh_failed(entry, exc)
-            new = make_entry(staple, cid, url, issuer, leaf, self._now_dt(), self.settings.refresh_pct)
+            new = make_entry(staple, cid, url, self._now_dt(), self.settings.refresh_pct)
             if not await self._io(self.cache.put, new):
                 due, _, _ = await self._back_off(entry)
                 self.metrics.refreshes["unchanged"] += 1
@@ -523,8 +526,8 @@ class Proxy:
             self.metrics.refreshes["ok"] += 1
             if key in self.hot:
                 self._install(new)
-            self.log.info(f"serial {entry.serial}: refreshed from {url}, next update "
-                          f"{rules.http_date(new.next_update)}")
+            self.log.info(f"serial {entry.serial}: refreshed from {url}, valid until "
+                          f"{rules.http_date(new.valid_until)}")
             return "ok"
         except CacheError as exc:
             self.metrics.cache_errors += 1
@@ -540,10 +543,10 @@ class Proxy:
         """Reschedule ENTRY after one more failure: (when, failures, what clients get meanwhile)."""
         failures = entry.failures + 1
         now = time.time()
-        due = rules.backoff(failures, now, entry.next_update)
+        due = rules.retry_at(failures, now, entry.valid_until)
         await self._io(self.cache.reschedule, entry.key, due, failures)
-        state = ("still valid until " + rules.http_date(entry.next_update)
-                 if rules.usable(entry.next_update, now) else "EXPIRED, clients get tryLater")
+        state = ("still valid until " + rules.http_date(entry.valid_until)
+                 if rules.usable(entry.valid_until, now) else "EXPIRED, clients get tryLater")
         return due, failures, state
 
     async def _refresh_refused(self, entry: Entry, why: str) -> str:

@@ -1,4 +1,4 @@
-"""A small, strict DER walker for what the proxy must read without spawning openssl.
+"""The package's one DER reader: a small, strict walker for what must be read without openssl.
 
 * ``parse_request(der)``: an RFC 6960 OCSPRequest -> its CertIDs, and whether it
   carries a nonce, other extensions, a requestorName or a signature;
@@ -20,8 +20,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-__all__ = ["DerError", "CertID", "ParsedRequest", "parse_request", "issuer_hashes",
-           "encode_request", "HASH_OIDS", "MAX_CERT_IDS"]
+__all__ = ["DerError", "CertID", "ParsedRequest", "parse_request", "issuer_hashes", "key_hash",
+           "encode_request", "cert_serial", "HASH_OIDS", "MAX_CERT_IDS"]
 
 
 class DerError(ValueError):
@@ -267,6 +267,12 @@ def issuer_hashes(cert_der: bytes, alg: str) -> Tuple[bytes, bytes]:
     """(issuerNameHash, issuerKeyHash) that CertIDs with hash ALG use for this issuer certificate."""
     name_der, key_bits = _subject_and_key(cert_der)
     return hashlib.new(alg, name_der).digest(), hashlib.new(alg, key_bits).digest()
+
+
+def key_hash(cert_der: bytes) -> str:
+    """A certificate's ResponderID byKey value: the SHA-1 hash of its subjectPublicKey BIT
+    STRING's value (no tag, length or unused-bits octet; RFC 6960 4.2.2.3), upper-case hex."""
+    return hashlib.sha1(_subject_and_key(cert_der)[1]).hexdigest().upper()
 
 
 def _enc(tag: int, content: bytes) -> bytes:

@@ -133,7 +133,8 @@ def fetch_staple(cert: Union[PathLike, Target], *, issuer: Optional[PathLike] = 
     ossl = OpenSSL(openssl, timeout=timeout)
     http = transport.HttpOptions(timeout=timeout, proxy=proxy)
     target = cert if isinstance(cert, Target) else _load_target(
-        os.fspath(cert), ossl, issuer_file=None if issuer is None else os.fspath(issuer), http=http)
+        os.fspath(cert), ossl, issuer_file=None if issuer is None else os.fspath(issuer), http=http,
+        urls=tuple(urls))               # not applicable is decided before the issuer search
     result = _fetch_staple(target, FetchOptions(urls=tuple(urls), method=method, hash_alg=hash_alg,
                                                 http=http), ossl, _clock(now))
     if require_good:

@@ -101,6 +101,7 @@ class Item:
     retry_after: Optional[float] = None     # the responder's Retry-After on a failed fetch
     try_later: bool = False                 # a responder answered tryLater on a failed fetch
     cert_status: str = ""                   # the fetched answer's status: good, revoked, unknown
+    applicable: bool = True                 # False: no responder URL (decided before any issuer search)
 
     @property
     def tgt(self) -> Target:
@@ -502,6 +503,11 @@ class Driver:
             item.kind = "leaf"
             item.cert = CertFacts.of(leaf)
             item.target = Target(leaf=leaf, issuer=leaf, label=cand.cert)   # issuer set below
+            if not responder_urls_for(item, self.opts):
+                # no OCSP responder: "not applicable", decided before any issuer is looked for
+                # (a tree without issuers must not fail on it every hour)
+                item.applicable = False
+                continue
             options: List[Tuple[Certificate, str]] = []
             if cand.issuer:
                 options = [(parsed[d], cand.issuer) for d in issuer_files.get(cand.issuer, [])[:1]
@@ -575,7 +581,7 @@ class Driver:
                           f"the certificate file or put the issuer in {cand.cert}.issuer")
 
     def _verify_staples(self, leaves: List[Item]) -> None:
-        todo = [it for it in leaves if it.staple_id is not None]
+        todo = [it for it in leaves if it.staple_id is not None and it.applicable]
 
         def one(item: Item) -> None:
             try:

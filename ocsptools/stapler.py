@@ -64,7 +64,8 @@ from typing import (Any, Callable, Dict, List, Optional, Protocol, Sequence, Set
 from . import life, store, transport
 from .errors import (CertStatusError, FetchError, LockBusy, NotApplicable, OcspToolsError,
                      Revoked, StaleResponse, StoreError, UsageError)
-from .fetch import FetchOptions, Target, fetch_staple, install, installed_staple, load_target, require_good
+from .fetch import (FetchOptions, Target, fetch_staple, install, installed_staple, load_leaf,
+                    require_good, target_for)
 from .openssl import HASHES, OpenSSL
 from .staple import CLOCK_SKEW, Certificate, Staple, iso
 
@@ -266,7 +267,9 @@ def certificate_der(cert: Any) -> bytes:
 class _Entry:
     """One managed certificate.  Fields are changed under ``Stapler._lock``."""
 
-    target: Target
+    leaf: Certificate
+    path: str                           # the certificate file, as given
+    target: Optional[Target]            # with its issuer; None when not applicable (never looked for)
     name: str
     fingerprint: str
     staple_file: Optional[str]
@@ -284,13 +287,15 @@ class _Entry:
     served: Optional[Tuple[bytes, datetime, datetime]] = None   # (DER, start, end): the callback's view
 
     @property
-    def leaf(self) -> Certificate:
-        return self.target.leaf
+    def tgt(self) -> Target:
+        """The target of an applicable certificate (only those are fetched, verified, persisted)."""
+        assert self.target is not None
+        return self.target
 
     def set_staple(self, staple: Optional[Staple]) -> None:
         """Change the good staple (None: serve nothing) and the callback's precomputed view of it."""
         self.staple = staple
-        window = serve_window(staple, self.target.leaf)
+        window = serve_window(staple, self.leaf)
         self.served = None if staple is None or window is None else (staple.der, window[0], window[1])
 
 
@@ -352,33 +357,39 @@ class Stapler:
         signature.  ``urls`` overrides the certificate's responder URLs.  A
         valid staple persisted earlier is loaded at once (served from the
         first handshake).  Adding the same certificate twice returns the
-        existing entry.  Raises InputError (CertificateError,
-        IssuerNotFound) for unusable files, OpensslError if openssl fails."""
+        existing entry.  A certificate naming no OCSP responder (and no ``urls``) is
+        "not applicable": kept, never fetched, and its issuer is not looked for.  Raises
+        InputError (CertificateError, IssuerNotFound) for unusable files, OpensslError if
+        openssl fails."""
         cert_path = os.fspath(cert)
         for url in urls:
             transport.check_url(url)
-        target = load_target(cert_path, self._ossl,
-                             issuer_file=None if issuer is None else os.fspath(issuer),
-                             ca_dirs=[os.fspath(d) for d in ca_dirs], http=self._opts.http,
-                             use_aia=use_aia)
-        leaf = target.leaf
+        certs = load_leaf(cert_path, self._ossl)
+        leaf = certs[0]
+        urls_t = tuple(urls)
+        # no OCSP responder: "not applicable", decided before any issuer is looked for
+        applicable = bool(urls_t or leaf.ocsp_urls)
         now = self._clock()
         with self._lock:
             existing = self._entries.get(leaf.der)
             if existing is not None:
                 return self._status(existing, now)
+        target = None
+        if applicable and not leaf.expired(now):
+            target = target_for(certs, cert_path, self._ossl,
+                                issuer_file=None if issuer is None else os.fspath(issuer),
+                                ca_dirs=[os.fspath(d) for d in ca_dirs], http=self._opts.http,
+                                use_aia=use_aia)
         fingerprint = hashlib.sha256(leaf.der).hexdigest()
         label = name or cert_path
         with self._lock:
             if label in self._names:
                 label = f"{label}@{fingerprint[:12]}"
             self._names.add(label)
-        urls_t = tuple(urls)
-        applicable = bool(urls_t or leaf.ocsp_urls)
         staple_file = (os.path.join(self.cache_dir, fingerprint + STAPLE_SUFFIX)
                        if self.cache_dir is not None else None)
-        entry = _Entry(target=target, name=label, fingerprint=fingerprint, staple_file=staple_file,
-                       urls=urls_t, applicable=applicable, next_attempt=now)
+        entry = _Entry(leaf=leaf, path=cert_path, target=target, name=label, fingerprint=fingerprint,
+                       staple_file=staple_file, urls=urls_t, applicable=applicable, next_attempt=now)
         if leaf.expired(now):
             self.log.warning("%s: the certificate expired at %s; not stapling it (replace the "
                              "certificate)", label, iso(leaf.not_after))
@@ -539,7 +550,7 @@ class Stapler:
         message = " | ".join(parts) + ("; not serving it unstapled: fix the responder or the "
                                        "certificate, or put a valid staple in the staple directory")
         single = missing[0] if len(missing) == 1 else None
-        path = single.target.label if single is not None else None
+        path = single.path if single is not None else None
         if single is not None and not single.applicable:
             return NotApplicable(message, path=path)
         if single is not None and single.revoked is not None:
@@ -679,7 +690,7 @@ class Stapler:
         else:
             state = UNSTAPLED
         return CertificateStatus(
-            name=entry.name, path=entry.target.label, fingerprint=entry.fingerprint,
+            name=entry.name, path=entry.path, fingerprint=entry.fingerprint,
             subject=leaf.subject, serial=leaf.serial_hex, not_after=leaf.not_after,
             must_staple=leaf.must_staple, state=state,
             this_update=staple.this_update if staple else None,
@@ -723,7 +734,7 @@ class Stapler:
         if entry.staple_file is None:
             return None
         try:
-            found = installed_staple(entry.staple_file, entry.target, self._ossl, now)
+            found = installed_staple(entry.staple_file, entry.tgt, self._ossl, now)
         except (StoreError, OcspToolsError) as exc:
             self.log.warning("%s: cannot use the persisted staple: %s", entry.name, exc)
             return None
@@ -781,10 +792,10 @@ class Stapler:
     def _fetch(self, entry: _Entry, now: datetime) -> None:
         opts = replace(self._opts, urls=entry.urls) if entry.urls else self._opts
         try:
-            result = fetch_staple(entry.target, opts, self._ossl, self._clock)
+            result = fetch_staple(entry.tgt, opts, self._ossl, self._clock)
             for warning in result.warnings:
                 self.log.warning("%s: %s", entry.name, warning)
-            require_good(result, entry.target)
+            require_good(result, entry.tgt)
         except Revoked as exc:
             with self._lock:
                 entry.answered = exc.cert_status
@@ -835,7 +846,7 @@ class Stapler:
         try:
             lock.acquire(5.0, what="another process writing staples")
             try:
-                install(entry.staple_file, staple, entry.target, self._ossl, now)
+                install(entry.staple_file, staple, entry.tgt, self._ossl, now)
             finally:
                 lock.release()
         except StaleResponse:

@@ -38,7 +38,8 @@ states and exit status (worst wins: OK < UNKNOWN < WARNING < CRITICAL):
               bad signature; not for this certificate; delegated responder not
               embedded; below -c; live: no staple sent, handshake failure;
               Must-Staple certificate without a verified staple (give -i ISSUER)
-  3 UNKNOWN   bad arguments, --help, --version, openssl missing, --cert unusable
+  3 UNKNOWN   bad arguments, --help, --version, openssl missing, failing or not
+              OpenSSL, --cert unusable
 
 thresholds: a duration (3d, 12h, 1d12h, '2 hours 5 minutes', seconds) or a share of
 the staple's lifetime (25%); defaults -w {DEFAULT_WARNING} -c {DEFAULT_CRITICAL}.

@@ -155,6 +155,19 @@ def describe_threshold(threshold: Threshold, seconds: Optional[float],
     return human(seconds) if seconds is not None else threshold.text
 
 
+def thresholds_inverted(warning: Threshold, critical: Threshold) -> bool:
+    """Is the warning threshold below the critical one, where the two can be compared (pure)?
+
+    Both are "time left" minimums: the warning must be at least the critical, or the WARNING
+    band is empty.  A duration and a percentage compare only for a given staple's lifetime, so
+    such a pair is never refused; equal thresholds are allowed (no WARNING band, on purpose)."""
+    if warning.duration is not None and critical.duration is not None:
+        return warning.duration < critical.duration
+    if warning.percent is not None and critical.percent is not None:
+        return warning.percent < critical.percent
+    return False
+
+
 @dataclass(frozen=True)
 class Judgement:
     findings: Tuple[Finding, ...]

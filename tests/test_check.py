@@ -228,12 +228,44 @@ def test_bare_seconds_thresholds(world, left, rc, text):
 
 
 def test_critical_is_tested_before_warning(world):
-    """-c above -w: critical wins although warning matches too."""
+    """-c a duration above -w a percentage (10% of 7d = 16h48m): critical wins although warning
+    matches too.  (Two durations or two percentages in that order are a usage error.)"""
     w = world
     p = w.staple("good")
-    rc, out, _ = check("-w", "2d", "-c", "3d", "--cert", w.cert("good1"), p, at=w.t0 + 5 * DAY + HOUR)
-    assert rc == 2 and out[0].startswith(f"OCSP CRITICAL - {p}: good, 1d23h left")
+    rc, out, _ = check("-w", "10%", "-c", "3d", "--cert", w.cert("good1"), p, at=w.t0 + 6 * DAY + HOUR)
+    assert rc == 2 and out[0].startswith(f"OCSP CRITICAL - {p}: good, 23h left")
     assert "below the critical threshold 3d" in out[0]
+
+
+@pytest.mark.parametrize("warning, critical, refused", [
+    ("1d", "3d", True),
+    ("86400", "3d", True),                  # bare seconds are durations too
+    ("12h", "1 day", True),
+    ("5%", "10%", True),
+    ("9.5%", "10%", True),
+    ("3d", "1d", False),
+    ("3d", "3d", False),                    # equal: no WARNING band, on purpose
+    ("72h", "3d", False),                   # equal, spelled differently
+    ("25%", "10%", False),
+    ("10%", "10%", False),
+    ("1s", "50%", False),                   # a duration and a percentage: not comparable
+    ("10%", "3d", False),
+    ("0", "0%", False),
+])
+def test_warning_below_critical_is_a_usage_error(tmp_path, warning, critical, refused):
+    """-w below -c, when both are durations or both percentages: UNKNOWN, one line, before any
+    staple is looked at (an accepted pair goes on to judge the missing file: CRITICAL)."""
+    missing = tmp_path / "site.ocsp"
+    res = build.run_at(None, [command("ocsp-check"), "-w", warning, "-c", critical, str(missing)])
+    out = res.stdout.decode().splitlines()
+    if refused:
+        want = (f"-w {warning} is below -c {critical}: the warning threshold must be at least the "
+                f"critical one (see --help)")
+        assert res.returncode == 3 and out == [f"OCSP UNKNOWN - {want}"]
+        assert assert_one_line_error(res.stderr) == f"ocsp-check: {want}"
+    else:
+        assert res.returncode == 2 and out == [f"OCSP CRITICAL - {missing}: no such file | '{missing}'=U"]
+        assert res.stderr == b""
 
 
 @pytest.mark.parametrize("case, lifetime, human", [("hour", 3600, "1h"), ("day", 86400, "1d")])

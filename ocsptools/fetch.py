@@ -58,17 +58,34 @@ def load_target(cert_path: str, ossl: OpenSSL, *, issuer_file: Optional[str] = N
     ``-u`` list, possibly empty): a certificate naming no OCSP responder, with
     none given, then raises NotApplicable right after loading, before the
     issuer search (which may read files, download caIssuers or fail)."""
+    certs, label = load_leaf(cert_path, ossl)
+    if urls is not None:
+        _urls_or_not_applicable(certs[0], label, urls)
+    return find_issuer(certs, cert_path, label, ossl, issuer_file=issuer_file, ca_dirs=ca_dirs,
+                       http=http, use_aia=use_aia)
+
+
+def load_leaf(cert_path: str, ossl: OpenSSL) -> Tuple[List[Certificate], str]:
+    """The certificates of CERT_PATH (``-``: stdin), leaf first, and its label; InputError if it
+    holds no usable leaf (a lone CA certificate).  The first half of ``load_target``."""
     certs = load_file(cert_path, ossl)
     leaf = certs[0]
     label = "standard input" if cert_path == "-" else cert_path
     if leaf.is_ca and len(certs) == 1:
         raise InputError(f"{label}: holds a CA certificate ({leaf.subject}), not a leaf", path=label)
-    if urls is not None:
-        _urls_or_not_applicable(leaf, label, urls)
+    return certs, label
+
+
+def find_issuer(certs: Sequence[Certificate], cert_path: str, label: str, ossl: OpenSSL, *,
+                issuer_file: Optional[str] = None, ca_dirs: Sequence[str] = (),
+                http: transport.HttpOptions = transport.HttpOptions(),
+                use_aia: bool = True) -> Target:
+    """The Target of a loaded leaf (CERTS[0], its bundle after it): the issuer search of
+    ``load_target`` (``certs.IssuerFinder``)."""
     finder = IssuerFinder(ossl, http=http, use_aia=use_aia)
-    match = finder.find(leaf, cert_path=None if cert_path == "-" else cert_path,
+    match = finder.find(certs[0], cert_path=None if cert_path == "-" else cert_path,
                         bundle=certs[1:], issuer_file=issuer_file, ca_dirs=ca_dirs)
-    return Target(leaf=leaf, issuer=match.issuer, label=label, issuer_source=match.source)
+    return Target(leaf=certs[0], issuer=match.issuer, label=label, issuer_source=match.source)
 
 
 def responder_urls(target: Target, opts: FetchOptions) -> Tuple[str, ...]:

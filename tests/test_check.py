@@ -565,6 +565,84 @@ def test_leftover_staple_of_certificate_without_ocsp_url(world):
             "certificate: remove it and turn stapling off") in out[0]
 
 
+# A certificate without OCSP URL is "not applicable" before anything else: its issuer is never looked
+# for.  The proof: its AIA caIssuers URL points at a loopback server that records every request, --aia
+# allows downloads, and no issuer exists anywhere (no chain in the file, none beside it, no -i).
+
+@dataclass
+class NoUrl:
+    cert: Path               # the leaf alone (no chain)
+    serial: str
+    ca_server: object        # records requests; the issuer is NOT served there either
+    own: Path                # a staple for this very certificate
+    other: Path              # a staple of another certificate (left over)
+
+
+@pytest.fixture(scope="module")
+def no_url(world, tmp_path_factory):
+    from fake_responder import FakeResponder
+    w = world
+    d = tmp_path_factory.mktemp("nourl")
+    with FakeResponder() as ca_server:
+        ca_server.set(status=404, body=b"no issuer here")
+        leaf = w.pki.make_leaf("nourlaia", ocsp_urls=[], ca_issuers=ca_server.url + "inter.cer")
+        cert = d / "leaf.pem"
+        shutil.copy(leaf.cert, cert)
+        own = d / "own.der"
+        build.respond(w.pki, leaf.cert, own, at=w.t0)
+        yield NoUrl(cert, leaf.serial.lstrip("0"), ca_server, own, w.staple("good"))
+
+
+def site(no_url: NoUrl, d: Path, staple: Path | None) -> Path:
+    shutil.copy(no_url.cert, d / "site.pem")
+    if staple is not None:
+        shutil.copy(staple, d / "site.pem.ocsp")
+    return d / "site.pem.ocsp"
+
+
+@pytest.mark.parametrize("how", ["convention", "--cert"])
+def test_no_url_missing_staple_is_not_applicable_without_issuer_search(world, no_url, tmp_path, how):
+    no_url.ca_server.requests.clear()
+    staple = site(no_url, tmp_path, None)
+    args = ["--cert", tmp_path / "site.pem"] if how == "--cert" else []
+    for verbose in ([], ["-v"]):
+        rc, out, err = check("--aia", *verbose, *args, staple, at=world.t0)
+        assert rc == 0 and err == "", out
+        assert out[0] == f"OCSP OK - {staple}: no such file; not applicable: the certificate names no OCSP responder"
+        assert not any("issuer" in line for line in out), out      # no issuer error, no source
+    rc, out, _ = check("--aia", "--require-staple", *args, staple, at=world.t0)
+    assert rc == 2 and out == [f"OCSP CRITICAL - {staple}: no such file (--require-staple) | '{staple}'=U"]
+    assert no_url.ca_server.requests == []
+
+
+@pytest.mark.parametrize("how", ["convention", "--cert"])
+def test_no_url_leftover_staple_is_critical_without_issuer_search(world, no_url, tmp_path, how):
+    no_url.ca_server.requests.clear()
+    staple = site(no_url, tmp_path, no_url.other)
+    args = ["--cert", tmp_path / "site.pem"] if how == "--cert" else []
+    rc, out, err = check("--aia", *args, staple, at=world.t0)
+    other = world.pki.leaves["good1"].serial.lstrip("0")
+    assert rc == 2 and err == ""
+    assert out == [f"OCSP CRITICAL - {staple}: not a response for this certificate (serial {no_url.serial}); "
+                   f"it covers serial(s) {other}; the certificate names no OCSP responder, so this staple "
+                   f"is left over from an earlier certificate: remove it and turn stapling off | '{staple}'=U"]
+    assert no_url.ca_server.requests == []
+
+
+@pytest.mark.parametrize("how", ["convention", "--cert"])
+def test_no_url_own_staple_is_judged_unverified_without_issuer_search(world, no_url, tmp_path, how):
+    no_url.ca_server.requests.clear()
+    staple = site(no_url, tmp_path, no_url.own)
+    args = ["--cert", tmp_path / "site.pem"] if how == "--cert" else []
+    rc, out, err = check("--aia", "-i", world.pki.inter_cert, *args, staple, at=world.t0)
+    assert rc == 0 and err == ""
+    assert out == [f"OCSP OK - {staple}: good, 7d left (next update {iso(world.t0 + 7 * DAY)}) (signature and "
+                   f"CertID not verified) | {perf(staple, LIFE7)}",
+                   "signature and CertID NOT verified: the certificate names no OCSP responder, so its "
+                   "issuer was not looked for"]
+    assert no_url.ca_server.requests == []
+
+
 def test_must_staple_without_valid_staple(world):
     w = world
     p = w.staple("muststaple")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ from typing import BinaryIO, List, Optional, Sequence, Tuple
 
 from . import life, nagios, transport, verify
 from .certs import IssuerFinder
+from .codec import der as der_codec
 from .durations import Threshold, format_duration, parse_threshold
 from .errors import (InputError, IssuerNotFound, OcspToolsError, OpensslError,
                      ResponderStatusError, ResponseError)
@@ -60,6 +62,8 @@ STARTTLS_PORTS = {"smtp": 25, "lmtp": 24, "imap": 143, "pop3": 110, "ftp": 21, "
                   "xmpp-server": 5269, "sieve": 4190, "nntp": 119, "ldap": 389,
                   "postgres": 5432, "mysql": 3306, "irc": 6667}
 HTTPS_PORT = 443
+#: The PEM labels openssl reads as certificates.
+PEM_CERTIFICATE = re.compile(rb"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----")
 
 Finding = Tuple[int, str]
 #: Why a staple of a certificate without OCSP URL is only inspected.
@@ -254,6 +258,12 @@ def certificate_candidates(staple_path: str) -> List[str]:
     return []
 
 
+def holds_certificate(data: bytes, der: bytes) -> bool:
+    """Is a would-be staple a certificate (PEM, or DER/base64 of an X.509 structure)?  Pure: a
+    certificate passed as STAPLE gets its own message instead of openssl's "wrong tag"."""
+    return bool(PEM_CERTIFICATE.search(data)) or der_codec.is_certificate(der)
+
+
 def default_port(starttls: Optional[str]) -> int:
     return STARTTLS_PORTS[starttls] if starttls else HTTPS_PORT
 
@@ -425,7 +435,13 @@ def check_file(path: str, opts: CheckOptions, ossl: OpenSSL, now: datetime, *,
     except InputError as exc:
         result.add(CRITICAL, str(exc))
         return result
-    return check_der(result, decode_staple(data), target, opts, ossl)
+    der = decode_staple(data)
+    if holds_certificate(data, der):
+        arg = "FILE" if path == "-" else path
+        result.add(CRITICAL, f"holds a certificate, not an OCSP response: pass it with --cert {arg} "
+                             f"and give its staple file as STAPLE")
+        return result
+    return check_der(result, der, target, opts, ossl)
 
 
 def _conventional_certificate(path: str, result: Result, opts: CheckOptions,

@@ -36,8 +36,8 @@ exit status:
      tryLater or unauthorized, bad signature, wrong certificate, expired,
      older than the installed staple, status unknown), or openssl is missing,
      fails or is not OpenSSL (--openssl); nothing was written
-  2  usage or input error (unreadable or non-certificate CERT, issuer not
-     found, bad option)
+  2  usage or input error (unreadable or non-certificate CERT, a damaged PEM
+     block in it, issuer not found, bad option)
   3  not applicable: the certificate names no OCSP responder
   4  the certificate is revoked (nothing written unless --allow-revoked)
 """

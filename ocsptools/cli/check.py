@@ -33,8 +33,9 @@ states and exit status (worst wins: OK < UNKNOWN < WARNING < CRITICAL):
   0 OK        good, and more time left than the thresholds
   1 WARNING   below -w; no nextUpdate; responder certificate expires before nextUpdate
               (CRITICAL when that is less than -c away)
-  2 CRITICAL  missing, empty or unreadable file; not an OCSP response; tryLater,
-              unauthorized...; revoked or unknown; expired; thisUpdate in the future;
+  2 CRITICAL  missing, empty or unreadable file; not an OCSP response (a certificate:
+              give it with --cert); tryLater, unauthorized...; revoked or unknown;
+              expired; thisUpdate in the future; left over from an earlier certificate;
               bad signature; not for this certificate; delegated responder not
               embedded; below -c; live: no staple sent, handshake failure;
               Must-Staple certificate without a verified staple (give -i ISSUER)

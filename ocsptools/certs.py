@@ -13,14 +13,17 @@ signature wins; a matching name alone is never enough):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import sys
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from . import transport
-from .errors import CertificateError, FetchError, InputError, IssuerNotFound
-from .openssl import OpenSSL, Scratch
+from .codec import der as der_codec
+from .errors import CertificateError, DamagedPem, FetchError, InputError, IssuerNotFound
+from .openssl import PEM_CERT_RE, OpenSSL, Scratch
 from .staple import Certificate
 
 CERT_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".p7b", ".p7c")
@@ -47,10 +50,52 @@ def read_input(path: str) -> bytes:
     return data
 
 
+@dataclass(frozen=True)
+class PemDamage:
+    """Where a PEM file's CERTIFICATE block is damaged, and how."""
+
+    block: int              # 1-based
+    blocks: int
+    line: int               # of its BEGIN line
+    reason: str
+
+    def error(self, label: str) -> DamagedPem:
+        where = f"block {self.block} of {self.blocks}" if self.blocks > 1 else "block"
+        return DamagedPem(
+            f"{label}: the CERTIFICATE {where} at line {self.line} is damaged ({self.reason}); "
+            f"copy the certificate file again from its source (the CA, certbot's live/ directory)",
+            path=label, block=self.block, blocks=self.blocks, line=self.line)
+
+
+def pem_damage(data: bytes, unreadable: Optional[Mapping[bytes, str]] = None) -> Optional[PemDamage]:
+    """The first damaged CERTIFICATE block of PEM DATA, or None (pure; no openssl).
+
+    Damaged: its base64 is invalid, or it decodes to something other than exactly one
+    well-formed DER certificate (``der.certificate_problem``), or to a DER in UNREADABLE (what
+    openssl could not read, with its reason)."""
+    matches = list(PEM_CERT_RE.finditer(data))
+    for i, m in enumerate(matches, 1):
+        line = data.count(b"\n", 0, m.start()) + 1
+        try:
+            der = base64.b64decode(b"".join(m.group(1).split()), validate=True)
+        except binascii.Error:
+            return PemDamage(i, len(matches), line, "its base64 is not valid")
+        problem = der_codec.certificate_problem(der)
+        if problem is not None:
+            return PemDamage(i, len(matches), line, f"its DER is broken: {problem}")
+        if unreadable and der in unreadable:
+            return PemDamage(i, len(matches), line, f"openssl cannot read it: {unreadable[der]}")
+    return None
+
+
 def parse_certificates(data: bytes, label: str, ossl: OpenSSL) -> List[Certificate]:
-    """Every certificate in DATA (PEM bundle, DER or PKCS#7), parsed.  Raises CertificateError."""
+    """Every certificate in DATA (PEM bundle, DER or PKCS#7), parsed.  Raises CertificateError
+    (DamagedPem, naming the block, for a damaged PEM CERTIFICATE block)."""
     if not data.strip():
         raise CertificateError(f"{label}: empty file, expected a PEM certificate", path=label)
+    damage = pem_damage(data)
+    if damage is not None:
+        raise damage.error(label)
     try:
         ders = ossl.certificate_ders(data)
     except ValueError as exc:
@@ -62,7 +107,24 @@ def parse_certificates(data: bytes, label: str, ossl: OpenSSL) -> List[Certifica
     try:
         return ossl.parse_certificates(ders)
     except ValueError as exc:
+        damage = pem_damage(data, _unreadable(ders, str(exc), ossl))
+        if damage is not None:
+            raise damage.error(label) from None
         raise CertificateError(f"{label}: not a valid certificate ({exc})", path=label) from None
+
+
+def _unreadable(ders: Sequence[bytes], reason: str, ossl: OpenSSL) -> Dict[bytes, str]:
+    """Which of DERS openssl cannot read, and why: after the batch of them failed with REASON,
+    one process per certificate (only on this error path)."""
+    if len(ders) == 1:
+        return {ders[0]: reason}
+    bad: Dict[bytes, str] = {}
+    for der in ders:
+        try:
+            ossl.parse_certificates([der])
+        except ValueError as exc:
+            bad[der] = str(exc)
+    return bad
 
 
 def load_file(path: str, ossl: OpenSSL) -> List[Certificate]:

@@ -10,7 +10,10 @@
 * ``check_file`` reads a staple file (or stdin), finds its certificate
   (``--cert``, or by convention ``X.ocsp`` beside ``X``) and issuer, verifies
   the response (``verify.verify``) or, without a certificate, only inspects
-  it (``verify.inspect``) and says so;
+  it (``verify.inspect``) and says so.  A certificate that names no OCSP
+  responder is "not applicable" before anything else: its issuer is never
+  looked for (no files, no AIA download), and a staple found for it is only
+  inspected (``load_certificate``);
 * ``check_live`` takes the staple a TLS server actually sends
   (``OpenSSL.s_client``) and runs the same checks on it against the
   certificate chain the server presented.
@@ -25,19 +28,22 @@ to UNKNOWN.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO, List, Optional, Sequence, Tuple
 
 from . import life, nagios, transport, verify
-from .certs import IssuerFinder, load_file
+from .certs import IssuerFinder
+from .codec import der as der_codec
 from .durations import Threshold, format_duration, parse_threshold
 from .errors import (InputError, IssuerNotFound, OcspToolsError, OpensslError,
                      ResponderStatusError, ResponseError)
-from .fetch import Target, load_target
+from .fetch import Target, find_issuer, load_leaf
 from .nagios import CRITICAL, OK, UNKNOWN, WARNING
 from .openssl import OpenSSL
 from .staple import CLOCK_SKEW, Certificate, Staple, decode_staple, iso
@@ -56,8 +62,12 @@ STARTTLS_PORTS = {"smtp": 25, "lmtp": 24, "imap": 143, "pop3": 110, "ftp": 21, "
                   "xmpp-server": 5269, "sieve": 4190, "nntp": 119, "ldap": 389,
                   "postgres": 5432, "mysql": 3306, "irc": 6667}
 HTTPS_PORT = 443
+#: The PEM labels openssl reads as certificates.
+PEM_CERTIFICATE = re.compile(rb"-----BEGIN (?:X509 |TRUSTED )?CERTIFICATE-----")
 
 Finding = Tuple[int, str]
+#: Why a staple of a certificate without OCSP URL is only inspected.
+NO_URL_UNVERIFIED = "the certificate names no OCSP responder, so its issuer was not looked for"
 
 
 class CheckTimeout(OcspToolsError):
@@ -155,6 +165,19 @@ def describe_threshold(threshold: Threshold, seconds: Optional[float],
     return human(seconds) if seconds is not None else threshold.text
 
 
+def thresholds_inverted(warning: Threshold, critical: Threshold) -> bool:
+    """Is the warning threshold below the critical one, where the two can be compared (pure)?
+
+    Both are "time left" minimums: the warning must be at least the critical, or the WARNING
+    band is empty.  A duration and a percentage compare only for a given staple's lifetime, so
+    such a pair is never refused; equal thresholds are allowed (no WARNING band, on purpose)."""
+    if warning.duration is not None and critical.duration is not None:
+        return warning.duration < critical.duration
+    if warning.percent is not None and critical.percent is not None:
+        return warning.percent < critical.percent
+    return False
+
+
 @dataclass(frozen=True)
 class Judgement:
     findings: Tuple[Finding, ...]
@@ -233,6 +256,12 @@ def certificate_candidates(staple_path: str) -> List[str]:
                 return []
             return [base + s for s in CERT_CANDIDATE_SUFFIXES]
     return []
+
+
+def holds_certificate(data: bytes, der: bytes) -> bool:
+    """Is a would-be staple a certificate (PEM, or DER/base64 of an X.509 structure)?  Pure: a
+    certificate passed as STAPLE gets its own message instead of openssl's "wrong tag"."""
+    return bool(PEM_CERTIFICATE.search(data)) or der_codec.is_certificate(der)
 
 
 def default_port(starttls: Optional[str]) -> int:
@@ -327,12 +356,19 @@ def check_der(result: Result, der: bytes, target: Optional[Target], opts: CheckO
         result.add(CRITICAL, _strip_label(str(exc), label))
         return result
     except ResponseError as exc:
-        message = _strip_label(str(exc), label)
-        if target is not None and not target.leaf.ocsp_urls and "not a response for this" in message:
-            message += ("; the certificate names no OCSP responder, so this staple is left over "
-                        "from an earlier certificate: remove it and turn stapling off")
-        result.add(CRITICAL, message)
+        result.add(CRITICAL, _strip_label(str(exc), label))
         return result
+    cert = target.leaf if target is not None else result.certificate
+    if target is None and cert is not None and not cert.ocsp_urls:
+        mine = staple.info.find(cert.serial)
+        if not mine:
+            serials = ", ".join(format(r.serial, "X") for r in staple.info.responses) or "none"
+            result.add(CRITICAL, f"not a response for this certificate (serial {cert.serial_hex}); "
+                                 f"it covers serial(s) {serials}; the certificate names no OCSP "
+                                 f"responder, so this staple is left over from an earlier "
+                                 f"certificate: remove it and turn stapling off")
+            return result
+        staple = dataclasses.replace(staple, single=mine[0])
     result.staple = staple
     result.verified = staple.verified
     result.response_status = staple.info.response_status
@@ -341,7 +377,6 @@ def check_der(result: Result, der: bytes, target: Optional[Target], opts: CheckO
     result.critical_seconds = judgement.critical_seconds
     for state, message in judgement.findings:
         result.add(state, message)
-    cert = target.leaf if target is not None else result.certificate
     if cert is not None and cert.must_staple:
         # a Must-Staple certificate without a VALID staple is always CRITICAL: a staple that was
         # only inspected (issuer unknown) may be badly signed, and clients would refuse it
@@ -350,30 +385,49 @@ def check_der(result: Result, der: bytes, target: Optional[Target], opts: CheckO
                                  "without a valid staple")
         elif not result.verified:
             result.add(CRITICAL, "cannot verify the staple of a Must-Staple certificate; "
-                                 "give -i ISSUER")
+                       + ("give -i ISSUER" if cert.ocsp_urls else "it names no OCSP responder"))
     return result
 
 
-def load_explicit_target(cert_path: str, opts: CheckOptions, ossl: OpenSSL) -> Target:
-    """``--cert FILE``: must be usable (InputError otherwise: the check is misconfigured)."""
-    return load_target(cert_path, ossl, issuer_file=opts.issuer_file, ca_dirs=opts.ca_dirs,
-                       http=opts.http, use_aia=opts.use_aia)
+@dataclass(frozen=True)
+class CertificateFor:
+    """The certificate staples are checked against, and its issuer when one was looked for and
+    found (``target``); otherwise why the staples are only inspected."""
+
+    leaf: Certificate
+    label: str
+    target: Optional[Target] = None
+    unverified_reason: Optional[str] = None
+
+
+def load_certificate(cert_path: str, opts: CheckOptions, ossl: OpenSSL) -> CertificateFor:
+    """``--cert FILE`` (or X beside X.ocsp): the leaf and, only when it names an OCSP responder,
+    its issuer.  InputError if the certificate or the issuer cannot be had."""
+    certs, label = load_leaf(cert_path, ossl)
+    if not certs[0].ocsp_urls:                  # not applicable: no issuer search at all
+        return CertificateFor(certs[0], label, unverified_reason=NO_URL_UNVERIFIED)
+    target = find_issuer(certs, cert_path, label, ossl, issuer_file=opts.issuer_file,
+                         ca_dirs=opts.ca_dirs, http=opts.http, use_aia=opts.use_aia)
+    return CertificateFor(certs[0], label, target)
 
 
 def check_file(path: str, opts: CheckOptions, ossl: OpenSSL, now: datetime, *,
-               target: Optional[Target] = None, stdin: Optional[BinaryIO] = None) -> Result:
-    """Check one staple file (``-``: stdin) against TARGET, or its certificate by convention."""
+               cert: Optional[CertificateFor] = None, stdin: Optional[BinaryIO] = None) -> Result:
+    """Check one staple file (``-``: stdin) against CERT, or its certificate by convention."""
     result = Result(label="standard input" if path == "-" else path,
                     source="stdin" if path == "-" else "file", now=now)
-    if target is None:
+    if cert is None:
         if path == "-":
             result.unverified_reason = "no --cert given for standard input"
         else:
-            target = _conventional_target(path, result, opts, ossl)
-    if target is not None:
-        result.certificate = target.leaf
-        result.certificate_source = target.label
-        result.issuer_source = target.issuer_source
+            cert = _conventional_certificate(path, result, opts, ossl)
+    target = cert.target if cert is not None else None
+    if cert is not None:
+        result.certificate = cert.leaf
+        result.certificate_source = cert.label
+        result.unverified_reason = cert.unverified_reason
+        if target is not None:
+            result.issuer_source = target.issuer_source
     try:
         data = read_staple(path, stdin)
     except _Missing as exc:
@@ -381,11 +435,19 @@ def check_file(path: str, opts: CheckOptions, ossl: OpenSSL, now: datetime, *,
     except InputError as exc:
         result.add(CRITICAL, str(exc))
         return result
-    return check_der(result, decode_staple(data), target, opts, ossl)
+    der = decode_staple(data)
+    if holds_certificate(data, der):
+        arg = "FILE" if path == "-" else path
+        result.add(CRITICAL, f"holds a certificate, not an OCSP response: pass it with --cert {arg} "
+                             f"and give its staple file as STAPLE")
+        return result
+    return check_der(result, der, target, opts, ossl)
 
 
-def _conventional_target(path: str, result: Result, opts: CheckOptions,
-                         ossl: OpenSSL) -> Optional[Target]:
+def _conventional_certificate(path: str, result: Result, opts: CheckOptions,
+                              ossl: OpenSSL) -> Optional[CertificateFor]:
+    """X beside X.ocsp; None (and the reason in RESULT) when there is none or it is unusable.
+    The leaf is kept even when its issuer cannot be found (Must-Staple and no-URL rules)."""
     candidates = certificate_candidates(path)
     found = next((c for c in candidates if os.path.isfile(c)), None)
     if found is None:
@@ -393,18 +455,19 @@ def _conventional_target(path: str, result: Result, opts: CheckOptions,
         result.unverified_reason = f"no certificate found beside the staple{where}; give --cert FILE"
         return None
     try:
-        target = load_explicit_target(found, opts, ossl)
-    except InputError as exc:
-        # the certificate is known even if its issuer is not: keep it for Must-Staple/no-URL rules
-        try:
-            result.certificate = load_file(found, ossl)[0]
-            result.certificate_source = found
-        except InputError:
-            pass
-        result.unverified_reason = (f"{_strip_label(str(exc), found)} (certificate {found}); "
-                                    f"give -i FILE")
+        certs, label = load_leaf(found, ossl)
+    except InputError as exc:                   # the certificate itself: damaged, a key, a CA
+        result.unverified_reason = str(exc)
         return None
-    return target
+    if not certs[0].ocsp_urls:
+        return CertificateFor(certs[0], label, unverified_reason=NO_URL_UNVERIFIED)
+    try:
+        target = find_issuer(certs, found, label, ossl, issuer_file=opts.issuer_file,
+                             ca_dirs=opts.ca_dirs, http=opts.http, use_aia=opts.use_aia)
+    except InputError as exc:
+        return CertificateFor(certs[0], label, unverified_reason=(
+            f"{_strip_label(str(exc), found)} (certificate {found}); give -i FILE"))
+    return CertificateFor(certs[0], label, target)
 
 
 def check_live(host: str, port: int, opts: CheckOptions, ossl: OpenSSL, now: datetime, *,
@@ -457,18 +520,21 @@ def check_live(host: str, port: int, opts: CheckOptions, ossl: OpenSSL, now: dat
     result.certificate = leaf
     result.certificate_source = "the server"
     target: Optional[Target] = None
-    try:
-        match = IssuerFinder(ossl, http=opts.http, use_aia=opts.use_aia).find(
-            leaf, bundle=certs[1:], issuer_file=opts.issuer_file, ca_dirs=opts.ca_dirs)
-        target = Target(leaf=leaf, issuer=match.issuer, label=result.label,
-                        issuer_source="the presented chain" if match.source.endswith("(bundle)")
-                        else match.source)
-        result.issuer_source = target.issuer_source
-    except IssuerNotFound as exc:
-        if opts.issuer_file is not None:
-            raise
-        result.unverified_reason = ("the server did not present the issuer of its certificate "
-                                    f"({_strip_label(str(exc), 'certificate')}); give -i FILE")
+    if not leaf.ocsp_urls:                      # not applicable: no issuer search at all
+        result.unverified_reason = NO_URL_UNVERIFIED
+    else:
+        try:
+            match = IssuerFinder(ossl, http=opts.http, use_aia=opts.use_aia).find(
+                leaf, bundle=certs[1:], issuer_file=opts.issuer_file, ca_dirs=opts.ca_dirs)
+            target = Target(leaf=leaf, issuer=match.issuer, label=result.label,
+                            issuer_source="the presented chain" if match.source.endswith("(bundle)")
+                            else match.source)
+            result.issuer_source = target.issuer_source
+        except IssuerNotFound as exc:
+            if opts.issuer_file is not None:
+                raise
+            result.unverified_reason = ("the server did not present the issuer of its certificate "
+                                        f"({_strip_label(str(exc), 'certificate')}); give -i FILE")
     if hs.staple is None:
         if handshake_problem:
             result.add(CRITICAL, handshake_problem)
@@ -483,8 +549,8 @@ def check_live(host: str, port: int, opts: CheckOptions, ossl: OpenSSL, now: dat
 def run_checks(staples: Sequence[str], opts: CheckOptions, ossl: OpenSSL, now: datetime, *,
                cert_path: Optional[str] = None, live: Optional[dict] = None) -> List[Result]:
     """Check every staple file, then the live server if one is given."""
-    target = load_explicit_target(cert_path, opts, ossl) if cert_path is not None else None
-    results = [check_file(path, opts, ossl, now, target=target) for path in staples]
+    cert = load_certificate(cert_path, opts, ossl) if cert_path is not None else None
+    results = [check_file(path, opts, ossl, now, cert=cert) for path in staples]
     if live is not None:
         results.append(check_live(live["host"], live["port"], opts, ossl, now,
                                   servername=live.get("servername"), starttls=live.get("starttls"),

@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import life, policy, store, transport, verify
-from .certs import IssuerFinder, read_input
+from .certs import IssuerFinder, pem_damage, read_input
 from .discovery import Candidate
 from .errors import FetchError, InputError, OcspToolsError, OpensslError, StoreError
 from .fetch import FetchOptions, FetchResult, Target, fetch_staple
@@ -452,6 +452,10 @@ class Driver:
                 data = read_input(cand.cert)
             except InputError as exc:
                 item.kind, item.error = "failed", str(exc)
+                continue
+            damage = pem_damage(data)
+            if damage is not None:
+                item.kind, item.error = "failed", str(damage.error(cand.cert))
                 continue
             ders = self._certs_of(data, cand.cert)
             if not ders:

@@ -39,6 +39,16 @@ class CertificateError(InputError):
     """A file that should hold a certificate does not (or not a usable one)."""
 
 
+class DamagedPem(CertificateError):
+    """A CERTIFICATE block of a PEM file is damaged: its base64 is invalid, or what it decodes to
+    is not a certificate.  BLOCK (1-based, of BLOCKS) and LINE (its BEGIN line) say where."""
+
+    def __init__(self, message: str, *, path: Optional[str] = None, block: int = 0,
+                 blocks: int = 0, line: int = 0) -> None:
+        super().__init__(message, path=path)
+        self.block, self.blocks, self.line = block, blocks, line
+
+
 class IssuerNotFound(InputError):
     """No certificate that really issued the leaf could be found."""
 

@@ -58,38 +58,34 @@ def load_target(cert_path: str, ossl: OpenSSL, *, issuer_file: Optional[str] = N
     ``-u`` list, possibly empty): a certificate naming no OCSP responder, with
     none given, then raises NotApplicable right after loading, before the
     issuer search (which may read files, download caIssuers or fail)."""
-    certs = load_leaf(cert_path, ossl)
+    certs, label = load_leaf(cert_path, ossl)
     if urls is not None:
-        _urls_or_not_applicable(certs[0], label_of(cert_path), urls)
-    return target_for(certs, cert_path, ossl, issuer_file=issuer_file, ca_dirs=ca_dirs, http=http,
-                      use_aia=use_aia)
+        _urls_or_not_applicable(certs[0], label, urls)
+    return find_issuer(certs, cert_path, label, ossl, issuer_file=issuer_file, ca_dirs=ca_dirs,
+                       http=http, use_aia=use_aia)
 
 
-def label_of(cert_path: str) -> str:
-    return "standard input" if cert_path == "-" else cert_path
-
-
-def load_leaf(cert_path: str, ossl: OpenSSL) -> List[Certificate]:
-    """The certificates of CERT_PATH, leaf first; InputError for a lone CA certificate."""
+def load_leaf(cert_path: str, ossl: OpenSSL) -> Tuple[List[Certificate], str]:
+    """The certificates of CERT_PATH (``-``: stdin), leaf first, and its label; InputError if it
+    holds no usable leaf (a lone CA certificate).  The first half of ``load_target``."""
     certs = load_file(cert_path, ossl)
     leaf = certs[0]
+    label = "standard input" if cert_path == "-" else cert_path
     if leaf.is_ca and len(certs) == 1:
-        label = label_of(cert_path)
         raise InputError(f"{label}: holds a CA certificate ({leaf.subject}), not a leaf", path=label)
-    return certs
+    return certs, label
 
 
-def target_for(certs: Sequence[Certificate], cert_path: str, ossl: OpenSSL, *,
-               issuer_file: Optional[str] = None, ca_dirs: Sequence[str] = (),
-               http: transport.HttpOptions = transport.HttpOptions(),
-               use_aia: bool = True) -> Target:
-    """The leaf CERTS[0] (loaded from CERT_PATH, the rest its bundle) with its real issuer."""
-    leaf = certs[0]
+def find_issuer(certs: Sequence[Certificate], cert_path: str, label: str, ossl: OpenSSL, *,
+                issuer_file: Optional[str] = None, ca_dirs: Sequence[str] = (),
+                http: transport.HttpOptions = transport.HttpOptions(),
+                use_aia: bool = True) -> Target:
+    """The Target of a loaded leaf (CERTS[0], its bundle after it): the issuer search of
+    ``load_target`` (``certs.IssuerFinder``)."""
     finder = IssuerFinder(ossl, http=http, use_aia=use_aia)
-    match = finder.find(leaf, cert_path=None if cert_path == "-" else cert_path,
-                        bundle=list(certs[1:]), issuer_file=issuer_file, ca_dirs=ca_dirs)
-    return Target(leaf=leaf, issuer=match.issuer, label=label_of(cert_path),
-                  issuer_source=match.source)
+    match = finder.find(certs[0], cert_path=None if cert_path == "-" else cert_path,
+                        bundle=certs[1:], issuer_file=issuer_file, ca_dirs=ca_dirs)
+    return Target(leaf=certs[0], issuer=match.issuer, label=label, issuer_source=match.source)
 
 
 def responder_urls(target: Target, opts: FetchOptions) -> Tuple[str, ...]:

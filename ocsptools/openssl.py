@@ -794,6 +794,44 @@ def interpret_s_client(stdout: str, stderr: str, msg: str, *, timed_out: bool = 
 # Running openssl
 # --------------------------------------------------------------------------
 
+#: What ``openssl version`` prints first: ``OpenSSL 3.0.19 27 Jan 2026 (Library: ...)``.
+_VERSION_RE = re.compile(r"^OpenSSL (\d+)\.(\d+)\.(\d+)\S*(?:\s|$)")
+#: The oldest openssl whose ``ocsp``, ``storeutl`` and ``s_client`` ocsptools drives.
+MIN_VERSION = (1, 1)
+_FIX = "give a working one with --openssl PATH"
+
+
+def interpret_version(binary: str, returncode: int, stdout: str, stderr: str) -> str:
+    """The version line of ``BINARY version``, or OpensslError saying what BINARY did (pure).
+
+    A missing, failing or foreign program in openssl's place is an environment problem, never
+    a verdict on the user's files: it must be told apart before any real command runs (a
+    ``/bin/true`` answers every command with exit 0 and no output, which would otherwise read as
+    "not a certificate" or "not an OCSP response")."""
+    first = next((line.strip() for line in stdout.splitlines() if line.strip()), "")
+    call = f"'{binary} version'"
+    if returncode != 0:
+        how = (f"was killed by signal {-returncode}" if returncode < 0
+               else f"exited with status {returncode}")
+        said = next((line.strip() for line in (stderr + "\n" + stdout).splitlines() if line.strip()), "")
+        said = f" ({_clip(said)!r})" if said else ", printing nothing"
+        raise OpensslError(f"openssl does not work: {call} {how}{said}; {_FIX}")
+    if not first:
+        raise OpensslError(f"openssl does not work: {call} printed nothing; {_FIX}")
+    m = _VERSION_RE.match(first)
+    if m is None:
+        raise OpensslError(f"not openssl: {call} printed {_clip(first)!r}; give the openssl binary "
+                           f"with --openssl PATH")
+    if (int(m.group(1)), int(m.group(2))) < MIN_VERSION:
+        raise OpensslError(f"openssl too old: {call} printed {_clip(first)!r}; ocsptools needs "
+                           f"OpenSSL {MIN_VERSION[0]}.{MIN_VERSION[1]} or later (--openssl PATH)")
+    return first
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 SCRATCH_PREFIX = "ocsptools-"
 #: A scratch directory of a dead process this old was left by a run that was killed (SIGKILL,
 #: OOM) before it could remove it.
@@ -938,7 +976,12 @@ class OpenSSL:
         self.timeout = timeout
         self.deadline = deadline            # time.monotonic() value bounding every child
         self._cmd: Optional[Any] = None
-        self.spawned = 0                    # how many children this handle started
+        self.spawned = 0                    # how many children this handle started (probe included)
+        # The probe (``openssl version``) runs once, before the first real command: its version
+        # line, or the OpensslError that says why this binary cannot be used.
+        self._probe_lock = threading.Lock()
+        self._version: Optional[str] = None
+        self._unusable: Optional[OpensslError] = None
 
     # -- plumbing ----------------------------------------------------------
     def _command(self):
@@ -959,6 +1002,12 @@ class OpenSSL:
             self._cmd = cmd.with_env(**CHILD_ENV)
         return self._cmd
 
+    @property
+    def _name(self) -> str:
+        """The binary as messages name it: ``openssl``, ``/opt/bin/openssl``, ``openssl (/bin/true)``."""
+        base = os.path.basename(self.binary)
+        return self.binary if base == "openssl" else f"openssl ({self.binary})"
+
     def _budget(self, timeout: Optional[float]) -> float:
         budget = self.timeout if timeout is None else timeout
         if self.deadline is not None:
@@ -967,16 +1016,47 @@ class OpenSSL:
             raise OpensslError("time limit reached before openssl could run")
         return budget
 
+    def _ready(self) -> str:
+        """Probe the binary once per handle (thread-safe), before its first real command; the
+        version line, or the same OpensslError on every call once it failed.  A run that needs
+        no openssl never calls this: nothing is spawned for it."""
+        if self._version is not None:
+            return self._version
+        with self._probe_lock:
+            if self._version is None and self._unusable is None:
+                try:
+                    res = self._spawn(["version"], None, self._budget(None))
+                    self._version = interpret_version(self.binary, res.returncode, res.stdout,
+                                                      res.stderr)
+                except OpensslError as exc:
+                    self._unusable = exc
+            if self._unusable is not None:
+                raise OpensslError(str(self._unusable), path=self._unusable.path)
+            assert self._version is not None
+            return self._version
+
+    @property
+    def unusable(self) -> Optional[OpensslError]:
+        """Why the probe found this binary unusable; None if it passed or has not run."""
+        return self._unusable
+
     def run(self, args: Sequence[str], *, stdin: Optional[bytes] = None,
             timeout: Optional[float] = None) -> Completed:
-        """Run ``openssl ARGS``; kill it if it overstays; return both streams decoded."""
-        budget = self._budget(timeout)
+        """Run ``openssl ARGS``; kill it if it overstays; return both streams decoded.
+
+        The first call of a handle probes the binary (``_ready``): a missing, failing or foreign
+        program raises OpensslError here, before any command whose output would be misread."""
+        self._budget(timeout)               # past the deadline: say so, probe or not
+        self._ready()
+        return self._spawn(args, stdin, self._budget(timeout))
+
+    def _spawn(self, args: Sequence[str], stdin: Optional[bytes], budget: float) -> Completed:
         cmd = self._command()
         try:
             proc = cmd.popen(list(args), stdin=subprocess.PIPE if stdin is not None else
                              subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
-            raise OpensslError(f"cannot run {self.binary}: {exc.strerror or exc}") from None
+            raise OpensslError(f"cannot run {self._name}: {exc.strerror or exc}") from None
         self.spawned += 1
         # The watchdog kills an overdue child; communicate() then waits for it blocking.
         # (communicate(timeout=) makes CPython poll for the exit with sleeps, and a timer
@@ -991,13 +1071,13 @@ class OpenSSL:
         finally:
             _WATCHDOG.unwatch(watch)
         if watch.killed:
-            raise OpensslError(f"openssl {args[0]} timed out after {budget:.0f} s and was killed")
+            raise OpensslError(f"{self._name} {args[0]} timed out after {budget:.0f} s and was killed")
         return Completed(tuple(args), proc.returncode,
                          out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
     def version(self) -> str:
-        res = self.run(["version"])
-        return res.stdout.strip()
+        """The first line of ``openssl version`` (the probe's; OpensslError if unusable)."""
+        return self._ready()
 
     # -- TLS: ocsp-check's live mode ---------------------------------------
     def s_client(self, host: str, port: int, *, servername: Optional[str] = None,
@@ -1014,6 +1094,8 @@ class OpenSSL:
         No certificate store is loaded: the staple is verified separately."""
         if starttls is not None and starttls not in STARTTLS:
             raise ValueError(f"unsupported STARTTLS protocol {starttls!r}")
+        self._budget(timeout)
+        self._ready()                       # the probe first: its time is not s_client's
         budget = self._budget(timeout)
         connect = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
         with Scratch() as scratch:
@@ -1033,12 +1115,13 @@ class OpenSSL:
     def _run_killable(self, args: Sequence[str], stdin: bytes,
                       budget: float) -> Tuple[Completed, bool]:
         """Like ``run``, but a child killed on timeout still yields what it printed so far."""
+        self._ready()
         cmd = self._command()
         try:
             proc = cmd.popen(list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
         except OSError as exc:
-            raise OpensslError(f"cannot run {self.binary}: {exc.strerror or exc}") from None
+            raise OpensslError(f"cannot run {self._name}: {exc.strerror or exc}") from None
         self.spawned += 1
         timed_out = False
         try:

@@ -64,8 +64,8 @@ from typing import (Any, Callable, Dict, List, Optional, Protocol, Sequence, Set
 from . import life, store, transport
 from .errors import (CertStatusError, FetchError, LockBusy, NotApplicable, OcspToolsError,
                      Revoked, StaleResponse, StoreError, UsageError)
-from .fetch import (FetchOptions, Target, fetch_staple, install, installed_staple, load_leaf,
-                    require_good, target_for)
+from .fetch import (FetchOptions, Target, fetch_staple, find_issuer, install, installed_staple,
+                    load_leaf, require_good)
 from .openssl import HASHES, OpenSSL
 from .staple import CLOCK_SKEW, Certificate, Staple, iso
 
@@ -364,7 +364,7 @@ class Stapler:
         cert_path = os.fspath(cert)
         for url in urls:
             transport.check_url(url)
-        certs = load_leaf(cert_path, self._ossl)
+        certs, cert_label = load_leaf(cert_path, self._ossl)
         leaf = certs[0]
         urls_t = tuple(urls)
         # no OCSP responder: "not applicable", decided before any issuer is looked for
@@ -376,10 +376,10 @@ class Stapler:
                 return self._status(existing, now)
         target = None
         if applicable and not leaf.expired(now):
-            target = target_for(certs, cert_path, self._ossl,
-                                issuer_file=None if issuer is None else os.fspath(issuer),
-                                ca_dirs=[os.fspath(d) for d in ca_dirs], http=self._opts.http,
-                                use_aia=use_aia)
+            target = find_issuer(certs, cert_path, cert_label, self._ossl,
+                                 issuer_file=None if issuer is None else os.fspath(issuer),
+                                 ca_dirs=[os.fspath(d) for d in ca_dirs], http=self._opts.http,
+                                 use_aia=use_aia)
         fingerprint = hashlib.sha256(leaf.der).hexdigest()
         label = name or cert_path
         with self._lock:

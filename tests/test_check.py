@@ -228,12 +228,44 @@ def test_bare_seconds_thresholds(world, left, rc, text):
 
 
 def test_critical_is_tested_before_warning(world):
-    """-c above -w: critical wins although warning matches too."""
+    """-c a duration above -w a percentage (10% of 7d = 16h48m): critical wins although warning
+    matches too.  (Two durations or two percentages in that order are a usage error.)"""
     w = world
     p = w.staple("good")
-    rc, out, _ = check("-w", "2d", "-c", "3d", "--cert", w.cert("good1"), p, at=w.t0 + 5 * DAY + HOUR)
-    assert rc == 2 and out[0].startswith(f"OCSP CRITICAL - {p}: good, 1d23h left")
+    rc, out, _ = check("-w", "10%", "-c", "3d", "--cert", w.cert("good1"), p, at=w.t0 + 6 * DAY + HOUR)
+    assert rc == 2 and out[0].startswith(f"OCSP CRITICAL - {p}: good, 23h left")
     assert "below the critical threshold 3d" in out[0]
+
+
+@pytest.mark.parametrize("warning, critical, refused", [
+    ("1d", "3d", True),
+    ("86400", "3d", True),                  # bare seconds are durations too
+    ("12h", "1 day", True),
+    ("5%", "10%", True),
+    ("9.5%", "10%", True),
+    ("3d", "1d", False),
+    ("3d", "3d", False),                    # equal: no WARNING band, on purpose
+    ("72h", "3d", False),                   # equal, spelled differently
+    ("25%", "10%", False),
+    ("10%", "10%", False),
+    ("1s", "50%", False),                   # a duration and a percentage: not comparable
+    ("10%", "3d", False),
+    ("0", "0%", False),
+])
+def test_warning_below_critical_is_a_usage_error(tmp_path, warning, critical, refused):
+    """-w below -c, when both are durations or both percentages: UNKNOWN, one line, before any
+    staple is looked at (an accepted pair goes on to judge the missing file: CRITICAL)."""
+    missing = tmp_path / "site.ocsp"
+    res = build.run_at(None, [command("ocsp-check"), "-w", warning, "-c", critical, str(missing)])
+    out = res.stdout.decode().splitlines()
+    if refused:
+        want = (f"-w {warning} is below -c {critical}: the warning threshold must be at least the "
+                f"critical one (see --help)")
+        assert res.returncode == 3 and out == [f"OCSP UNKNOWN - {want}"]
+        assert assert_one_line_error(res.stderr) == f"ocsp-check: {want}"
+    else:
+        assert res.returncode == 2 and out == [f"OCSP CRITICAL - {missing}: no such file | '{missing}'=U"]
+        assert res.stderr == b""
 
 
 @pytest.mark.parametrize("case, lifetime, human", [("hour", 3600, "1h"), ("day", 86400, "1d")])
@@ -531,6 +563,84 @@ def test_leftover_staple_of_certificate_without_ocsp_url(world):
     assert out[0].startswith(f"OCSP CRITICAL - {p}: not a response for this certificate")
     assert ("the certificate names no OCSP responder, so this staple is left over from an earlier "
             "certificate: remove it and turn stapling off") in out[0]
+
+
+# A certificate without OCSP URL is "not applicable" before anything else: its issuer is never looked
+# for.  The proof: its AIA caIssuers URL points at a loopback server that records every request, --aia
+# allows downloads, and no issuer exists anywhere (no chain in the file, none beside it, no -i).
+
+@dataclass
+class NoUrl:
+    cert: Path               # the leaf alone (no chain)
+    serial: str
+    ca_server: object        # records requests; the issuer is NOT served there either
+    own: Path                # a staple for this very certificate
+    other: Path              # a staple of another certificate (left over)
+
+
+@pytest.fixture(scope="module")
+def no_url(world, tmp_path_factory):
+    from fake_responder import FakeResponder
+    w = world
+    d = tmp_path_factory.mktemp("nourl")
+    with FakeResponder() as ca_server:
+        ca_server.set(status=404, body=b"no issuer here")
+        leaf = w.pki.make_leaf("nourlaia", ocsp_urls=[], ca_issuers=ca_server.url + "inter.cer")
+        cert = d / "leaf.pem"
+        shutil.copy(leaf.cert, cert)
+        own = d / "own.der"
+        build.respond(w.pki, leaf.cert, own, at=w.t0)
+        yield NoUrl(cert, leaf.serial.lstrip("0"), ca_server, own, w.staple("good"))
+
+
+def site(no_url: NoUrl, d: Path, staple: Path | None) -> Path:
+    shutil.copy(no_url.cert, d / "site.pem")
+    if staple is not None:
+        shutil.copy(staple, d / "site.pem.ocsp")
+    return d / "site.pem.ocsp"
+
+
+@pytest.mark.parametrize("how", ["convention", "--cert"])
+def test_no_url_missing_staple_is_not_applicable_without_issuer_search(world, no_url, tmp_path, how):
+    no_url.ca_server.requests.clear()
+    staple = site(no_url, tmp_path, None)
+    args = ["--cert", tmp_path / "site.pem"] if how == "--cert" else []
+    for verbose in ([], ["-v"]):
+        rc, out, err = check("--aia", *verbose, *args, staple, at=world.t0)
+        assert rc == 0 and err == "", out
+        assert out[0] == f"OCSP OK - {staple}: no such file; not applicable: the certificate names no OCSP responder"
+        assert not any("issuer" in line for line in out), out      # no issuer error, no source
+    rc, out, _ = check("--aia", "--require-staple", *args, staple, at=world.t0)
+    assert rc == 2 and out == [f"OCSP CRITICAL - {staple}: no such file (--require-staple) | '{staple}'=U"]
+    assert no_url.ca_server.requests == []
+
+
+@pytest.mark.parametrize("how", ["convention", "--cert"])
+def test_no_url_leftover_staple_is_critical_without_issuer_search(world, no_url, tmp_path, how):
+    no_url.ca_server.requests.clear()
+    staple = site(no_url, tmp_path, no_url.other)
+    args = ["--cert", tmp_path / "site.pem"] if how == "--cert" else []
+    rc, out, err = check("--aia", *args, staple, at=world.t0)
+    other = world.pki.leaves["good1"].serial.lstrip("0")
+    assert rc == 2 and err == ""
+    assert out == [f"OCSP CRITICAL - {staple}: not a response for this certificate (serial {no_url.serial}); "
+                   f"it covers serial(s) {other}; the certificate names no OCSP responder, so this staple "
+                   f"is left over from an earlier certificate: remove it and turn stapling off | '{staple}'=U"]
+    assert no_url.ca_server.requests == []
+
+
+@pytest.mark.parametrize("how", ["convention", "--cert"])
+def test_no_url_own_staple_is_judged_unverified_without_issuer_search(world, no_url, tmp_path, how):
+    no_url.ca_server.requests.clear()
+    staple = site(no_url, tmp_path, no_url.own)
+    args = ["--cert", tmp_path / "site.pem"] if how == "--cert" else []
+    rc, out, err = check("--aia", "-i", world.pki.inter_cert, *args, staple, at=world.t0)
+    assert rc == 0 and err == ""
+    assert out == [f"OCSP OK - {staple}: good, 7d left (next update {iso(world.t0 + 7 * DAY)}) (signature and "
+                   f"CertID not verified) | {perf(staple, LIFE7)}",
+                   "signature and CertID NOT verified: the certificate names no OCSP responder, so its "
+                   "issuer was not looked for"]
+    assert no_url.ca_server.requests == []
 
 
 def test_must_staple_without_valid_staple(world):

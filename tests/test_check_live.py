@@ -157,6 +157,34 @@ def test_no_staple_without_ocsp_url_is_not_applicable(live):
         assert out == [f"OCSP CRITICAL - {label}: no staple sent (--require-staple) | '{label}'=U"]
 
 
+@pytest.mark.parametrize("staple", [None, "good"])
+def test_no_ocsp_url_is_decided_before_any_issuer_search(live, staple):
+    """A presented leaf without OCSP URL is not applicable before anything else: its issuer is not
+    looked for, not even with --aia at its caIssuers URL (a loopback server recording requests),
+    although the server presents no chain.  A staple it sends anyway is judged without the issuer:
+    one for another serial is left over."""
+    from fake_responder import FakeResponder
+    with FakeResponder() as ca_server:
+        ca_server.set(status=404, body=b"no issuer here")
+        leaf = live.pki.make_leaf(f"nourlaia{staple or ''}", ocsp_urls=[],
+                                  ca_issuers=ca_server.url + "inter.cer")
+        with SServer(leaf.cert, leaf.key, status_file=live.staples[staple] if staple else None) as srv:
+            label = f"127.0.0.1:{srv.port}"
+            rc, out, err, _ = run_check("--aia", "-H", "127.0.0.1", "-p", srv.port)
+        assert ca_server.requests == []
+    assert err == ""
+    if staple is None:
+        assert rc == 0 and out == [f"OCSP OK - {label}: no staple sent; not applicable: the "
+                                   f"certificate names no OCSP responder"]
+    else:
+        assert rc == 2
+        assert out == [f"OCSP CRITICAL - {label}: not a response for this certificate (serial "
+                       f"{leaf.serial.lstrip('0')}); it covers serial(s) "
+                       f"{live.leaf('good1').serial.lstrip('0')}; the certificate names no OCSP "
+                       f"responder, so this staple is left over from an earlier certificate: remove "
+                       f"it and turn stapling off | '{label}'=U"]
+
+
 def test_must_staple_certificate_without_staple(live):
     with live.server("muststaple") as srv:
         rc, out, _, _ = run_check("-H", "127.0.0.1", "-p", srv.port)

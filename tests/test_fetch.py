@@ -336,8 +336,10 @@ def test_usage_and_input_errors_exit_2(args, needle):
     (b"", "empty"),
     (b"hello, I am not a certificate\n", "no certificate"),
     (b"-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n", "private key"),
-    (b"-----BEGIN CERTIFICATE-----\nnot base64!!\n-----END CERTIFICATE-----\n", "base64"),
-    (b"-----BEGIN CERTIFICATE-----\nMIIBIjAN\n-----END CERTIFICATE-----\n", "not a valid certificate"),
+    (b"-----BEGIN CERTIFICATE-----\nnot base64!!\n-----END CERTIFICATE-----\n",
+     "the CERTIFICATE block at line 1 is damaged (its base64 is not valid)"),
+    (b"-----BEGIN CERTIFICATE-----\nMIIBIjAN\n-----END CERTIFICATE-----\n",
+     "the CERTIFICATE block at line 1 is damaged (its DER is broken: "),
 ])
 def test_garbage_certificate_files(tmp_path, content, needle):
     bad = tmp_path / "bad.pem"

@@ -13,7 +13,7 @@ from typing import Iterator, List, Optional, Sequence
 
 from .. import nagios, report, transport
 from ..check import (DEFAULT_CRITICAL, DEFAULT_WARNING, CheckOptions, CheckTimeout,
-                     default_port, default_servername, run_checks)
+                     default_port, default_servername, run_checks, thresholds_inverted)
 from ..durations import parse_threshold
 from ..errors import OcspToolsError, UsageError
 from ..openssl import STARTTLS, OpenSSL
@@ -33,15 +33,18 @@ states and exit status (worst wins: OK < UNKNOWN < WARNING < CRITICAL):
   0 OK        good, and more time left than the thresholds
   1 WARNING   below -w; no nextUpdate; responder certificate expires before nextUpdate
               (CRITICAL when that is less than -c away)
-  2 CRITICAL  missing, empty or unreadable file; not an OCSP response; tryLater,
-              unauthorized...; revoked or unknown; expired; thisUpdate in the future;
+  2 CRITICAL  missing, empty or unreadable file; not an OCSP response (a certificate:
+              give it with --cert); tryLater, unauthorized...; revoked or unknown;
+              expired; thisUpdate in the future; left over from an earlier certificate;
               bad signature; not for this certificate; delegated responder not
               embedded; below -c; live: no staple sent, handshake failure;
               Must-Staple certificate without a verified staple (give -i ISSUER)
-  3 UNKNOWN   bad arguments, --help, --version, openssl missing, --cert unusable
+  3 UNKNOWN   bad arguments, --help, --version, openssl missing, failing or not
+              OpenSSL, --cert unusable
 
 thresholds: a duration (3d, 12h, 1d12h, '2 hours 5 minutes', seconds) or a share of
-the staple's lifetime (25%); defaults -w {DEFAULT_WARNING} -c {DEFAULT_CRITICAL}.
+the staple's lifetime (25%); defaults -w {DEFAULT_WARNING} -c {DEFAULT_CRITICAL}. -w must be at
+least -c when both are durations or both percentages.
 """
 
 
@@ -117,6 +120,9 @@ def _options(args: argparse.Namespace) -> CheckOptions:
         warning, critical = parse_threshold(args.warning), parse_threshold(args.critical)
     except ValueError as exc:
         raise UsageError(f"{exc} (see --help)") from None
+    if thresholds_inverted(warning, critical):
+        raise UsageError(f"-w {warning.text} is below -c {critical.text}: the warning threshold "
+                         f"must be at least the critical one (see --help)")
     return CheckOptions(warning=warning, critical=critical, require_staple=args.require_staple,
                         issuer_file=args.issuer, ca_dirs=tuple(args.ca_dir), use_aia=args.aia,
                         http=transport.HttpOptions(timeout=args.timeout))

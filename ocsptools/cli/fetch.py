@@ -34,9 +34,10 @@ exit status:
   0  the response is good and was written
   1  fetch or verification failed (network, HTTP, responder error such as
      tryLater or unauthorized, bad signature, wrong certificate, expired,
-     older than the installed staple, status unknown); nothing was written
-  2  usage or input error (unreadable or non-certificate CERT, issuer not
-     found, bad option)
+     older than the installed staple, status unknown), or openssl is missing,
+     fails or is not OpenSSL (--openssl); nothing was written
+  2  usage or input error (unreadable or non-certificate CERT, a damaged PEM
+     block in it, issuer not found, bad option)
   3  not applicable: the certificate names no OCSP responder
   4  the certificate is revoked (nothing written unless --allow-revoked)
 """

@@ -47,7 +47,8 @@ exit status:
   0  success (serve: stopped by a signal; warm: every certificate cached or
      not applicable; purge/stats: done)
   1  failure: cannot listen, cache unreachable, a certificate could not be
-     fetched or verified (warm), the running proxy refused the purge
+     fetched or verified (warm), the running proxy refused the purge,
+     openssl is missing, fails or is not OpenSSL
   2  usage or input error (bad option, unreadable certificate or directory)
   4  warm: a certificate is revoked (its verified response is cached)
 """

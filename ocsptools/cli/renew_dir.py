@@ -48,7 +48,8 @@ exit status:
   0  every staple is up to date or was renewed (skips are not failures);
      with -q: everything is up to date
   1  at least one certificate failed or is revoked (its old staple is kept),
-     or the --on-change command failed; with -q: something is due
+     or the --on-change command failed, or openssl is missing, fails or is
+     not OpenSSL (one line, nothing written); with -q: something is due
   2  usage or configuration error, or another run holds the lock
   with --haproxy-socket, 1 also when HAProxy did not take a renewed staple
   (the line's detail says why)

@@ -6,7 +6,11 @@
   uses for a certificate as issuer (hash of the subject Name's DER, and of the
   subjectPublicKey BIT STRING's bits);
 * ``encode_request(certid)``: the canonical one-CertID request without nonce
-  (what the refresher sends upstream).
+  (what the refresher sends upstream);
+* ``is_certificate(der)``: whether bytes begin with an X.509 Certificate's
+  shape (a certificate given where an OCSP response was expected);
+* ``certificate_problem(der)``: why bytes are not exactly one well-formed DER
+  certificate (a damaged PEM block), or None.
 
 Everything raises ``DerError`` (a ValueError) on anything that is not exactly
 well-formed: indefinite lengths, lengths past the end, trailing bytes, wrong
@@ -21,7 +25,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 __all__ = ["DerError", "CertID", "ParsedRequest", "parse_request", "issuer_hashes", "key_hash",
-           "encode_request", "cert_serial", "HASH_OIDS", "MAX_CERT_IDS"]
+           "encode_request", "cert_serial", "is_certificate", "certificate_problem", "HASH_OIDS",
+           "MAX_CERT_IDS"]
 
 
 class DerError(ValueError):
@@ -310,3 +315,60 @@ def cert_serial(cert_der: bytes) -> int:
     if len(kids) <= i or kids[i][0] != INTEGER:
         raise DerError("certificate without serialNumber")
     return _integer(cert_der, kids[i][2], kids[i][3])
+
+
+def is_certificate(der: bytes) -> bool:
+    """Do the bytes begin with an X.509 Certificate (its shape; no signature or field checks)?
+
+    Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber
+    INTEGER, signature, issuer, validity, subject, subjectPublicKeyInfo (SEQUENCEs), ... },
+    signatureAlgorithm SEQUENCE, signatureValue BIT STRING }.  An OCSPResponse (SEQUENCE {
+    ENUMERATED, [0] ... }) never has it.  Bytes after the first element (a DER bundle) are
+    ignored; anything malformed is simply not a certificate."""
+    try:
+        t, s, e = _tlv(der, 0, len(der))
+        if t != SEQUENCE:
+            return False
+        outer = _children(der, s, e)
+        if [k[0] for k in outer] != [SEQUENCE, SEQUENCE, BIT_STRING]:
+            return False
+        tbs = _children(der, outer[0][2], outer[0][3])
+        i = 1 if tbs and tbs[0][0] == 0xA0 else 0
+        return [k[0] for k in tbs[i:i + 6]] == [INTEGER] + [SEQUENCE] * 5
+    except DerError:
+        return False
+
+
+#: Nesting deeper than this is not a certificate (and bounds the walk).
+MAX_DEPTH = 32
+
+
+def _walk(buf: bytes, start: int, end: int, depth: int) -> None:
+    """Every element in [start, end) well-formed DER, constructed ones (tag bit 0x20) recursively."""
+    if depth > MAX_DEPTH:
+        raise DerError("nested too deeply")
+    for tag, _, s, e in _children(buf, start, end):
+        if tag & 0x20:
+            _walk(buf, s, e, depth + 1)
+
+
+def certificate_problem(der: bytes) -> Optional[str]:
+    """Why DER is not exactly one well-formed X.509 Certificate (tags, lengths and nesting
+    checked throughout; field contents and the signature are not), or None (pure).
+
+    A PEM block whose base64 still decodes after a byte was damaged usually fails here, before
+    openssl would only say "unsupported"."""
+    if not der:
+        return "empty"
+    try:
+        t, s, e = _tlv(der, 0, len(der))
+        if t != SEQUENCE:
+            return f"starts with tag 0x{t:02x}, not a SEQUENCE"
+        if e != len(der):
+            return f"{len(der) - e} bytes after the certificate"
+        _walk(der, s, e, 1)
+    except DerError as exc:
+        return str(exc)
+    if not is_certificate(der):
+        return "not the structure of an X.509 certificate"
+    return None

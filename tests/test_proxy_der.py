@@ -100,6 +100,55 @@ def test_trailing_bytes_and_bad_integers_are_refused(pki, tmp_path):
             der.parse_request(padded)
 
 
+def _tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    size = n.to_bytes((n.bit_length() + 7) // 8 or 1, "big")
+    return bytes([tag, n]) + content if n < 0x80 else bytes([tag, 0x80 | len(size)]) + size + content
+
+
+_CERT_ID = _tlv(0x30, bytes.fromhex("300906052b0e03021a0500") + _tlv(0x04, b"\x01" * 20)
+                + _tlv(0x04, b"\x02" * 20) + bytes.fromhex("020105"))
+_EXT = _tlv(0x30, bytes.fromhex("06012b0400"))
+
+
+def _tbs(request_list: bytes, tail: bytes = b"") -> bytes:
+    return _tlv(0x30, _tlv(0x30, _tlv(0x30, request_list) + tail))
+
+
+#: (garbage, N -> bytes of about 6*N): each is refused, after the same few elements whatever N.
+GARBAGE = [
+    ("NULLs in the OCSPRequest", lambda n: _tlv(0x30, b"\x05\x00" * (3 * n))),
+    ("NULLs in the requestList", lambda n: _tbs(b"\x05\x00" * (3 * n))),
+    ("Requests in the requestList", lambda n: _tbs(_tlv(0x30, _CERT_ID) * (n // 10 + 11))),
+    ("fields in a CertID", lambda n: _tbs(_tlv(0x30, _tlv(0x30, b"\x05\x00" * (3 * n))))),
+    ("request extensions", lambda n: _tbs(_tlv(0x30, _CERT_ID), _tlv(0xA2, _tlv(0x30, _EXT * (n * 6 // 7))))),
+    ("extensions of each certificate", lambda n: _tbs(
+        _tlv(0x30, _CERT_ID + _tlv(0xA0, _tlv(0x30, _EXT * 20))) * (n // 35))),
+    ("fields in an extension", lambda n: _tbs(_tlv(0x30, _CERT_ID), _tlv(0xA2, _tlv(0x30, _tlv(
+        0x30, b"\x05\x00" * (3 * n)))))),
+]
+
+
+@pytest.mark.parametrize("name, make", GARBAGE, ids=[g[0] for g in GARBAGE])
+def test_walker_work_is_bounded_whatever_the_size(name, make, monkeypatch):
+    """A 60 KB body costs the walker no more elements than a 6 KB one (it runs in the event loop)."""
+    real, calls = der._tlv, []
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+    monkeypatch.setattr(der, "_tlv", counting)
+    counts = []
+    for n in (1000, 10000):
+        data = make(n)
+        assert 5 * n < len(data) < 65536
+        del calls[:]
+        with pytest.raises(der.DerError, match="more than"):
+            der.parse_request(data)
+        counts.append(len(calls))
+    assert counts[1] <= 2000 and counts[1] <= counts[0] * 1.5, counts
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_walker_never_fails_other_than_der_error(data):

@@ -28,7 +28,6 @@ proxy of several sharing Redis does it.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hmac
 import logging
 import time
@@ -48,6 +47,7 @@ from . import rules
 from .cache import Cache, CacheError, Entry
 from .issuers import Known, split_url
 from .metrics import CONTENT_TYPE, Metrics
+from .paths import split_get_path
 from .server import Request, Stats, render
 from .upstream import Unverifiable, ask_first, check, error_kind, forward, make_entry
 
@@ -112,27 +112,6 @@ class Hot:
     def not_modified(self, now: float, keep_alive: bool) -> bytes:
         ka, close = self._headers(now, "304 Not Modified", body=False)
         return ka if keep_alive else close
-
-
-def split_get_path(path: str) -> Optional[Tuple[str, bytes, der.ParsedRequest]]:
-    """(responder path, request DER, parsed) from ``/<prefix>/<url-encoded base64>``.
-
-    The base64 may contain ``/`` unencoded (some clients do not encode it), so
-    every split point is tried from the left: the longest suffix that decodes
-    to a well-formed OCSPRequest wins."""
-    for i, ch in enumerate(path):
-        if ch != "/":
-            continue
-        candidate = urllib.parse.unquote(path[i + 1:])
-        if len(candidate) < 8:
-            continue
-        try:
-            data = base64.b64decode(candidate, validate=True)
-            parsed = der.parse_request(data)
-        except ValueError:
-            continue
-        return path[:i + 1], data, parsed
-    return None
 
 
 class Proxy:

@@ -11,6 +11,11 @@ bundles, ``chain.pem``, ``*.issuer`` files) the proxy learns
   arrive as ``Host: proxy`` + path, the way nginx's ``ssl_stapling_responder``
   sends them), and the leaves themselves (verified with ``verify.verify``).
 
+A URL is allowed when it lies under a prefix in RFC 3986 normal form and
+in whole path segments; a path with a dot segment or an encoded slash never
+is (``paths.normalise``, ``paths.unsafe``), and ``Prefix.url`` is what is
+contacted.
+
 Trust is anchored at the issuer whose name *and key* hashes the CertID
 carries: only that key, or a delegate it certified for OCSPSigning, can sign
 an answer the proxy caches.
@@ -28,6 +33,7 @@ from ..errors import InputError, UsageError
 from ..openssl import HASHES, OpenSSL, split_pem_certs
 from ..staple import Certificate
 from ..codec import der
+from . import paths
 
 ISSUER_SUFFIXES = CERT_SUFFIXES + (".issuer",)
 
@@ -37,15 +43,26 @@ class Prefix:
     scheme: str
     host: str
     port: int
-    path: str
+    path: str                # in normal form (paths.normalise)
+    unsafe: str = ""         # why the URL's path may not be contacted (paths.unsafe), or ""
 
     def matches(self, other: "Prefix") -> bool:
-        return (self.scheme == other.scheme and self.host == other.host and self.port == other.port
-                and other.path.startswith(self.path))
+        """OTHER lies under this prefix: same origin, the same path or one below it, never an unsafe one."""
+        if other.unsafe or (self.scheme, self.host, self.port) != (other.scheme, other.host, other.port):
+            return False
+        below = self.path if self.path.endswith("/") else self.path + "/"
+        return other.path == self.path or other.path.startswith(below)
+
+    @property
+    def url(self) -> str:
+        """The URL in normal form (what is contacted): no default port, no query."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = "" if self.port == (443 if self.scheme == "https" else 80) else f":{self.port}"
+        return f"{self.scheme}://{host}{port}{self.path}"
 
 
 def split_url(url: str) -> Optional[Prefix]:
-    """Normalise an http(s) URL for prefix comparison (lower-case host, explicit port)."""
+    """Normalise an http(s) URL for prefix comparison (lower-case host, explicit port, normal path)."""
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
@@ -54,7 +71,8 @@ def split_url(url: str) -> Optional[Prefix]:
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         return None
     port = port or (443 if parts.scheme == "https" else 80)
-    return Prefix(parts.scheme, parts.hostname.lower().rstrip("."), port, parts.path or "/")
+    return Prefix(parts.scheme, parts.hostname.lower().rstrip("."), port, paths.normalise(parts.path or "/"),
+                  paths.unsafe(parts.path) or "")
 
 
 @dataclass
@@ -114,6 +132,8 @@ def load(allow: Sequence[str], allow_from: Sequence[str], ossl: OpenSSL,
         prefix = split_url(url)
         if prefix is None:
             raise UsageError(f"--allow {url}: not an http:// or https:// URL prefix")
+        if prefix.unsafe:
+            raise UsageError(f"--allow {url}: {prefix.unsafe} in the path")
         known.prefixes.append(prefix)
     files: List[Tuple[str, List[bytes]]] = []
     for directory in allow_from:
@@ -162,8 +182,9 @@ def load(allow: Sequence[str], allow_from: Sequence[str], ossl: OpenSSL,
         leaf = first
         for url in leaf.ocsp_urls:
             prefix = split_url(url)
-            if prefix is None:
-                known.warnings.append(f"{path}: ignoring OCSP URL {url} (not http/https)")
+            if prefix is None or prefix.unsafe:
+                why = prefix.unsafe + " in the path" if prefix is not None else "not http/https"
+                known.warnings.append(f"{path}: ignoring OCSP URL {url} ({why})")
                 continue
             if prefix not in known.prefixes:
                 known.prefixes.append(prefix)

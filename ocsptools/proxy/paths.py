@@ -1,4 +1,4 @@
-"""Request paths: the GET form's base64 split off in linear time.
+"""Request paths: the GET form's base64 split off in linear time, and RFC 3986 normalisation.
 
 ``split_get_path`` finds where ``/<responder path>/<url-encoded base64>``
 (RFC 6960 A.1) splits.  The base64 may carry ``/`` unencoded, so every ``/``
@@ -18,11 +18,19 @@ Instead:
   slice of its class's;
 * a candidate is parsed only when its first bytes are a SEQUENCE header whose
   length ends exactly at the end, and at most ``MAX_SPLIT_PARSES`` are.
+
+``normalise`` and ``unsafe`` keep ``--allow`` prefixes from being escaped: a
+responder path is compared (and forwarded) only in its normal form (RFC 3986
+6.2.2: unreserved characters decoded, other escapes in upper case, dot
+segments removed as 5.2.4 says), and a request path with a dot segment
+(``..``, ``%2e%2e``, ``./..``, ``..;x``) or an encoded slash or backslash
+(``%2f``, ``%5c``) is refused outright: upstream servers disagree on them.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import string
 import urllib.parse
 from typing import Dict, List, Optional, Tuple
@@ -34,6 +42,10 @@ MAX_GET_TAIL = 4096
 #: How many candidate splits, at most, are parsed as OCSPRequests.
 MAX_SPLIT_PARSES = 4
 _B64 = string.ascii_letters + string.digits + "+/"
+UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+#: A Host header naming a host and a port, nothing that could change a URL's path.
+HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 
 
 def _fits(pads: int) -> Tuple[int, ...]:
@@ -107,3 +119,57 @@ def _decode(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except ValueError:
         return b""
+
+
+def _unescape(m: "re.Match[str]") -> str:
+    ch = chr(int(m.group(1), 16))
+    return ch if ch in UNRESERVED else "%" + m.group(1).upper()
+
+
+def normalise(path: str) -> str:
+    """PATH in RFC 3986 6.2.2 normal form: unreserved characters decoded, escapes upper-cased, no dot segments."""
+    return remove_dot_segments(_ESCAPE.sub(_unescape, path))
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4, in linear time (an index into the input, a list for the output)."""
+    out: List[str] = []
+    i, n = 0, len(path)
+    while i < n:
+        if path.startswith("../", i):                                   # A
+            i += 3
+        elif path.startswith("./", i):
+            i += 2
+        elif path.startswith("/./", i):                                 # B
+            i += 2
+        elif i + 2 == n and path.startswith("/.", i):
+            out.append("/")
+            i = n
+        elif path.startswith("/../", i):                                # C
+            i += 3
+            if out:
+                out.pop()
+        elif i + 3 == n and path.startswith("/..", i):
+            if out:
+                out.pop()
+            out.append("/")
+            i = n
+        elif path.startswith(".", i) and (i + 1 == n or (i + 2 == n and path[i + 1] == ".")):
+            i = n                                                       # D
+        else:                                                           # E
+            j = path.find("/", i + 1 if path[i] == "/" else i)
+            j = n if j < 0 else j
+            out.append(path[i:j])
+            i = j
+    return "".join(out)
+
+
+def unsafe(path: str) -> Optional[str]:
+    """Why a request PATH may not be forwarded (a dot segment, an encoded slash or backslash), or None."""
+    low = path.lower()
+    if "%2f" in low or "%5c" in low or "\\" in path:
+        return "an encoded slash or a backslash"
+    for segment in _ESCAPE.sub(_unescape, path).split("/"):
+        if segment.split(";", 1)[0] in (".", ".."):
+            return "a dot segment"
+    return None

@@ -1,4 +1,5 @@
-"""ocsp-proxy's allow-list: no spelling of a path leaves an allowed prefix (RFC 3986 normalisation).
+"""ocsp-proxy's allow-list: no spelling of a path leaves an allowed prefix (RFC 3986 normalisation);
+certificates without an OCSP URL under --allow-from are not applicable, quietly.
 
 Against a running proxy, a fake upstream records every request that reaches it; the prefix is
 ``/ocsp/`` on it, given with ``--allow`` or learned from a certificate's AIA under ``--allow-from``.
@@ -7,6 +8,7 @@ Against a running proxy, a fake upstream records every request that reaches it; 
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import socket
 import urllib.parse
@@ -15,8 +17,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fake_responder import FakeResponder, status_only
-from ocsptools.proxy import paths
-from test_proxy_support import ProxyProc, request_der, wait_for
+from ocsptools.openssl import OpenSSL
+from ocsptools.proxy import issuers, paths
+from ocsptools.staple import Certificate
+from test_proxy_support import ProxyProc, check_response, request_der, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +220,72 @@ NORMAL = [
 def test_normal_form_and_refusal(path, normal, why):
     assert paths.normalise(path) == normal
     assert paths.unsafe(path) == why
+
+
+def certbot_tree(root, leaves):
+    """A certbot config directory: live/NAME/* symlinks into archive/NAME/*1.pem, README, renewal/."""
+    for name, leaf, with_chain in leaves:
+        live, archive = root / "live" / name, root / "archive" / name
+        live.mkdir(parents=True)
+        archive.mkdir(parents=True)
+        files = {"cert": leaf.cert, "privkey": leaf.key, "fullchain": leaf.fullchain, "chain": leaf.chain}
+        for kind, src in files.items():
+            if kind in ("fullchain", "chain") and not with_chain:
+                continue
+            shutil.copy(src, archive / f"{kind}1.pem")
+            os.symlink(f"../../archive/{name}/{kind}1.pem", live / f"{kind}.pem")
+        (live / "README").write_text("This directory contains your keys and certificates.\n")
+    (root / "renewal").mkdir()
+    (root / "renewal" / "x.conf").write_text("version = 2.11.0\n")
+    return root
+
+
+#: (tree, its certificates: (OCSP URL?, issuer in the tree?), what the proxy says at start besides
+#: "listening", at the default level)
+TREES = [
+    ("some without an OCSP URL", [(True, True), (False, True), (False, False)], []),
+    ("none with an OCSP URL", [(False, True), (False, False)],
+     ["ocsp-proxy: no certificate under --allow-from has an OCSP URL (not applicable): only cached "
+      "answers can be served, every other request gets 403"]),
+]
+
+
+@pytest.mark.parametrize("name, certs, said", TREES, ids=[t[0] for t in TREES])
+def test_certificates_without_an_ocsp_url_load_quietly(pki, responder, tmp_path, name, certs, said):
+    leaves = []
+    for n, (ocsp, issuer_here) in enumerate(certs):
+        leaf = pki.make_leaf(f"tree{n}{'o' if ocsp else 'n'}{'i' if issuer_here else 'x'}{os.getpid()}",
+                             ocsp_urls=None if ocsp else [], issuer="inter" if issuer_here else "other")
+        leaves.append((f"site{n}", leaf, issuer_here))
+    responder.resync()                                 # the next answer knows the new serials
+    tree = certbot_tree(tmp_path / "letsencrypt", leaves)
+    with ProxyProc("--allow-from", str(tree), cache=f"sqlite:///{tmp_path}/c.sqlite") as proxy:
+        for (_, leaf, _), (ocsp, _) in zip(leaves, certs):
+            if ocsp:                                   # the applicable ones work
+                status, _, body = proxy.post(request_der(pki, leaf, tmp=tmp_path))
+                assert status == 200 and "Response verify OK" in check_response(pki, leaf, body, tmp_path)
+        assert proxy.metrics()["ocsp_proxy_forbidden_total"] == 0
+    lines = proxy.log.splitlines()
+    assert sum(line.startswith("ocsp-proxy: listening on ") for line in lines) == 1, proxy.log
+    assert [line for line in lines if not line.startswith("ocsp-proxy: listening on ")] \
+        == said + ["ocsp-proxy: stopping"], proxy.log
+
+
+def test_no_issuer_search_for_a_certificate_without_an_ocsp_url(pki, tmp_path, monkeypatch):
+    """issuers.load skips it before anything else: no issuer looked for, no route, no leaf entry."""
+    without = pki.make_leaf(f"noocspsearch{os.getpid()}", ocsp_urls=[])
+    lost = pki.make_leaf(f"noocsplost{os.getpid()}", ocsp_urls=[], issuer="other")
+    applicable = pki.leaves["good1"]
+    tree = certbot_tree(tmp_path / "tree", [("a", without, True), ("b", lost, False), ("c", applicable, True)])
+    searched = []
+    real = Certificate.may_have_issued
+
+    def spy(self, leaf):
+        searched.append(leaf.der)
+        return real(self, leaf)
+    monkeypatch.setattr(Certificate, "may_have_issued", spy)
+    known = issuers.load([], [str(tree)], OpenSSL("openssl"))
+    ders = {leaf.der for leaf in known.leaves.values()}
+    assert len(ders) == 1 and set(searched) == ders          # only the applicable leaf
+    assert known.not_applicable == 2 and known.warnings == []
+    assert [p.url for p in known.prefixes] == [pki.ocsp_url]

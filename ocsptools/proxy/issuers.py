@@ -3,7 +3,8 @@
 From the certificates under each ``--allow-from DIR`` (searched recursively:
 bundles, ``chain.pem``, ``*.issuer`` files) the proxy learns
 
-* the responder URLs it may contact (the leaves' AIA OCSP URLs);
+* the responder URLs it may contact (the leaves' AIA OCSP URLs; a leaf
+  without one is not applicable: skipped quietly, before any issuer search);
 * the issuers it can verify answers for, indexed by the CertID hashes
   (sha1/sha256/sha384/sha512 of the issuer's name and key), so a request's
   CertID names its issuer without any openssl process;
@@ -84,6 +85,7 @@ class Known:
     routes: Dict[bytes, List[str]] = field(default_factory=dict)     # issuer DER -> responder URLs
     leaves: Dict[Tuple[bytes, int], Certificate] = field(default_factory=dict)  # (issuer DER, serial)
     files: int = 0
+    not_applicable: int = 0          # leaves without an OCSP URL (skipped quietly)
     warnings: List[str] = field(default_factory=list)
 
     def allowed(self, url: str) -> bool:
@@ -175,11 +177,15 @@ def load(allow: Sequence[str], allow_from: Sequence[str], ossl: OpenSSL,
     cas = [c for c in parsed.values() if c.is_ca] + list(extra_issuers)
     for ca in cas:
         known.add_issuer(ca)
+    not_applicable = set()
     for path, ders in files:
         first = parsed.get(ders[0])
         if first is None or first.is_ca:
             continue
         leaf = first
+        if not leaf.ocsp_urls:          # not applicable, before anything else: no issuer search
+            not_applicable.add(leaf.der)
+            continue
         for url in leaf.ocsp_urls:
             prefix = split_url(url)
             if prefix is None or prefix.unsafe:
@@ -195,4 +201,5 @@ def load(allow: Sequence[str], allow_from: Sequence[str], ossl: OpenSSL,
                 urls = known.routes.setdefault(ca.der, [])
                 urls.extend(u for u in leaf.ocsp_urls if u not in urls)
                 break
+    known.not_applicable = len(not_applicable)
     return known

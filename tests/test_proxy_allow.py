@@ -276,7 +276,8 @@ def test_no_issuer_search_for_a_certificate_without_an_ocsp_url(pki, tmp_path, m
     without = pki.make_leaf(f"noocspsearch{os.getpid()}", ocsp_urls=[])
     lost = pki.make_leaf(f"noocsplost{os.getpid()}", ocsp_urls=[], issuer="other")
     applicable = pki.leaves["good1"]
-    tree = certbot_tree(tmp_path / "tree", [("a", without, True), ("b", lost, False), ("c", applicable, True)])
+    tree = certbot_tree(tmp_path / "tree",
+                        [("a", without, True), ("b", lost, False), ("c", applicable, True)])
     searched = []
     real = Certificate.may_have_issued
 

@@ -127,7 +127,7 @@ def _unescape(m: "re.Match[str]") -> str:
 
 
 def normalise(path: str) -> str:
-    """PATH in RFC 3986 6.2.2 normal form: unreserved characters decoded, escapes upper-cased, no dot segments."""
+    """PATH in RFC 3986 6.2.2 normal form: unreserved decoded, escapes upper-cased, no dot segments."""
     return remove_dot_segments(_ESCAPE.sub(_unescape, path))
 
 

@@ -13,7 +13,8 @@ from hypothesis import given, settings, strategies as st
 import pki as pkimod
 from ocsptools.codec import der
 from ocsptools.proxy import rules
-from ocsptools.proxy.service import split_get_path
+from ocsptools.proxy import paths
+from ocsptools.proxy.paths import split_get_path
 from test_proxy_support import request_der
 
 
@@ -100,6 +101,55 @@ def test_trailing_bytes_and_bad_integers_are_refused(pki, tmp_path):
             der.parse_request(padded)
 
 
+def _tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    size = n.to_bytes((n.bit_length() + 7) // 8 or 1, "big")
+    return bytes([tag, n]) + content if n < 0x80 else bytes([tag, 0x80 | len(size)]) + size + content
+
+
+_CERT_ID = _tlv(0x30, bytes.fromhex("300906052b0e03021a0500") + _tlv(0x04, b"\x01" * 20)
+                + _tlv(0x04, b"\x02" * 20) + bytes.fromhex("020105"))
+_EXT = _tlv(0x30, bytes.fromhex("06012b0400"))
+
+
+def _tbs(request_list: bytes, tail: bytes = b"") -> bytes:
+    return _tlv(0x30, _tlv(0x30, _tlv(0x30, request_list) + tail))
+
+
+#: (garbage, N -> bytes of about 6*N): each is refused, after the same few elements whatever N.
+GARBAGE = [
+    ("NULLs in the OCSPRequest", lambda n: _tlv(0x30, b"\x05\x00" * (3 * n))),
+    ("NULLs in the requestList", lambda n: _tbs(b"\x05\x00" * (3 * n))),
+    ("Requests in the requestList", lambda n: _tbs(_tlv(0x30, _CERT_ID) * (n // 10 + 11))),
+    ("fields in a CertID", lambda n: _tbs(_tlv(0x30, _tlv(0x30, b"\x05\x00" * (3 * n))))),
+    ("request extensions", lambda n: _tbs(_tlv(0x30, _CERT_ID), _tlv(0xA2, _tlv(0x30, _EXT * (n * 6 // 7))))),
+    ("extensions of each certificate", lambda n: _tbs(
+        _tlv(0x30, _CERT_ID + _tlv(0xA0, _tlv(0x30, _EXT * 20))) * (n // 35))),
+    ("fields in an extension", lambda n: _tbs(_tlv(0x30, _CERT_ID), _tlv(0xA2, _tlv(0x30, _tlv(
+        0x30, b"\x05\x00" * (3 * n)))))),
+]
+
+
+@pytest.mark.parametrize("name, make", GARBAGE, ids=[g[0] for g in GARBAGE])
+def test_walker_work_is_bounded_whatever_the_size(name, make, monkeypatch):
+    """A 60 KB body costs the walker no more elements than a 6 KB one (it runs in the event loop)."""
+    real, calls = der._tlv, []
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+    monkeypatch.setattr(der, "_tlv", counting)
+    counts = []
+    for n in (1000, 10000):
+        data = make(n)
+        assert 5 * n < len(data) < 65536
+        del calls[:]
+        with pytest.raises(der.DerError, match="more than"):
+            der.parse_request(data)
+        counts.append(len(calls))
+    assert counts[1] <= 2000 and counts[1] <= counts[0] * 1.5, counts
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_walker_never_fails_other_than_der_error(data):
@@ -125,6 +175,80 @@ def test_split_get_path(pki, tmp_path):
     assert split_get_path("/ocsp/" + b64)[:2] == ("/ocsp/", data)           # '/' and '+' unencoded
     assert split_get_path("/ocsp/" + b64[:-4]) is None
     assert split_get_path("/metrics") is None
+
+
+def naive_split(path):
+    """The splitter before issue 15: every '/' from the left, its whole suffix decoded (quadratic);
+    now also refusing more than two '=' (b64decode took ``AAAA=====``)."""
+    for i, ch in enumerate(path):
+        if ch != "/":
+            continue
+        candidate = urllib.parse.unquote(path[i + 1:])
+        if len(candidate) < 8 or candidate.endswith("==="):
+            continue
+        try:
+            data = base64.b64decode(candidate, validate=True)
+            parsed = der.parse_request(data)
+        except ValueError:
+            continue
+        return path[:i + 1], data, parsed
+    return None
+
+
+_PIECES = st.sampled_from(["/", "/", "%2F", "%2f", "%3D", "=", "==", "+", "%2B", "A", "M", "MEIw", "ocsp",
+                           "AAA/", "%", "%4", "%zz", "-", ".", "%C3%A9", "%41", "\u00e9", "?"])
+
+
+@st.composite
+def get_paths(draw):
+    prefix = "".join(draw(st.lists(_PIECES, max_size=12)))
+    cid = der.CertID(draw(st.sampled_from(["sha1", "sha256"])), draw(st.binary(min_size=20, max_size=32)),
+                     draw(st.binary(min_size=20, max_size=32)), draw(st.integers(1, 2 ** 128)))
+    b64 = base64.b64encode(der.encode_request(cid)).decode()
+    suffix = draw(st.sampled_from([b64, urllib.parse.quote(b64, safe=""), urllib.parse.quote(b64, safe="/"),
+                                   b64[:-4], b64 + "/", ""]))
+    tail = "".join(draw(st.lists(_PIECES, max_size=3))) if draw(st.booleans()) else ""
+    return "/" + prefix + ("/" if draw(st.booleans()) else "") + suffix + tail
+
+
+@settings(max_examples=600, deadline=None)
+@given(get_paths())
+def test_split_get_path_agrees_with_the_naive_splitter(path):
+    assert split_get_path(path) == naive_split(path)
+
+
+#: (pathological GET path of about N characters): the old splitter decoded every suffix.
+PATHOLOGICAL = [
+    ("slashes", lambda n: "/" * n),
+    ("base64 groups between slashes", lambda n: "/" + "AAA/" * (n // 4)),
+    ("SEQUENCE headers between slashes", lambda n: "/" + "MAAA/" * (n // 5)),
+    ("encoded slashes", lambda n: "/" + "%2F/" * (n // 4)),
+    ("slashes, then a real request", lambda n: "/" * n + "MAMwATA="),
+]
+
+
+@pytest.mark.parametrize("name, make", PATHOLOGICAL, ids=[p[0] for p in PATHOLOGICAL])
+def test_split_get_path_work_is_bounded(name, make, monkeypatch):
+    """At most three base64 decodes (one per padding class) of at most MAX_GET_TAIL characters and
+    MAX_SPLIT_PARSES DER parses, whatever the path's length (the old splitter: one of each per '/')."""
+    decoded, parses = [], []
+    real_decode, real_parse = base64.b64decode, der.parse_request
+
+    def decode(text, *args, **kw):
+        decoded.append(len(text))
+        return real_decode(text, *args, **kw)
+
+    def parse(data):
+        parses.append(len(data))
+        return real_parse(data)
+    monkeypatch.setattr(paths.base64, "b64decode", decode)
+    monkeypatch.setattr(paths.der, "parse_request", parse)
+    for n in (1600, 16000):
+        path = make(n)
+        assert split_get_path(path) is None
+        assert len(decoded) <= 3 and max(decoded, default=0) <= paths.MAX_GET_TAIL, (n, decoded)
+        assert len(parses) <= paths.MAX_SPLIT_PARSES, (n, parses)
+        del decoded[:], parses[:]
 
 
 def test_rules():

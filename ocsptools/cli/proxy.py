@@ -204,7 +204,13 @@ def cmd_serve(args) -> int:
     cache.ping()
     for warning in known.warnings:
         log.warning(warning)
-    if not known.prefixes:
+    if known.not_applicable:
+        log.debug(f"{known.not_applicable} certificate(s) under --allow-from without an OCSP URL: "
+                  f"not applicable")
+    if not known.prefixes and known.not_applicable and not args.allow:
+        log.info("no certificate under --allow-from has an OCSP URL (not applicable): only cached "
+                 "answers can be served, every other request gets 403")
+    elif not known.prefixes:
         log.warning("no responder is allowed (give --allow URL or --allow-from DIR): only cached "
                     "answers can be served, every other request gets 403")
     settings = Settings(refresh_pct=pct, http=transport.HttpOptions(timeout=args.timeout),

@@ -14,7 +14,9 @@
 
 Everything raises ``DerError`` (a ValueError) on anything that is not exactly
 well-formed: indefinite lengths, lengths past the end, trailing bytes, wrong
-tags.  Pure functions; no I/O, no clock.  The tests check the results
+tags.  Every element count is bounded (``MAX_CERT_IDS``, ``MAX_EXTENSIONS``, the fields of
+each structure), so reading costs the same for 300 bytes and for megabytes of garbage.  Pure
+functions; no I/O, no clock.  The tests check the results
 against ``openssl ocsp -req_text`` and ``openssl x509 -ocspid``.
 """
 
@@ -25,8 +27,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 __all__ = ["DerError", "CertID", "ParsedRequest", "parse_request", "issuer_hashes", "key_hash",
-           "encode_request", "cert_serial", "is_certificate", "certificate_problem", "HASH_OIDS",
-           "MAX_CERT_IDS"]
+           "encode_request", "cert_serial", "is_certificate", "certificate_problem", "sequence_end",
+           "HASH_OIDS", "MAX_CERT_IDS", "MAX_EXTENSIONS"]
 
 
 class DerError(ValueError):
@@ -43,6 +45,8 @@ HASH_OIDS = {
 OID_BY_HASH = {v: k for k, v in HASH_OIDS.items()}
 NONCE_OID = bytes.fromhex("2b0601050507300102")     # 1.3.6.1.5.5.7.48.1.2
 MAX_CERT_IDS = 100
+#: Extensions in one request, all lists together (a nonce and a few others in practice).
+MAX_EXTENSIONS = 32
 
 SEQUENCE, INTEGER, OCTET_STRING, OID, NULL, BIT_STRING = 0x30, 0x02, 0x04, 0x06, 0x05, 0x03
 
@@ -80,15 +84,25 @@ def _expect(buf: bytes, off: int, end: int, tag: int, what: str) -> Tuple[int, i
     return s, e
 
 
-def _children(buf: bytes, start: int, end: int) -> List[Tuple[int, int, int, int]]:
-    """(tag, element start, content start, content end) of each child in [start, end)."""
-    out = []
+def _children(buf: bytes, start: int, end: int, most: int, what: str) -> List[Tuple[int, int, int, int]]:
+    """(tag, element start, content start, content end) of each child in [start, end), at most MOST."""
+    out: List[Tuple[int, int, int, int]] = []
     off = start
     while off < end:
+        if len(out) == most:
+            raise DerError(f"more than {most} elements in {what}")
         t, s, e = _tlv(buf, off, end)
         out.append((t, off, s, e))
         off = e
     return out
+
+
+def sequence_end(buf: bytes, off: int = 0) -> int:
+    """Where the DER SEQUENCE starting at OFF ends (reads only its header; DerError if none)."""
+    t, _, e = _tlv(buf, off, len(buf))
+    if t != SEQUENCE:
+        raise DerError("not a SEQUENCE")
+    return e
 
 
 @dataclass(frozen=True)
@@ -151,14 +165,14 @@ def _integer(buf: bytes, s: int, e: int) -> int:
 
 
 def _cert_id(buf: bytes, s: int, e: int) -> CertID:
-    kids = _children(buf, s, e)
+    kids = _children(buf, s, e, 4, "CertID")
     if len(kids) != 4:
         raise DerError("CertID must have 4 fields")
     (t0, _, a0, a1), (t1, _, n0, n1), (t2, _, k0, k1), (t3, _, i0, i1) = kids
     if (t0, t1, t2, t3) != (SEQUENCE, OCTET_STRING, OCTET_STRING, INTEGER):
         raise DerError("CertID fields have the wrong types")
-    alg = _children(buf, a0, a1)
-    if not alg or alg[0][0] != OID or len(alg) > 2:
+    alg = _children(buf, a0, a1, 2, "hashAlgorithm")
+    if not alg or alg[0][0] != OID:
         raise DerError("bad hashAlgorithm")
     if len(alg) == 2 and alg[1][0] == NULL and alg[1][2] != alg[1][3]:
         raise DerError("bad NULL parameters")
@@ -166,21 +180,22 @@ def _cert_id(buf: bytes, s: int, e: int) -> CertID:
     return CertID(hash_alg, bytes(buf[n0:n1]), bytes(buf[k0:k1]), _integer(buf, i0, i1))
 
 
-def _extensions_have_nonce(buf: bytes, s: int, e: int) -> bool:
-    """[2] EXPLICIT Extensions: SEQUENCE OF Extension {OID, BOOLEAN?, OCTET STRING}."""
+def _extensions(buf: bytes, s: int, e: int, most: int) -> Tuple[bool, int]:
+    """[2] EXPLICIT Extensions: SEQUENCE OF Extension {OID, BOOLEAN?, OCTET STRING}: (nonce?, how many)."""
     s0, e0 = _expect(buf, s, e, SEQUENCE, "Extensions")
     if e0 != e:
         raise DerError("trailing bytes after Extensions")
     found = False
-    for t, _, xs, xe in _children(buf, s0, e0):
+    exts = _children(buf, s0, e0, most, f"Extensions (at most {MAX_EXTENSIONS} in a request)")
+    for t, _, xs, xe in exts:
         if t != SEQUENCE:
             raise DerError("Extension is not a SEQUENCE")
-        fields = _children(buf, xs, xe)
+        fields = _children(buf, xs, xe, 3, "Extension")
         if not fields or fields[0][0] != OID or fields[-1][0] != OCTET_STRING:
             raise DerError("malformed Extension")
         if bytes(buf[fields[0][2]:fields[0][3]]) == NONCE_OID:
             found = True
-    return found
+    return found, len(exts)
 
 
 def parse_request(der: bytes) -> ParsedRequest:
@@ -190,8 +205,8 @@ def parse_request(der: bytes) -> ParsedRequest:
     t, s, e = _tlv(der, 0, len(der))
     if t != SEQUENCE or e != len(der):
         raise DerError("not a single DER SEQUENCE")
-    top = _children(der, s, e)
-    if not top or top[0][0] != SEQUENCE or len(top) > 2:
+    top = _children(der, s, e, 2, "OCSPRequest")
+    if not top or top[0][0] != SEQUENCE:
         raise DerError("not an OCSPRequest")
     signed = False
     if len(top) == 2:
@@ -199,7 +214,7 @@ def parse_request(der: bytes) -> ParsedRequest:
             raise DerError("unexpected field after tbsRequest")
         signed = True
     _, _, ts, te = top[0]
-    fields = _children(der, ts, te)
+    fields = _children(der, ts, te, 4, "TBSRequest")
     idx = 0
     requestor = False
     if idx < len(fields) and fields[idx][0] == 0xA0:          # version [0] EXPLICIT
@@ -217,27 +232,28 @@ def parse_request(der: bytes) -> ParsedRequest:
     ids: List[CertID] = []
     extensions = False
     nonce = False
-    for rt, _, rs, re_ in _children(der, ls, le):
+    budget = MAX_EXTENSIONS
+    for rt, _, rs, re_ in _children(der, ls, le, MAX_CERT_IDS, "requestList (certificates)"):
         if rt != SEQUENCE:
             raise DerError("Request is not a SEQUENCE")
-        parts = _children(der, rs, re_)
-        if not parts or parts[0][0] != SEQUENCE or len(parts) > 2:
+        parts = _children(der, rs, re_, 2, "Request")
+        if not parts or parts[0][0] != SEQUENCE:
             raise DerError("malformed Request")
         if len(parts) == 2:
             if parts[1][0] != 0xA0:
                 raise DerError("unexpected field in Request")
             extensions = True
-            nonce = _extensions_have_nonce(der, parts[1][2], parts[1][3]) or nonce
+            found, used = _extensions(der, parts[1][2], parts[1][3], budget)
+            nonce, budget = nonce or found, budget - used
         ids.append(_cert_id(der, parts[0][2], parts[0][3]))
-        if len(ids) > MAX_CERT_IDS:
-            raise DerError(f"more than {MAX_CERT_IDS} certificates in one request")
     if not ids:
         raise DerError("empty requestList")
     if idx < len(fields):
         if fields[idx][0] != 0xA2:
             raise DerError("unexpected field in TBSRequest")
         extensions = True
-        nonce = _extensions_have_nonce(der, fields[idx][2], fields[idx][3]) or nonce
+        found, used = _extensions(der, fields[idx][2], fields[idx][3], budget)
+        nonce, budget = nonce or found, budget - used
         idx += 1
     if idx != len(fields):
         raise DerError("trailing fields in TBSRequest")
@@ -251,7 +267,7 @@ def _subject_and_key(cert_der: bytes) -> Tuple[bytes, bytes]:
     if t != SEQUENCE or e != len(cert_der):
         raise DerError("not a DER certificate")
     ts, te = _expect(cert_der, s, e, SEQUENCE, "tbsCertificate")
-    kids = _children(cert_der, ts, te)
+    kids = _children(cert_der, ts, te, 10, "tbsCertificate")
     i = 1 if kids and kids[0][0] == 0xA0 else 0
     # serial, signature, issuer, validity, subject, subjectPublicKeyInfo
     if len(kids) < i + 6:
@@ -261,7 +277,7 @@ def _subject_and_key(cert_der: bytes) -> Tuple[bytes, bytes]:
     if subj[0] != SEQUENCE or spki[0] != SEQUENCE:
         raise DerError("malformed subject or subjectPublicKeyInfo")
     name_der = bytes(cert_der[subj[1]:subj[3]])
-    parts = _children(cert_der, spki[2], spki[3])
+    parts = _children(cert_der, spki[2], spki[3], 2, "subjectPublicKeyInfo")
     if len(parts) != 2 or parts[1][0] != BIT_STRING or parts[1][2] == parts[1][3]:
         raise DerError("malformed subjectPublicKeyInfo")
     key_bits = bytes(cert_der[parts[1][2] + 1:parts[1][3]])
@@ -310,7 +326,7 @@ def cert_serial(cert_der: bytes) -> int:
     if t != SEQUENCE or e != len(cert_der):
         raise DerError("not a DER certificate")
     ts, te = _expect(cert_der, s, e, SEQUENCE, "tbsCertificate")
-    kids = _children(cert_der, ts, te)
+    kids = _children(cert_der, ts, te, 10, "tbsCertificate")
     i = 1 if kids and kids[0][0] == 0xA0 else 0
     if len(kids) <= i or kids[i][0] != INTEGER:
         raise DerError("certificate without serialNumber")

@@ -3,13 +3,19 @@
 From the certificates under each ``--allow-from DIR`` (searched recursively:
 bundles, ``chain.pem``, ``*.issuer`` files) the proxy learns
 
-* the responder URLs it may contact (the leaves' AIA OCSP URLs);
+* the responder URLs it may contact (the leaves' AIA OCSP URLs; a leaf
+  without one is not applicable: skipped quietly, before any issuer search);
 * the issuers it can verify answers for, indexed by the CertID hashes
   (sha1/sha256/sha384/sha512 of the issuer's name and key), so a request's
   CertID names its issuer without any openssl process;
 * for each issuer, the responders its leaves name (to route requests that
   arrive as ``Host: proxy`` + path, the way nginx's ``ssl_stapling_responder``
   sends them), and the leaves themselves (verified with ``verify.verify``).
+
+A URL is allowed when it lies under a prefix in RFC 3986 normal form and
+in whole path segments; a path with a dot segment or an encoded slash never
+is (``paths.normalise``, ``paths.unsafe``), and ``Prefix.url`` is what is
+contacted.
 
 Trust is anchored at the issuer whose name *and key* hashes the CertID
 carries: only that key, or a delegate it certified for OCSPSigning, can sign
@@ -28,6 +34,7 @@ from ..errors import InputError, UsageError
 from ..openssl import HASHES, OpenSSL, split_pem_certs
 from ..staple import Certificate
 from ..codec import der
+from . import paths
 
 ISSUER_SUFFIXES = CERT_SUFFIXES + (".issuer",)
 
@@ -37,15 +44,26 @@ class Prefix:
     scheme: str
     host: str
     port: int
-    path: str
+    path: str                # in normal form (paths.normalise)
+    unsafe: str = ""         # why the URL's path may not be contacted (paths.unsafe), or ""
 
     def matches(self, other: "Prefix") -> bool:
-        return (self.scheme == other.scheme and self.host == other.host and self.port == other.port
-                and other.path.startswith(self.path))
+        """OTHER lies under this prefix: same origin, the same path or one below it, never an unsafe one."""
+        if other.unsafe or (self.scheme, self.host, self.port) != (other.scheme, other.host, other.port):
+            return False
+        below = self.path if self.path.endswith("/") else self.path + "/"
+        return other.path == self.path or other.path.startswith(below)
+
+    @property
+    def url(self) -> str:
+        """The URL in normal form (what is contacted): no default port, no query."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = "" if self.port == (443 if self.scheme == "https" else 80) else f":{self.port}"
+        return f"{self.scheme}://{host}{port}{self.path}"
 
 
 def split_url(url: str) -> Optional[Prefix]:
-    """Normalise an http(s) URL for prefix comparison (lower-case host, explicit port)."""
+    """Normalise an http(s) URL for prefix comparison (lower-case host, explicit port, normal path)."""
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
@@ -54,7 +72,8 @@ def split_url(url: str) -> Optional[Prefix]:
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         return None
     port = port or (443 if parts.scheme == "https" else 80)
-    return Prefix(parts.scheme, parts.hostname.lower().rstrip("."), port, parts.path or "/")
+    return Prefix(parts.scheme, parts.hostname.lower().rstrip("."), port, paths.normalise(parts.path or "/"),
+                  paths.unsafe(parts.path) or "")
 
 
 @dataclass
@@ -66,6 +85,7 @@ class Known:
     routes: Dict[bytes, List[str]] = field(default_factory=dict)     # issuer DER -> responder URLs
     leaves: Dict[Tuple[bytes, int], Certificate] = field(default_factory=dict)  # (issuer DER, serial)
     files: int = 0
+    not_applicable: int = 0          # leaves without an OCSP URL (skipped quietly)
     warnings: List[str] = field(default_factory=list)
 
     def allowed(self, url: str) -> bool:
@@ -114,6 +134,8 @@ def load(allow: Sequence[str], allow_from: Sequence[str], ossl: OpenSSL,
         prefix = split_url(url)
         if prefix is None:
             raise UsageError(f"--allow {url}: not an http:// or https:// URL prefix")
+        if prefix.unsafe:
+            raise UsageError(f"--allow {url}: {prefix.unsafe} in the path")
         known.prefixes.append(prefix)
     files: List[Tuple[str, List[bytes]]] = []
     for directory in allow_from:
@@ -155,15 +177,20 @@ def load(allow: Sequence[str], allow_from: Sequence[str], ossl: OpenSSL,
     cas = [c for c in parsed.values() if c.is_ca] + list(extra_issuers)
     for ca in cas:
         known.add_issuer(ca)
+    not_applicable = set()
     for path, ders in files:
         first = parsed.get(ders[0])
         if first is None or first.is_ca:
             continue
         leaf = first
+        if not leaf.ocsp_urls:          # not applicable, before anything else: no issuer search
+            not_applicable.add(leaf.der)
+            continue
         for url in leaf.ocsp_urls:
             prefix = split_url(url)
-            if prefix is None:
-                known.warnings.append(f"{path}: ignoring OCSP URL {url} (not http/https)")
+            if prefix is None or prefix.unsafe:
+                why = prefix.unsafe + " in the path" if prefix is not None else "not http/https"
+                known.warnings.append(f"{path}: ignoring OCSP URL {url} ({why})")
                 continue
             if prefix not in known.prefixes:
                 known.prefixes.append(prefix)
@@ -174,4 +201,5 @@ def load(allow: Sequence[str], allow_from: Sequence[str], ossl: OpenSSL,
                 urls = known.routes.setdefault(ca.der, [])
                 urls.extend(u for u in leaf.ocsp_urls if u not in urls)
                 break
+    known.not_applicable = len(not_applicable)
     return known

@@ -2,7 +2,8 @@
 
 * request head (request line + headers) at most ``MAX_HEAD`` bytes (431/414),
   at most ``MAX_HEADERS`` header lines, no obsolete line folding, one
-  Content-Length, no Transfer-Encoding (501), POST needs Content-Length (411);
+  Content-Length, no Transfer-Encoding (501), POST needs Content-Length (411),
+  a request target of visible ASCII only (400);
 * body at most ``max_body`` bytes: 413 without reading it;
 * a request must arrive completely within ``request_timeout`` seconds of its
   first byte (a client dripping bytes is cut off: the clock is not reset per
@@ -26,6 +27,7 @@ from typing import Awaitable, Callable, Dict, Optional, Union
 
 MAX_HEAD = 16384
 MAX_HEADERS = 100
+_VISIBLE = bytes(range(0x21, 0x7F))
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 REASONS = {200: "OK", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
@@ -332,6 +334,8 @@ class HttpProtocol(asyncio.Protocol):
             target_s = target.decode("ascii")
         except UnicodeDecodeError:
             raise HttpError(400, "non-ASCII request target") from None
+        if target.translate(None, _VISIBLE):
+            raise HttpError(400, "control character in the request target")
         return Request(method.decode("ascii"), target_s, version.decode("ascii"), headers, b"",
                        keep_alive, self.peer), length
 

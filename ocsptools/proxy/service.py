@@ -8,8 +8,9 @@ Request flow (``Proxy.handle``):
    are written, no task, no thread, no openssl;
 2. otherwise (``_slow``): parse the request (GET base64 path, POST body;
    absolute URI as Apache's SSLOCSPProxyURL sends it, or Host + path as
-   nginx's ssl_stapling_responder does), check the responder against the
-   allow-list (403), parse the OCSPRequest (400);
+   nginx's ssl_stapling_responder does), parse the OCSPRequest (400), refuse
+   a responder path with a dot segment or an encoded slash (403), check the
+   responder's normal form against the allow-list (403);
 3. nonce / several certificates / signed: passed to the responder, answered
    uncached;
 4. one CertID: answered from the cache if valid; else one fetch per CertID at
@@ -28,7 +29,6 @@ proxy of several sharing Redis does it.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hmac
 import logging
 import time
@@ -44,7 +44,7 @@ from ..errors import FetchError, OcspToolsError
 from ..openssl import OpenSSL, split_pem_certs
 from ..staple import Certificate
 from ..codec import der
-from . import rules
+from . import paths, rules
 from .cache import Cache, CacheError, Entry
 from .issuers import Known, split_url
 from .metrics import CONTENT_TYPE, Metrics
@@ -112,27 +112,6 @@ class Hot:
     def not_modified(self, now: float, keep_alive: bool) -> bytes:
         ka, close = self._headers(now, "304 Not Modified", body=False)
         return ka if keep_alive else close
-
-
-def split_get_path(path: str) -> Optional[Tuple[str, bytes, der.ParsedRequest]]:
-    """(responder path, request DER, parsed) from ``/<prefix>/<url-encoded base64>``.
-
-    The base64 may contain ``/`` unencoded (some clients do not encode it), so
-    every split point is tried from the left: the longest suffix that decodes
-    to a well-formed OCSPRequest wins."""
-    for i, ch in enumerate(path):
-        if ch != "/":
-            continue
-        candidate = urllib.parse.unquote(path[i + 1:])
-        if len(candidate) < 8:
-            continue
-        try:
-            data = base64.b64decode(candidate, validate=True)
-            parsed = der.parse_request(data)
-        except ValueError:
-            continue
-        return path[:i + 1], data, parsed
-    return None
 
 
 class Proxy:
@@ -223,8 +202,11 @@ class Proxy:
             explicit = True
         elif target.startswith("/"):
             host = req.headers.get("host", "")
+            if host and not paths.HOST.fullmatch(host):
+                self.metrics.bad_requests += 1
+                return render(400, b"malformed Host header\n", keep_alive=False)
             base = f"http://{host}" if host else ""
-            path = target
+            path = target.split("?", 1)[0]
             explicit = False
         else:
             self.metrics.bad_requests += 1
@@ -242,13 +224,20 @@ class Proxy:
                 return render(400, f"malformed OCSP request: {exc}\n".encode(), keep_alive=ka)
             responder_path = path
         else:
-            split = split_get_path(path.split("?", 1)[0])
+            split = paths.split_get_path(path.split("?", 1)[0])
             if split is None:
                 self.metrics.bad_requests += 1
                 return render(400, b"malformed request: expected GET /<url-encoded base64 OCSP "
                                    b"request> (RFC 6960 A.1)\n", keep_alive=ka)
             responder_path, data, parsed = split
-        url = base + responder_path if base else ""
+        # -- only a normal path under an allowed prefix is matched and forwarded ------------------
+        dest = split_url(base + responder_path) if base else None
+        why = paths.unsafe(responder_path) or (dest.unsafe if dest is not None else None)
+        if why:
+            self.metrics.forbidden += 1
+            self.log.warning(f"refused {req.peer}: {why} in the responder path {responder_path}")
+            return render(403, f"{responder_path}: {why} in the path\n".encode(), keep_alive=ka)
+        url = dest.url if dest is not None else (base + responder_path if base else "")
         urls: List[str] = []
         if url and not self._own(url) and (explicit or self.known.allowed(url)):
             if not self.known.allowed(url):

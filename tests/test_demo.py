@@ -108,7 +108,7 @@ def test_nothing_written_claim_fails_when_a_revoked_staple_is_written(tmp_path, 
     assert "FAILED" in capsys.readouterr().out
 
 
-def test_untouched_claim_fails_when_the_staple_is_rewritten_with_the_same_bytes(tmp_path, pki):
+def test_untouched_claim_fails_when_the_staple_is_rewritten_with_the_same_bytes(tmp_path, pki, responder):
     """--force rewrites the staple; the claim compares bytes and inode, so even an identical
     rewrite does not pass for "untouched"."""
     certs = _certs(tmp_path, pki, "good1")

@@ -6,6 +6,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# An editable install ships no data_files, so the man pages are linked into the venv:
+# with $(VENV)/bin on PATH (after `. .venv/bin/activate`) and MANPATH unset, man-db also
+# looks in $(VENV)/share/man, and `man ocsp-fetch` shows the checkout's man/ocsp-fetch.1.
+MANPAGES := $(wildcard man/*.1 man/*.5)
+MAN_STAMP := $(VENV)/.man-linked
 PYTEST_ARGS ?=
 # The suite mostly waits (servers, responders, timeouts): four workers on two cores.
 PYTEST_WORKERS ?= 4
@@ -19,7 +24,15 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-venv: $(STAMP)
+$(MAN_STAMP): $(STAMP) $(MANPAGES)
+	mkdir -p $(VENV)/share/man/man1 $(VENV)/share/man/man5
+	find $(VENV)/share/man -type l -lname '$(CURDIR)/man/*' -delete
+	for page in $(MANPAGES); do \
+	    ln -sf "$(CURDIR)/$$page" "$(VENV)/share/man/man$${page##*.}/" || exit 1; \
+	done
+	touch $@
+
+venv: $(STAMP) $(MAN_STAMP)
 
 # Debian packages the tests use (openssl, groff, faketime, servers...).
 # Installs them when run as root with apt-get; otherwise says what is

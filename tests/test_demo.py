@@ -1,4 +1,4 @@
-"""`make demo` proves what it shows.
+"""`make demo` proves what it shows, and the man pages are reachable from the checkout's environment.
 
 The demo (scripts/demo.py) checks each step's claims: its exit status and the output or files
 that prove what it says.  These tests run it whole, and run its step checker on steps whose
@@ -8,6 +8,7 @@ claim is false (real commands, a real responder) to show that the demo then fail
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +25,14 @@ assert _spec is not None and _spec.loader is not None
 demo = importlib.util.module_from_spec(_spec)
 sys.modules["demo"] = demo          # dataclasses look their module up while it is executed
 _spec.loader.exec_module(demo)
+
+MAN_PAGES = sorted(p.name for p in (ROOT / "man").iterdir() if re.fullmatch(r".+\.[15]", p.name))
+
+
+def test_the_five_man_pages_are_known():
+    assert MAN_PAGES == ["ocsp-check.1", "ocsp-fetch.1", "ocsp-proxy.1", "ocsp-renew-dir.1",
+                         "ocsptools.yaml.5"]
+
 
 # --------------------------------------------------------------------------- #
 # the demo, whole
@@ -149,3 +158,32 @@ def test_tsv_claim_wants_exactly_the_lines_it_names(tmp_path, pki, responder):
     d.step("renews good1 again", renew, claims=[demo.tsv({"tree/good1.pem": "renewed"})])
     assert d.failures == ["step 2 (renews good1 again): stdout is exactly: renewed tree/good1.pem: "
                           "got no lines"]
+
+
+# --------------------------------------------------------------------------- #
+# man pages from the checkout's environment
+# --------------------------------------------------------------------------- #
+
+def _man_w(page: str, path: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("MANPATH", "MANOPT")}
+    env["PATH"] = path
+    return subprocess.run(["man", "-w", page.rsplit(".", 1)[0]], capture_output=True, text=True,
+                          env=env, timeout=30)
+
+
+@pytest.mark.parametrize("page", MAN_PAGES)
+def test_man_finds_each_page_through_the_environments_bin_on_path(page):
+    """After `. .venv/bin/activate` (the venv's bin first on PATH, MANPATH unset) man-db derives
+    the venv's share/man from PATH and finds the checkout's page there."""
+    if shutil.which("man") is None:
+        pytest.skip("man (man-db) is missing: run 'sudo scripts/install-sysdeps'")
+    venv = Path(sys.prefix)
+    section = page.rsplit(".", 1)[1]
+    link = venv / "share" / "man" / f"man{section}" / page
+    assert link.resolve() == (ROOT / "man" / page).resolve(), f"{link} is not the checkout's page"
+    found = _man_w(page, f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin")
+    assert found.returncode == 0, found.stderr
+    assert Path(found.stdout.strip()).resolve() == (ROOT / "man" / page).resolve()
+    # and it is the environment that makes it found: without its bin on PATH, not this page
+    without = _man_w(page, "/usr/local/bin:/usr/bin:/bin")
+    assert without.returncode != 0 or Path(without.stdout.strip()).resolve() != (ROOT / "man" / page).resolve()

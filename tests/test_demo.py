@@ -1,4 +1,4 @@
-"""`make demo` proves what it shows, and the man pages are reachable from the checkout's environment.
+"""`make demo` proves what it shows, installs the runtime only, and the man pages are reachable.
 
 The demo (scripts/demo.py) checks each step's claims: its exit status and the output or files
 that prove what it says.  These tests run it whole, and run its step checker on steps whose
@@ -7,6 +7,7 @@ claim is false (real commands, a real responder) to show that the demo then fail
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
 import os
 import re
@@ -187,3 +188,38 @@ def test_man_finds_each_page_through_the_environments_bin_on_path(page):
     # and it is the environment that makes it found: without its bin on PATH, not this page
     without = _man_w(page, "/usr/local/bin:/usr/bin:/bin")
     assert without.returncode != 0 or Path(without.stdout.strip()).resolve() != (ROOT / "man" / page).resolve()
+
+
+# --------------------------------------------------------------------------- #
+# what `make demo` installs
+# --------------------------------------------------------------------------- #
+
+def _make_n(target: str, venv: Path) -> list:
+    if shutil.which("make") is None:
+        pytest.skip("make is missing")
+    res = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.splitlines()
+
+
+def test_make_demo_installs_the_runtime_only_and_links_the_man_pages(tmp_path):
+    """On a fresh clone (no venv yet) `make demo` runs `pip install -e .`: setup.cfg's
+    install_requires, none of the test extra; `make test` adds the test extra."""
+    venv = tmp_path / "venv"
+    lines = _make_n("demo", venv)
+    installs = [line for line in lines if "pip install" in line]
+    assert installs == [f"{venv}/bin/python -m pip install --quiet --disable-pip-version-check -e ."]
+    links = "\n".join(line for line in lines if "ln -s" in line or "for page" in line)
+    for page in MAN_PAGES:
+        assert f"man/{page}" in links
+    assert lines[-1] == f"{venv}/bin/python scripts/demo.py"
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    runtime = cfg["options"]["install_requires"].lower()
+    for tool in ("pytest", "mypy", "hypothesis", "pyopenssl", "redis", "prometheus"):
+        assert tool not in runtime
+
+    test_installs = [line for line in _make_n("test", venv) if "pip install" in line]
+    assert test_installs[-1].endswith("-e '.[test]'")

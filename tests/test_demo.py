@@ -197,8 +197,10 @@ def test_man_finds_each_page_through_the_environments_bin_on_path(page):
 def _make_n(target: str, venv: Path) -> list:
     if shutil.which("make") is None:
         pytest.skip("make is missing")
-    res = subprocess.run(["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    # not the flags of a make that runs this suite (`make test` exports MAKEFLAGS and MAKELEVEL)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    res = subprocess.run(["make", "--no-print-directory", "-n", target, f"VENV={venv}"], cwd=ROOT,
+                         capture_output=True, text=True, env=env, timeout=60)
     assert res.returncode == 0, res.stderr
     return res.stdout.splitlines()
 

@@ -1,12 +1,11 @@
 """The packages as users install them: the Debian package (`make deb`, debian/) installed with
-dpkg -i and purged again.
+dpkg -i and purged again, and the sdist and wheel (`python -m build`) in a fresh venv.
 
 The installed commands run with a clean environment, so they import the package from
-/usr/lib/python3/dist-packages, never from this checkout or its virtualenv; each test proves
-it.  Each test builds what it needs itself (a session fixture),
-so none depends on an earlier `make deb`.  The Debian tests need root and the tools that
-scripts/install-sysdeps installs, and skip with the reason otherwise.
-"""
+/usr/lib/python3/dist-packages (or the fresh venv), never from this checkout or its virtualenv;
+each test proves it.  Each test builds what it needs itself (a session fixture), so none
+depends on an earlier `make deb`.  The Debian tests need root and the tools that
+scripts/install-sysdeps installs, and skip with the reason otherwise."""
 
 from __future__ import annotations
 
@@ -16,7 +15,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +84,19 @@ def assert_version(command: Path, env: dict, cwd: Path) -> None:
 def dpkg_installed(pkg: str) -> bool:
     res = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True)
     return res.returncode == 0 and "install ok installed" in res.stdout
+
+
+def copy_tree(dest: Path) -> Path:
+    """The checkout's files (tracked and untracked, less what .gitignore names) in DEST."""
+    dest.mkdir(parents=True)
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, files):
+        src = ROOT / os.fsdecode(name)
+        if src.is_file():
+            (dest / os.fsdecode(name)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / os.fsdecode(name))
+    return dest
 
 
 def make_env() -> dict:
@@ -398,3 +412,77 @@ def test_deb_installs_runs_and_purges_without_a_trace(built_deb, pki, responder,
     added, removed, changed = diff(before, snapshot())
     assert (added, removed, changed) == (set(), set(), set()), (sorted(added), sorted(removed), sorted(changed))
     assert run(["dpkg-query", "-W", "ocsptools"], check=False).returncode != 0
+
+
+# ---------------------------------------------------------------------------
+# the sdist and the wheel
+
+@dataclass
+class Dists:
+    sdist: Path
+    wheel: Path
+
+
+@pytest.fixture(scope="session")
+def dists(tmp_path_factory) -> Dists:
+    """`python -m build` (sdist, then the wheel from the sdist) of a copy of the checkout,
+    without build isolation: the test extra brings build, setuptools and wheel, no index."""
+    pytest.importorskip("build", reason="pip install -e '.[test]' (the build module)")
+    if shutil.which("git") is None:
+        pytest.skip("git is missing")
+    tmp = tmp_path_factory.mktemp("dists")
+    src = copy_tree(tmp / "src")
+    out = tmp / "out"
+    run([sys.executable, "-m", "build", "--no-isolation", "--outdir", out, src], timeout=300)
+    return Dists(out / f"ocsptools-{VERSION}.tar.gz", out / f"ocsptools-{VERSION}-py3-none-any.whl")
+
+
+def test_sdist_and_wheel_carry_the_man_pages_and_pass_twine_check(dists):
+    with tarfile.open(dists.sdist) as tar:
+        names = set(tar.getnames())
+    base = f"ocsptools-{VERSION}"
+    for page, section in MAN_PAGES.items():
+        assert f"{base}/man/{page}.{section}" in names, page
+    for must in ("README.md", "setup.cfg", "pyproject.toml", "contrib/certbot/deploy-hook",
+                 "tests/conftest.py", "tests/pki.py"):
+        assert f"{base}/{must}" in names, must
+    assert not [n for n in names if n.startswith(f"{base}/debian/") or "__pycache__" in n]
+
+    with zipfile.ZipFile(dists.wheel) as whl:
+        wnames = set(whl.namelist())
+    for page, section in MAN_PAGES.items():
+        assert f"{base}.data/data/share/man/man{section}/{page}.{section}" in wnames, page
+    entry_points = zipfile.ZipFile(dists.wheel).read(f"{base}.dist-info/entry_points.txt").decode()
+    for c in COMMANDS:
+        assert f"{c} = ocsptools.cli." in entry_points, c
+
+    res = run([sys.executable, "-m", "twine", "check", "--strict", dists.sdist, dists.wheel])
+    assert res.stdout.count("PASSED") == 2, res.stdout
+
+
+def test_wheel_in_a_fresh_venv_has_its_man_pages_and_commands(dists, tmp_path):
+    """The wheel in a new venv of Debian's python3 whose dependencies come from Debian's
+    packages (--system-site-packages; no index is asked), as pip installs it for a user."""
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import ensurepip, venv, plumbum, yaml, dateutil"],
+                           capture_output=True, env={"PATH": CLEAN_PATH})
+    if probe.returncode != 0:
+        pytest.skip("Debian's python3 lacks python3-venv or the dependencies "
+                    "(python3-plumbum, python3-yaml, python3-dateutil): run scripts/install-sysdeps")
+    venv = tmp_path / "venv"
+    env = clean_env(tmp_path)
+    run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", venv], env=env, timeout=300)
+    # --ignore-installed: the Debian test may have ocsptools in dist-packages at this moment
+    run([venv / "bin/pip", "install", "--quiet", "--disable-pip-version-check", "--no-index",
+         "--no-deps", "--ignore-installed", dists.wheel], env=env, timeout=300)
+
+    for page, section in MAN_PAGES.items():
+        assert (venv / f"share/man/man{section}/{page}.{section}").is_file(), page
+    if shutil.which("man", path=CLEAN_PATH):
+        res = run(["man", "-M", venv / "share/man", "-w", "ocsp-check"], env=env)
+        assert res.stdout.strip() == str(venv / "share/man/man1/ocsp-check.1"), res.stdout
+
+    for c in COMMANDS:
+        assert_version(venv / "bin" / c, env, tmp_path)
+    res = run([venv / "bin/python", "-c", "import ocsptools; print(ocsptools.__file__)"], env=env,
+              cwd=tmp_path)
+    assert res.stdout.strip().startswith(f"{venv}/lib/"), res.stdout

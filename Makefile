@@ -66,7 +66,9 @@ deb:
 	    git ls-files -z --cached --others --exclude-standard \
 	        | tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$$tmp/src"; \
 	else \
-	    tar --exclude-vcs --exclude=./.venv --exclude=./dist --exclude=./build -cf - . \
+	    tar --exclude-vcs --exclude=./.venv --exclude=./dist --exclude=./build --exclude=./.pybuild \
+	        --exclude=__pycache__ --exclude='*.egg-info' --exclude=.pytest_cache --exclude=.hypothesis \
+	        --exclude=./demo-run --exclude=./bench-run -cf - . \
 	        | tar -xf - -C "$$tmp/src"; \
 	fi; \
 	cd "$$tmp/src"; \

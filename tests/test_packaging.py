@@ -45,8 +45,9 @@ DEB_TOOLS = ("make", "git", "dpkg", "dpkg-deb", "dpkg-buildpackage", "dh", "dh_p
              "man", "systemd-analyze", "openssl")
 DEB_PACKAGES = ("pybuild-plugin-pyproject", "python3-all", "python3-setuptools", "python3-wheel",
                 "python3-plumbum", "python3-yaml", "python3-dateutil")
-# What the suite's own run may change meanwhile is left out of the before/after comparisons:
-# the man-db index (its dpkg trigger), dpkg's and apt's own files, logs.
+# Where an installation could leave a trace, compared before and after dpkg -i and --purge;
+# what any dpkg run changes (its database and logs, the man-db index its trigger rebuilds) is
+# left out.
 SNAPSHOT_ROOTS = ("/etc", "/usr/bin", "/usr/sbin", "/usr/local", "/usr/share/ocsptools",
                   "/usr/share/doc/ocsptools", "/usr/share/man/man1", "/usr/share/man/man5",
                   "/lib/systemd", "/usr/lib/systemd", str(DIST_PACKAGES), "/var/lib/systemd",

@@ -345,10 +345,10 @@ def is_certificate(der: bytes) -> bool:
         t, s, e = _tlv(der, 0, len(der))
         if t != SEQUENCE:
             return False
-        outer = _children(der, s, e)
+        outer = _children(der, s, e, 3, "Certificate")
         if [k[0] for k in outer] != [SEQUENCE, SEQUENCE, BIT_STRING]:
             return False
-        tbs = _children(der, outer[0][2], outer[0][3])
+        tbs = _children(der, outer[0][2], outer[0][3], 10, "tbsCertificate")
         i = 1 if tbs and tbs[0][0] == 0xA0 else 0
         return [k[0] for k in tbs[i:i + 6]] == [INTEGER] + [SEQUENCE] * 5
     except DerError:
@@ -363,7 +363,7 @@ def _walk(buf: bytes, start: int, end: int, depth: int) -> None:
     """Every element in [start, end) well-formed DER, constructed ones (tag bit 0x20) recursively."""
     if depth > MAX_DEPTH:
         raise DerError("nested too deeply")
-    for tag, _, s, e in _children(buf, start, end):
+    for tag, _, s, e in _children(buf, start, end, 1 << 16, "a constructed element"):
         if tag & 0x20:
             _walk(buf, s, e, depth + 1)
 

@@ -994,5 +994,7 @@ def test_pipe_from_ocsp_fetch_with_the_network_responder(pki, responder):
     assert fetch.wait(30) == 0, fetch.stderr.read()
     assert res.returncode == 0, res.stdout
     line = res.stdout.decode().splitlines()[0]
+    # ocsp-check reads its clock once, as it starts: the answer fetched meanwhile may be dated a
+    # second or two later (within the skew), so a little more than the lifetime may be left
     assert re.fullmatch(r"OCSP OK - standard input: good, (1d|23h59m) left \(next update \S+Z\) "
-                        r"\| 'standard input'=(86400|8639\d|8638\d)s;21600:;8640:;0;86400", line), line
+                        r"\| 'standard input'=(8640[0-5]|8639\d|8638\d)s;21600:;8640:;0;86400", line), line

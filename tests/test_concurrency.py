@@ -141,7 +141,7 @@ def test_overlapping_runs_without_lock_timeout_exit_2(tmp_path, pki, responder):
     placed = make_tree(tmp_path / "tree", [pki.leaves["good1"], pki.leaves["good2"]], pki)
     state = tmp_path / "state.json"
     lock = tmp_path / "state.json.lock"
-    with Relay(responder, delay=1.5) as relay:
+    with Relay(responder, delay=4) as relay:
         first = spawn("--state", state, "-u", relay.url, tmp_path / "tree")
         deadline = time.monotonic() + 30
         while not (lock.exists() and lock.read_bytes().startswith(b"pid ")):

@@ -195,7 +195,7 @@ def test_expired_entry_gives_try_later(pki, issuer_dir, start_proxy, tmp_path):
     assert status == 200 and body == TRY_LATER
     assert "no-store" in headers["cache-control"]
     assert later.metrics()["ocsp_proxy_expired_total"] == 1
-    assert "expired" in later.log and "tryLater" in later.log
+    assert wait_for(lambda: "expired" in later.log and "tryLater" in later.log), later.log
 
 
 def test_disallowed_upstream_is_403(pki, responder, allow_dir, start_proxy, tmp_path):

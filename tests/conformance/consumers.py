@@ -114,7 +114,7 @@ def check(corpus: Corpus, work: Path) -> Dict[str, Outcome]:
     for path, c in certs.items():
         Path(path + ".ocsp").write_bytes(c.der)
         staples.append(path + ".ocsp")
-    cp = subprocess.run([str(BIN / "ocsp-check"), "--json", *staples], capture_output=True,
+    cp = subprocess.run([str(BIN / "ocsp-check"), "--json", "-t", "300", *staples], capture_output=True,
                         text=True, env=ENV, timeout=120)
     reports = [json.loads(line) for line in cp.stdout.splitlines()]
     assert len(reports) == len(staples), cp.stderr

@@ -25,7 +25,7 @@ from typing import Callable, List, Optional, Sequence, Union
 
 from dateutil import tz
 
-from . import life, policy, store, transport, verify
+from . import life, policy, store, transport, treelock, verify
 from .errors import InputError, UsageError
 from .fetch import FetchOptions, Target
 from .fetch import fetch_staple as _fetch_staple
@@ -227,6 +227,7 @@ def renew(paths: Sequence[PathLike], *, layout: str = "auto", recursive: bool = 
     from .discovery import discover
     from .driver import Driver, RunOptions
     from .statecache import StateCache, default_path
+    from .treelock import RenewLock
 
     for url in urls:
         transport.check_url(url)
@@ -242,7 +243,9 @@ def renew(paths: Sequence[PathLike], *, layout: str = "auto", recursive: bool = 
                                                 always=always),
                       jobs=jobs, per_responder=per_responder, dry_run=dry_run, verbose=verbose)
     # A dry run takes no lock, so it must not write the shared state either.
-    lock = None if dry_run else store.FileLock(state_path + ".lock").acquire(lock_timeout)
+    lock = None if dry_run else RenewLock(
+        treelock.for_run([os.fspath(p) for p in paths], (c.cert for c in cands), out),
+        state_path).acquire(lock_timeout)
     try:
         # Read the state only while holding the lock: a run that waited for another one must
         # see what that run saved, or saving its own stale copy would undo it.

@@ -26,7 +26,7 @@ import stat
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .errors import LockBusy, StoreError
 
@@ -263,13 +263,19 @@ def read_file(path: str, *, max_size: int = 16 * 1024 * 1024) -> Optional[bytes]
 
 
 class FileLock:
-    """An exclusive ``flock`` on LOCK_PATH, held while the object is open.
+    """A ``flock`` on LOCK_PATH, held while the object is open: exclusive, or SHARED.
 
-    The holder writes its pid and start time into the file, so a second run
-    can name it.  The lock dies with the process (no stale lock files)."""
+    The exclusive holder writes its pid and start time (and LABEL) into the file, so a second
+    run can name it.  The lock dies with the process (no stale lock files)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, shared: bool = False, label: str = "",
+                 hint: str = "choose another place with --state",
+                 holders: Optional[Callable[[], str]] = None) -> None:
         self.path = path
+        self.shared = shared
+        self.holders = holders          # who holds it when the file does not say (shared holders)
+        self.label = label
+        self.hint = hint
         self.fd = -1
 
     def acquire(self, timeout: float = 0.0, *, what: str = "another run") -> "FileLock":
@@ -281,37 +287,42 @@ class FileLock:
         except OSError as exc:
             why = ("is a symbolic link; refusing to follow it" if exc.errno == errno.ELOOP
                    else exc.strerror)
-            raise StoreError(f"{self.path}: cannot open the lock file: {why}; "
-                             f"choose another place with --state", path=self.path) from None
+            raise StoreError(f"{self.path}: cannot open the lock file: {why}; {self.hint}",
+                             path=self.path) from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid != os.geteuid():
             os.close(fd)        # never truncate another file (a hard link) or someone else's
             raise StoreError(f"{self.path}: the lock file is not a private regular file of this "
                              f"user (a hard link, a special file or another owner); remove it or "
-                             f"choose another place with --state", path=self.path)
+                             f"{self.hint}", path=self.path)
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = _lock_holder(fd)
+                    holder = _lock_holder(fd) or (self.holders() if self.holders else "")
                     os.close(fd)
                     waited = f" after waiting {timeout:g} s" if timeout > 0 else ""
-                    raise LockBusy(f"{self.path}: {what} is still running ({holder}){waited}; "
-                                   f"try again later or raise --lock-timeout", path=self.path) from None
+                    raise LockBusy(f"{self.label or self.path}: {what} is still running "
+                                   f"({holder or 'holder unknown'})"
+                                   f"{waited}; try again later or raise --lock-timeout",
+                                   path=self.path) from None
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        os.write(fd, f"pid {os.getpid()} since {stamp}\n".encode())
+        if not self.shared:
+            os.ftruncate(fd, 0)
+            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            on = f" on {self.label}" if self.label else ""
+            os.write(fd, f"pid {os.getpid()} since {stamp}{on}\n".encode())
         self.fd = fd
         return self
 
     def release(self) -> None:
         if self.fd >= 0:
             try:
-                os.ftruncate(self.fd, 0)
+                if not self.shared:
+                    os.ftruncate(self.fd, 0)
             except OSError:
                 pass
             os.close(self.fd)           # closing drops the flock
@@ -326,10 +337,10 @@ class FileLock:
 
 def _lock_holder(fd: int) -> str:
     try:
-        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        text = os.pread(fd, 1000, 0).decode("utf-8", "replace").strip()
     except OSError:
         text = ""
-    return text or "holder unknown"
+    return text
 
 
 BACKUP_RE = re.compile(r"-\d{8}-\d{6}$")

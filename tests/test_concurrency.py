@@ -153,7 +153,9 @@ def test_overlapping_runs_without_lock_timeout_exit_2(tmp_path, pki, responder):
     for orc, oout, oerr in others:
         assert orc == 2 and oout == "", (orc, oout, oerr)
         line = assert_one_line_error(oerr.encode())
-        assert str(lock) in line and f"pid {first.pid} since" in line and "--lock-timeout" in line, line
+        tree = str((tmp_path / "tree").resolve())
+        assert line.startswith(f"ocsp-renew-dir: {tree}: another ocsp-renew-dir is still running"), line
+        assert f"pid {first.pid} since" in line and "--lock-timeout" in line, line
     assert relay.count == len(placed)
     for cert, staple in placed:
         assert staple_serial_ok(staple, cert, pki.inter_cert)
@@ -164,13 +166,14 @@ def test_overlapping_runs_without_lock_timeout_exit_2(tmp_path, pki, responder):
 
 
 def test_runs_with_different_state_files_still_never_corrupt(tmp_path, pki, responder):
-    """Two lock files (e.g. the tree named once as DIR and once through --config): the runs overlap
-    for real, with ocsp-fetch -o on the same staples too; every staple stays whole and valid."""
+    """Four state files (e.g. the tree named once as DIR and once through --config): the tree's
+    own lock serialises the runs (--lock-timeout: they wait), while ocsp-fetch -o, which takes no
+    lock, writes the same staples meanwhile; every staple stays whole and valid."""
     placed = make_tree(tmp_path / "tree", [pki.leaves["good1"], pki.leaves["good2"]], pki)
     with Relay(responder, delay=0.05) as relay:
         for rnd in range(3):
-            procs = [spawn("--state", tmp_path / f"s{i}.json", "-B", "-u", relay.url, tmp_path / "tree")
-                     for i in range(4)]
+            procs = [spawn("--state", tmp_path / f"s{i}.json", "--lock-timeout", "60", "-B", "-u",
+                           relay.url, tmp_path / "tree") for i in range(4)]
             fetches = [subprocess.Popen([command("ocsp-fetch"), "-q", "-u", relay.url, "-o", str(s), str(c)],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                        for c, s in placed]
@@ -187,9 +190,11 @@ def test_runs_with_different_state_files_still_never_corrupt(tmp_path, pki, resp
                 assert staple_serial_ok(staple, cert, pki.inter_cert), rnd
             assert sorted(p.name for p in (tmp_path / "tree").iterdir()) == \
                 sorted([c.name for c, _ in placed] + [s.name for _, s in placed])
-    reliability.record("concurrency", "4 runs with distinct state files (so distinct locks) and "
-                       "ocsp-fetch -o on the same staples, 3 rounds, -B", "ocsp-renew-dir + ocsp-fetch",
-                       "no lock protects them: still every staple whole and valid, no temp files",
+    reliability.record("concurrency", "4 runs with distinct state files (one tree lock) and "
+                       "ocsp-fetch -o (no lock) on the same staples, 3 rounds, -B",
+                       "ocsp-renew-dir + ocsp-fetch",
+                       "the runs wait for the tree's lock; ocsp-fetch overlaps them: still every "
+                       "staple whole and valid, no temp files",
                        "every run exit 0 or 1 (an answer older than a parallel run's install is "
                        "refused); every staple verifies after each round; no temp files", lost=0)
 
@@ -276,3 +281,38 @@ def test_a_run_that_waited_for_the_lock_sees_the_state_of_the_run_before(tmp_pat
     assert "stale-staple\t" in a_out, a_out
     assert "stale-staple\t" not in b_out, (b_out, b_err)
     assert "failed\t" in a_out and "failed\t" in b_out      # both still tried the slow responder
+
+
+def test_any_spelling_of_a_watched_tree_meets_its_lock(tmp_path, pki, responder):
+    """Issue 15 item 4: while `--watch TREE` runs, a cron run over the same tree (through a
+    symbolic link, as TREE/sub/.., as the parent with -r, over a subtree, with another state
+    file) exits 2 with one line naming the tree and the daemon; a sibling tree goes ahead."""
+    tree, sibling = tmp_path / "certs" / "tree", tmp_path / "certs" / "sibling"
+    make_tree(tree, [pki.leaves["good1"]], pki)
+    make_tree(tree / "sub", [pki.leaves["good2"]], pki)
+    make_tree(sibling, [pki.leaves["good2"]], pki)
+    (tmp_path / "link").symlink_to(tree)
+    daemon = subprocess.Popen([command("ocsp-renew-dir"), "--watch", "-r", "--state",
+                               str(tmp_path / "watch.json"), "-u", responder.url, str(tree)],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert "start" in daemon.stderr.readline()
+        spellings = {
+            "symlink, -B": ["-B", tmp_path / "link"],
+            "TREE/sub/..": [tree / "sub" / ".."],
+            "parent, -r": ["-r", tmp_path / "certs"],
+            "parent/../certs/tree": [tmp_path / "certs" / ".." / "certs" / "tree"],
+            "subtree": [tree / "sub"],
+            "a certificate in it": [tree / "site0.pem"],
+        }
+        for what, args in spellings.items():
+            res = run_cmd("ocsp-renew-dir", "--state", tmp_path / f"cron-{len(what)}.json",
+                          "-u", responder.url, *args)
+            assert res.returncode == 2 and res.stdout == b"", (what, res)
+            line = assert_one_line_error(res.stderr)
+            assert f"pid {daemon.pid} since" in line and "another ocsp-renew-dir" in line, (what, line)
+        res = run_cmd("ocsp-renew-dir", "--state", tmp_path / "sib.json", "-u", responder.url, sibling)
+        assert res.returncode == 0 and res.stdout.decode().startswith("renewed\t"), res
+    finally:
+        daemon.terminate()
+        daemon.wait(10)

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import IO, List, Optional, Sequence
 
 from .. import config as configmod
-from .. import discovery, haproxy, transport, watch
+from .. import discovery, haproxy, transport, treelock, watch
 from ..driver import Driver, Report, RunOptions, run_hook
 from ..durations import parse_duration
 from ..errors import (ConfigError, InputError, LockBusy, OpensslError, StoreError, UsageError)
@@ -19,7 +19,7 @@ from ..fetch import FetchOptions
 from ..openssl import HASHES, OpenSSL
 from ..policy import RenewOptions
 from ..statecache import StateCache, default_path
-from ..store import FileLock
+from ..treelock import RenewLock
 from ._common import (ArgumentParser, ExitTable, nonnegative_float, positive_float, run, utcnow,
                       version_string)
 
@@ -388,10 +388,9 @@ def main(argv: List[str]) -> int:
         printer = Printer(out, quiet=s["question"])
         lock = None
         if not (s["dry_run"] or s["question"]):
-            try:
-                lock = FileLock(state_path + ".lock").acquire(s["lock_timeout"], what=f"another {PROG}")
-            except StoreError as exc:       # an unusable state directory is a setup problem
-                raise UsageError(str(exc)) from None
+            # keyed on the real paths renewed (any spelling, any state file), and the state
+            lock = RenewLock(treelock.for_run(dirs, (c.cert for c in cands), s["out_dir"]),
+                             state_path).acquire(s["lock_timeout"], what=f"another {PROG}")
         # Read the state only while holding the lock: a run that waited for another one must
         # see what that run saved, or saving its own stale copy would undo it.  -n and -q take
         # no lock (they must never make a cron run exit 2), so they only read it: never saved.
@@ -485,10 +484,9 @@ def _watch(args: argparse.Namespace, cfg: Optional[configmod.Config], s: dict,
         inputs.append("config:" + os.path.abspath(args.config))
     state_path = s["state"] or default_path(inputs)
     log = watch.EventLog(PROG, s["log_format"], syslog=s["syslog"])
-    try:
-        lock = FileLock(state_path + ".lock").acquire(s["lock_timeout"], what=f"another {PROG}")
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
+    cands, _ = first.discover()
+    lock = RenewLock(treelock.for_run(dirs, (c.cert for c in cands), s["out_dir"]),
+                     state_path).acquire(s["lock_timeout"], what=f"another {PROG}")
     try:
         cache = StateCache(state_path).load()
         wopts = watch.WatchOptions(

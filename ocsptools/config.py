@@ -152,6 +152,15 @@ class _Doc:
             out += f"[{part}]" if isinstance(part, int) else (("." if out else "") + str(part))
         return out
 
+    def line(self, path: Path) -> int:
+        """The line of PATH's value, or of the nearest enclosing key (``includes: dir`` written
+        as one string is the line of ``includes``)."""
+        line = self.lines.get(path)
+        while line is None and path:
+            path = path[:-1]
+            line = self.lines.get(path)
+        return line or 1
+
     def error(self, path: Path, problem: str) -> ConfigError:
         line = self.lines.get(path)
         while line is None and path:
@@ -332,7 +341,7 @@ def load(path: str) -> Config:
             try:
                 names = sorted(os.listdir(directory))
             except FileNotFoundError:
-                cfg.warnings.append(f"{doc.label}:{doc.lines.get(('includes', i), '?')}: include "
+                cfg.warnings.append(f"{doc.label}:{doc.line(('includes', i))}: include "
                                     f"directory {directory} does not exist; nothing included from it")
                 continue
             except OSError as exc:

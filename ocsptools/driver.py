@@ -756,13 +756,22 @@ class Driver:
         return cached
 
     def _kept(self, item: Item) -> str:
+        """What the failed renewal left in place, said the way a sysadmin needs it."""
         st = item.staple
         lf = st.life(item.tgt.leaf.not_after) if st is not None else None
-        if st is not None and lf is not None and st.status == "good" \
-                and st.serial == item.tgt.leaf.serial and lf.end is not None and lf.end > self.now:
-            return f"; the installed staple was kept, valid until {iso(lf.end)}"
+        mine = st is not None and st.serial == item.tgt.leaf.serial
+        if mine and lf is not None and lf.end is not None:
+            assert st is not None
+            if st.status == "good" and lf.end > self.now:
+                return f"; the installed staple was kept, valid until {iso(lf.end)}"
+            if st.status == "good":
+                return (f"; the installed staple was kept, but it expired at {iso(lf.end)} "
+                        f"(servers stop stapling it)")
+            return f"; the installed staple was kept (it says {st.status})"
         if item.staple_id is not None:
-            return "; the installed staple was kept (it is not valid)"
+            why = (st.problem if st is not None and st.problem else
+                   "it is for another certificate" if st is not None and not mine else "unusable")
+            return f"; the installed file was kept (not a valid staple: {why})"
         return "; no staple installed"
 
     def _renew_one(self, item: Item, urls: Tuple[str, ...], request: Optional[bytes]) -> None:

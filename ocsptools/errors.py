@@ -72,7 +72,7 @@ class OpensslError(OcspToolsError):
 
 
 class StoreError(OcspToolsError):
-    """Writing a staple (or its backup) failed; the old file is untouched."""
+    """Writing a staple (or its backup) failed; an old file is untouched."""
 
 
 # --- the responder's side -------------------------------------------------

@@ -109,8 +109,9 @@ def atomic_write(path: str, data: bytes, *, mode: Optional[int] = None) -> None:
         reason = exc.strerror or str(exc)
         if exc.errno == errno.ENOSPC:
             reason = "no space left on device"
-        raise StoreError(f"{path}: cannot write: {reason}; the previous file is untouched",
-                         path=path) from None
+        kept = ("the previous file is untouched" if st is not None
+                else "nothing was written (there was no file before)")
+        raise StoreError(f"{path}: cannot write: {reason}; {kept}", path=path) from None
     finally:
         if fd >= 0:
             os.close(fd)

@@ -332,3 +332,15 @@ includes:
     # responses are due at once
     res = run("-n", "-k")
     assert sorted(l[0] for l in lines(res) if l[2] != "out/broken.ocsp-resp") == ["would-renew"] * 3
+
+
+@pytest.mark.parametrize("text, line", [("includes: missing.d\n", 1),
+                                        ("jobs: 2\nincludes:\n  - missing.d\n", 3),
+                                        ("jobs: 2\nincludes: [a.d,\n  missing.d]\n", 3)])
+def test_a_missing_include_directory_names_its_line(tmp_path, text, line):
+    """Issue 15 item 9: the warning said FILE:? for `includes: DIR` written as one string."""
+    (tmp_path / "a.d").mkdir()
+    main = write(tmp_path / "main.yaml", text)
+    cfg = config.load(str(main))
+    assert cfg.warnings == [f"{main}:{line}: include directory {tmp_path / 'missing.d'} does not "
+                            f"exist; nothing included from it"]

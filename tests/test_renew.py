@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -509,6 +510,31 @@ def test_out_dir_and_collisions(tmp_path, pki, responder):
     assert "would share the staple" in lines(res)[0][3]
     res = renew(tmp_path / "u.json", "--out-dir", tmp_path / "nope", root)
     assert res.returncode == 2 and "--out-dir" in assert_one_line_error(res.stderr)
+
+
+def test_a_failed_renewal_says_what_it_kept(tmp_path, pki, responder, fake):
+    """Issue 15 item 9: an expired staple was "kept (it is not valid)": say it expired, and when;
+    a file that is no staple says why; no file says so."""
+    from test_proxy_support import faketime_lib
+    lib = faketime_lib()
+    root = tmp_path / "tree"
+    (cert, staple), (cert2, staple2) = [place(root, "bundle", n, pki.leaves[n], pki)
+                                        for n in ("good1", "good2")]
+    state = tmp_path / "s.json"
+    assert renew(state, root).returncode == 0
+    staple2.write_bytes(b"not a staple")
+    fake.set(body=status_only("tryLater"))
+    later = {"LD_PRELOAD": lib, "FAKETIME": "+2d", "TZ": "UTC"}     # the 1-day staple expired
+    res = renew(state, "-u", fake.url, root, env=later)
+    got = {row[1]: row[3] for row in lines(res)}
+    assert res.returncode == 1, res.stderr
+    assert re.search(r"; the installed staple was kept, but it expired at \S+Z \(servers stop "
+                     r"stapling it\)$", got[str(cert)]), got
+    assert got[str(cert2)].endswith("; the installed file was kept (not a valid staple: not a DER "
+                                    "OCSP response (not enough data))"), got
+    staple2.unlink()
+    res = renew(state, "-u", fake.url, root)
+    assert {row[1]: row[3] for row in lines(res)}[str(cert2)].endswith("; no staple installed")
 
 
 def renewed_tree_with_cache(tmp_path, pki, responder) -> tuple[Path, Path]:

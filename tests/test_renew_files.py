@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import assert_one_line_error, run_cmd
 from ocsptools.cli.renew_dir import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,3 +145,18 @@ def test_watch_service_verifies_with_systemd_analyze(tmp_path):
     res = subprocess.run(["systemd-analyze", "verify", "--man=no", str(tmp_path / WATCH_UNIT.name)],
                          capture_output=True, text=True)
     assert res.returncode == 0 and res.stderr == "", res.stderr
+
+
+@pytest.mark.parametrize("content", ["empty", "no-certificates"])
+def test_a_tree_without_certificates_is_not_silent(tmp_path, content):
+    """Issue 15 item 7: a cron job pointed at the wrong directory must mail someone."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    if content == "no-certificates":
+        (tree / "site.pem").write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+        (tree / "notes.txt").write_text("hello\n")
+    res = run_cmd("ocsp-renew-dir", "--state", tmp_path / "s.json", tree)
+    assert res.returncode == 0 and res.stdout == b""
+    line = assert_one_line_error(res.stderr)
+    assert line.startswith(f"ocsp-renew-dir: warning: {tree}: no certificate found"), line
+    assert run_cmd("ocsp-renew-dir", "-q", "--state", tmp_path / "s.json", tree).stderr == b""

@@ -100,3 +100,25 @@ def test_writers_in_different_directories_do_not_wait_for_each_other(tmp_path, m
     assert errors == []
     assert sorted(d for d, _ in seen) == sorted(str(d) for d in dirs)
     assert store._DIR_SYNCS._dirs == {}        # nothing remembered once idle
+
+
+def test_a_failed_write_says_what_was_kept(tmp_path, monkeypatch):
+    """Issue 15 item 9: "the previous file is untouched" only when there was a previous file."""
+    import errno
+
+    import pytest
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.os, "fsync", full)
+    old = tmp_path / "old.ocsp"
+    old.write_bytes(b"old")
+    for path, said in ((old, "no space left on device; the previous file is untouched"),
+                       (tmp_path / "new.ocsp", "no space left on device; nothing was written "
+                                               "(there was no file before)")):
+        with pytest.raises(store.StoreError) as info:
+            store.atomic_write(str(path), b"new")
+        assert str(info.value) == f"{path}: cannot write: {said}"
+    assert old.read_bytes() == b"old" and not (tmp_path / "new.ocsp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["old.ocsp"]

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from datetime import timedelta
-from typing import IO, List, Optional, Sequence
+from typing import IO, Dict, List, Optional, Sequence
 
 from .. import config as configmod
 from .. import discovery, haproxy, transport, treelock, watch
@@ -247,7 +247,9 @@ def _haproxy_pusher(sockets: Sequence[str], timeout: float):
 
 
 def _candidates(dirs: Sequence[str], s: dict, cfg: Optional[configmod.Config],
-                stdin) -> List[discovery.Candidate]:
+                stdin, per_dir: Optional[Dict[str, List[discovery.Candidate]]] = None
+                ) -> List[discovery.Candidate]:
+    """Every candidate of DIRS and the configuration; PER_DIR (if given) gets each DIR's own."""
     out_dir = s["out_dir"]
     cands: List[discovery.Candidate] = []
     used_stdin = False
@@ -256,9 +258,12 @@ def _candidates(dirs: Sequence[str], s: dict, cfg: Optional[configmod.Config],
             if used_stdin:
                 raise UsageError("- (standard input) may be given only once")
             used_stdin = True
-            cands += discovery.from_paths(discovery.read_paths(stdin, nul=s["null"]), out_dir)
+            found = discovery.from_paths(discovery.read_paths(stdin, nul=s["null"]), out_dir)
         else:
-            cands += discovery.discover(d, s["layout"], recursive=s["recursive"], out_dir=out_dir)
+            found = discovery.discover(d, s["layout"], recursive=s["recursive"], out_dir=out_dir)
+        cands += found
+        if per_dir is not None:
+            per_dir.setdefault(d, []).extend(found)
     if cfg is not None:
         # the command line overrides the file, its per-certificate entries included: -u URL asks
         # that responder for every certificate, --renew-at/--min-validity apply to every one
@@ -271,6 +276,23 @@ def _candidates(dirs: Sequence[str], s: dict, cfg: Optional[configmod.Config],
                 c = discovery.with_overrides(c, **cleared)
             cands.append(c)
     return cands
+
+
+def _empty_inputs(per_dir: Dict[str, List[discovery.Candidate]], items: Sequence,
+                  layout: str) -> List[str]:
+    """The DIRs (and stdin) in which the run found no certificate at all: a cron job pointed
+    at the wrong directory must not stay silent."""
+    leaves = {id(it.cand) for it in items if it.kind in ("leaf", "failed")}
+    problems = []
+    for d, found in per_dir.items():
+        if any(id(c) in leaves for c in found):
+            continue
+        where = "standard input" if d == "-" else d
+        what = (f"{len(found)} file{'s' if len(found) != 1 else ''} looked at, none a leaf "
+                f"certificate" if found else "nothing that looks like a certificate")
+        problems.append(f"{where}: no certificate found ({what}; layout {layout}); check the "
+                        f"path{'' if d == '-' else ' and --layout'}")
+    return problems
 
 
 class Printer:
@@ -378,7 +400,8 @@ def main(argv: List[str]) -> int:
         if not s["question"]:                   # -q prints nothing at all
             for w in (cfg.warnings if cfg is not None else []):
                 warn("warning: " + w)
-        cands = _candidates(dirs, s, cfg, sys.stdin.buffer)
+        per_dir: Dict[str, List[discovery.Candidate]] = {}
+        cands = _candidates(dirs, s, cfg, sys.stdin.buffer, per_dir)
         inputs = sorted(os.path.abspath(d) if d != "-" else "-" for d in dirs)
         if args.config:
             inputs.append("config:" + os.path.abspath(args.config))
@@ -404,6 +427,9 @@ def main(argv: List[str]) -> int:
                 driver.after_install = _haproxy_pusher(s["haproxy_socket"], s["timeout"])
             result = driver.run(cands)
             printer.clear()
+            if not s["question"]:
+                for problem in _empty_inputs(per_dir, driver.items, s["layout"]):
+                    warn("warning: " + problem)
             if lock is not None:
                 cache.save()
             if cache.warning and s["verbose"] and not s["question"]:
@@ -479,6 +505,10 @@ def _watch(args: argparse.Namespace, cfg: Optional[configmod.Config], s: dict,
     _, problems = first.discover()
     if problems:
         raise UsageError(problems[0].split("; its certificates")[0])
+    for d in dirs:
+        if not discovery.discover(d, s["layout"], recursive=s["recursive"], out_dir=s["out_dir"]):
+            first.warnings.append(f"{d}: no certificate found (layout {s['layout']}); watching it "
+                                  f"anyway: check the path and --layout")
     inputs = sorted(os.path.abspath(d) for d in dirs)
     if args.config:
         inputs.append("config:" + os.path.abspath(args.config))

@@ -227,6 +227,7 @@ def renew(paths: Sequence[PathLike], *, layout: str = "auto", recursive: bool = 
     from .discovery import discover
     from .driver import Driver, RunOptions
     from .statecache import StateCache, default_path
+    from . import renewstatus
     from .treelock import RenewLock
 
     for url in urls:
@@ -254,6 +255,10 @@ def renew(paths: Sequence[PathLike], *, layout: str = "auto", recursive: bool = 
         result = driver.run(cands)
         if not dry_run:
             cache.save()
+            status_file = renewstatus.StatusFile(renewstatus.path_for(state_path)).load()
+            status_file.record(driver.items, _now())
+            status_file.keep_only(c.staple for c in cands)
+            status_file.save(_now())
     finally:
         if lock is not None:
             lock.release()

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import BinaryIO, List, Optional, Sequence, Tuple
 
-from . import life, nagios, transport, verify
+from . import life, nagios, renewstatus, transport, verify
 from .certs import IssuerFinder
 from .codec import der as der_codec
 from .durations import Threshold, format_duration, parse_threshold
@@ -84,6 +84,8 @@ class CheckOptions:
     use_aia: bool = False
     http: transport.HttpOptions = transport.HttpOptions()
     skew: timedelta = CLOCK_SKEW
+    renew_state: Optional[str] = None        # ocsp-renew-dir's status file (--renew-state)
+    renew_failing: timedelta = timedelta(hours=6)
 
 
 @dataclass
@@ -107,6 +109,7 @@ class Result:
     host: Optional[str] = None
     port: Optional[int] = None
     protocol: Optional[str] = None
+    renewal: Optional[renewstatus.StapleStatus] = None   # what ocsp-renew-dir recorded of it
 
     @property
     def state(self) -> int:
@@ -550,7 +553,17 @@ def run_checks(staples: Sequence[str], opts: CheckOptions, ossl: OpenSSL, now: d
                cert_path: Optional[str] = None, live: Optional[dict] = None) -> List[Result]:
     """Check every staple file, then the live server if one is given."""
     cert = load_certificate(cert_path, opts, ossl) if cert_path is not None else None
+    status = (renewstatus.StatusFile(renewstatus.path_for(opts.renew_state)).load(strict=True)
+              if opts.renew_state else None)
     results = [check_file(path, opts, ossl, now, cert=cert) for path in staples]
+    if status is not None:
+        for path, result in zip(staples, results):
+            if path == "-" or result.not_applicable:
+                continue
+            result.renewal = status.get(path)
+            for state, message in renewstatus.judge(result.renewal, now, opts.renew_failing,
+                                                    status.path):
+                result.add(state, message)
     if live is not None:
         results.append(check_live(live["host"], live["port"], opts, ossl, now,
                                   servername=live.get("servername"), starttls=live.get("starttls"),

@@ -102,6 +102,8 @@ class Item:
     try_later: bool = False                 # a responder answered tryLater on a failed fetch
     cert_status: str = ""                   # the fetched answer's status: good, revoked, unknown
     applicable: bool = True                 # False: no responder URL (decided before any issuer search)
+    revocation_time: Optional[str] = None   # a revoked answer's revocationTime (ISO 8601 UTC)
+    revocation_reason: Optional[str] = None
 
     @property
     def tgt(self) -> Target:
@@ -786,6 +788,7 @@ class Driver:
         item.cert_status = staple.cert_status
         if staple.cert_status == "revoked":
             reason = staple.single.revocation_reason
+            item.revocation_time, item.revocation_reason = iso(staple.single.revocation_time), reason
             self.report(REVOKED, item, f"REVOKED at {iso(staple.single.revocation_time)}"
                         + (f" ({reason})" if reason else "") + f" according to {result.url}"
                         + self._kept(item))

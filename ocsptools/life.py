@@ -27,7 +27,7 @@ before monitoring leaves OK.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import List, Optional, Tuple, TypeVar
 
 #: How far ahead of our clock a thisUpdate may lie before we call it "in the future".
@@ -56,6 +56,13 @@ def iso(dt: Optional[datetime]) -> Optional[str]:
     if dt is None:
         return None
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: Optional[str]) -> Optional[datetime]:
+    """The inverse of ``iso`` (None for None or an empty text)."""
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,10 @@ Per staple:
   installed (or confirmed) a staple / that failed (0: never, since start);
 * ``ocsp_renew_dir_staple_consecutive_failures``;
 * ``ocsp_renew_dir_staple_next_attempt_timestamp_seconds``;
-* ``ocsp_renew_dir_staple_status{status=...} 1``.
+* ``ocsp_renew_dir_staple_status{status=...} 1``;
+* ``ocsp_renew_dir_staple_failing_since_timestamp_seconds`` (while renewal
+  fails) and ``ocsp_renew_dir_staple_responder_revoked`` (1: the responder's
+  last answer said revoked): the facts ``ocsp-check --renew-state`` reports.
 
 Process: start time, last write, last sweep, certificates by status,
 renewals/failures/pushes counted since start, the watcher in use.
@@ -57,6 +60,8 @@ class StapleMetrics:
     last_failure: Optional[datetime] = None
     failures: int = 0
     next_attempt: Optional[datetime] = None
+    failing_since: Optional[datetime] = None   # renewal failing since (renewstatus)
+    responder_revoked: bool = False            # the responder's last answer said revoked
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,8 @@ def render(staples: Iterable[StapleMetrics], proc: ProcessMetrics, now: datetime
     left = fam("staple_seconds_to_next_update", "gauge",
                "Seconds from when this file was written to the installed staple's nextUpdate.")
     vu = fam("staple_valid_until_timestamp_seconds", "gauge",
-             "When the installed staple stops being usable: min(nextUpdate, responder notAfter).")
+             "When the installed staple stops being usable: min(nextUpdate, responder and "
+             "certificate notAfter).")
     ok = fam("staple_last_success_timestamp_seconds", "gauge",
              "Last renewal attempt that installed or confirmed a good staple (0: none since start).")
     bad = fam("staple_last_failure_timestamp_seconds", "gauge",
@@ -130,6 +136,12 @@ def render(staples: Iterable[StapleMetrics], proc: ProcessMetrics, now: datetime
               "When the daemon next looks at this staple (absent: only on a file change).")
     status = fam("staple_status", "gauge",
                  "1 for the staple's current status (" + ", ".join(STATUSES) + ").")
+    failing = fam("staple_failing_since_timestamp_seconds", "gauge",
+                  "When renewal started failing, for a staple whose renewal fails (Unix time; "
+                  "absent while it succeeds).")
+    revoked = fam("staple_responder_revoked", "gauge",
+                  "1 when the responder's last answer said revoked (the old staple is kept and "
+                  "may still say good), else 0.")
     for s in rows:
         nu.add(_ts(s.next_update), staple=s.staple)
         if s.next_update is not None:
@@ -140,6 +152,8 @@ def render(staples: Iterable[StapleMetrics], proc: ProcessMetrics, now: datetime
         fails.add(s.failures, staple=s.staple)
         nxt.add(_ts(s.next_attempt), staple=s.staple)
         status.add(1, staple=s.staple, status=s.status if s.status in STATUSES else "error")
+        failing.add(_ts(s.failing_since), staple=s.staple)
+        revoked.add(int(s.responder_revoked), staple=s.staple)
 
     counts = Counter(s.status for s in rows)
     certs = fam("certificates", "gauge", "Managed certificates by status.")

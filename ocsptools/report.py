@@ -7,11 +7,13 @@ Deciding happened before; nothing here changes a state.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import datetime
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from . import nagios
 from .check import Result
+from .life import parse_iso
 from .staple import iso
 
 PREFIX = "OCSP"
@@ -176,6 +178,7 @@ def as_dict(r: Result) -> dict:
         "must_staple": r.certificate.must_staple if r.certificate is not None else None,
         "issuer": r.issuer_source,
         "not_applicable": r.not_applicable,
+        "renewal": asdict(r.renewal) if r.renewal is not None else None,
         "messages": r.messages + ([_unverified_note(r)] if _unverified_note(r) else []),
     }
     if r.source == "live":
@@ -225,11 +228,24 @@ METRICS = (
      lambda r: r.remaining_seconds),
     ("ocsp_staple_lifetime_seconds", "Length of the staple's effective window (from thisUpdate), "
      "seconds.", lambda r: r.lifetime_seconds),
+    ("ocsp_staple_renewal_failing_seconds",
+     "With --renew-state: how long ocsp-renew-dir has failed to renew the staple (0: it has not).",
+     lambda r: _failing(r)),
+    ("ocsp_staple_responder_revoked",
+     "With --renew-state: 1 when the responder's last answer to ocsp-renew-dir said revoked.",
+     lambda r: None if r.renewal is None else int(r.renewal.status == "revoked")),
     ("ocsp_staple_signer_not_after_timestamp_seconds",
      "Expiry of the certificate that signed the staple, Unix time.",
      lambda r: _ts(r.staple.signer_not_after) if r.staple else None),
 )
 CERT_STATUSES = ("good", "revoked", "unknown")
+
+
+def _failing(r: Result) -> Optional[int]:
+    if r.renewal is None:
+        return None
+    since = parse_iso(r.renewal.failing_since)
+    return 0 if since is None else max(0, int((r.now - since).total_seconds()))
 
 
 def prometheus(results: Sequence[Result], now: datetime) -> str:

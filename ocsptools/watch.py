@@ -74,7 +74,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from . import haproxy, life, metrics_textfile, policy, store
+from . import haproxy, life, metrics_textfile, policy, renewstatus, store
 from .discovery import Candidate
 from .driver import FAILED, RENEWED, REVOKED, Driver, Item, RunOptions, cached_facts, plan
 from .errors import OcspToolsError, UsageError
@@ -782,6 +782,7 @@ class WatchOptions:
     backoff: life.Backoff = BACKOFF
     force_poll: bool = False
     state_files: Tuple[str, ...] = ()       # never treated as certificate changes
+    status_file: Optional[str] = None       # renewstatus: what ocsp-check --renew-state reads
 
 
 def backoff_from_env() -> life.Backoff:
@@ -848,6 +849,8 @@ class Daemon:
         self.next_sweep = monotonic() + wopts.sweep_interval
         self.renewals = self.failures = self.pushes = self.push_failures = 0
         self._metrics_dirty = True
+        self.status = (renewstatus.StatusFile(wopts.status_file).load()
+                       if wopts.status_file else None)
         self._staple_paths: Set[str] = set()
         self._pending: Set[str] = set()         # to look at (not forced) in the next pass
         self._first_pass = False                # systemd STATUS once the first pass is done
@@ -927,6 +930,8 @@ class Daemon:
         self.setup = self.load()
         for w in self.setup.warnings:
             self.log.event("warning", w, level=logging.WARNING)
+        if self.status is not None and self.status.warning:
+            self.log.event("warning", self.status.warning, level=logging.WARNING)
         if self.setup.on_change:
             self.hooks = HookRunner(self.setup.on_change, self.log)
         self._start_watcher(self.setup)
@@ -1034,6 +1039,7 @@ class Daemon:
                            staple=slot.cand.staple)
         if removed:
             self._metrics_dirty = True
+            self._save_status(keep=True)
         if not initial:
             for key in new:
                 c = self.sched.slots[key].cand
@@ -1150,6 +1156,20 @@ class Daemon:
         if driver.result.changed:
             self.changes.add(driver.result.changed, self.monotonic())
         self._metrics_dirty = True
+        if self.status is not None:
+            self.status.record(driver.items, now)
+            self._save_status()
+
+    def _save_status(self, *, keep: bool = False) -> None:
+        """Write the status file monitoring reads (KEEP: forget staples no longer watched)."""
+        if self.status is None:
+            return
+        if keep:
+            self.status.keep_only(s.cand.staple for s in self.sched.slots.values())
+        warned = self.status.warning
+        self.status.save(self.clock())
+        if self.status.warning and self.status.warning != warned:
+            self.log.event("warning", self.status.warning, level=logging.WARNING)
 
     def _save_cache(self) -> None:
         self._saved_at = self.monotonic()
@@ -1193,10 +1213,15 @@ class Daemon:
         if not path:
             return
         now = self.clock()
-        rows = [metrics_textfile.StapleMetrics(
-            staple=s.cand.staple, status=s.status, next_update=s.next_update,
-            valid_until=s.valid_until, last_success=s.last_success, last_failure=s.last_failure,
-            failures=s.failures, next_attempt=s.next_at) for s in self.sched.slots.values()]
+        rows = []
+        for s in self.sched.slots.values():
+            rec = self.status.get(s.cand.staple) if self.status is not None else None
+            rows.append(metrics_textfile.StapleMetrics(
+                staple=s.cand.staple, status=s.status, next_update=s.next_update,
+                valid_until=s.valid_until, last_success=s.last_success, last_failure=s.last_failure,
+                failures=s.failures, next_attempt=s.next_at,
+                failing_since=life.parse_iso(rec.failing_since) if rec is not None else None,
+                responder_revoked=rec is not None and rec.status == "revoked"))
         proc = metrics_textfile.ProcessMetrics(
             started=self.started, last_sweep=self.last_sweep,
             watcher=self.watcher.mode if self.watcher else "none", renewals=self.renewals,

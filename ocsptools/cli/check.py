@@ -11,10 +11,10 @@ import time
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Sequence
 
-from .. import nagios, report, transport
+from .. import nagios, renewstatus, report, transport
 from ..check import (DEFAULT_CRITICAL, DEFAULT_WARNING, CheckOptions, CheckTimeout,
                      default_port, default_servername, run_checks, thresholds_inverted)
-from ..durations import parse_threshold
+from ..durations import parse_duration, parse_threshold
 from ..errors import OcspToolsError, UsageError
 from ..openssl import STARTTLS, OpenSSL
 from ._common import ArgumentParser, ExitTable, positive_float, run, utcnow, version_string
@@ -31,20 +31,23 @@ ALARM_GRACE = 1.0
 EPILOG = f"""\
 states and exit status (worst wins: OK < UNKNOWN < WARNING < CRITICAL):
   0 OK        good, and more time left than the thresholds
-  1 WARNING   below -w; no nextUpdate; responder certificate expires before nextUpdate
-              (CRITICAL when that is less than -c away)
+  1 WARNING   below -w; no nextUpdate; with --renew-state: renewal failing for
+              --renew-failing or longer, or the staple not renewed with that state
   2 CRITICAL  missing, empty or unreadable file; not an OCSP response (a certificate:
               give it with --cert); tryLater, unauthorized...; revoked or unknown;
               expired; thisUpdate in the future; left over from an earlier certificate;
               bad signature; not for this certificate; delegated responder not
               embedded; below -c; live: no staple sent, handshake failure;
-              Must-Staple certificate without a verified staple (give -i ISSUER)
+              Must-Staple certificate without a verified staple (give -i ISSUER);
+              with --renew-state: the responder said revoked to ocsp-renew-dir
   3 UNKNOWN   bad arguments, --help, --version, openssl missing, failing or not
               OpenSSL, --cert unusable
 
 thresholds: a duration (3d, 12h, 1d12h, '2 hours 5 minutes', seconds) or a share of
-the staple's lifetime (25%); defaults -w {DEFAULT_WARNING} -c {DEFAULT_CRITICAL}. -w must be at
-least -c when both are durations or both percentages.
+the staple's life (25%): time left is counted to the instant the staple stops
+verifying (the earliest of nextUpdate, the responder's and the certificate's
+notAfter); defaults -w {DEFAULT_WARNING} -c {DEFAULT_CRITICAL}. -w must be at least -c when both
+are durations or both percentages.
 """
 
 
@@ -79,12 +82,19 @@ def build_parser() -> ArgumentParser:
                       help="no staple is CRITICAL even for a certificate without OCSP URL")
     thr = p.add_argument_group("thresholds")
     thr.add_argument("-w", "--warning", metavar="TIME", default=DEFAULT_WARNING,
-                     help=f"WARNING when less time than this is left before nextUpdate "
-                          f"(duration or %% of the lifetime; default {_pct(DEFAULT_WARNING)})")
+                     help=f"WARNING when less time than this is left before the staple stops "
+                          f"verifying (duration or %% of its life; default {_pct(DEFAULT_WARNING)})")
     thr.add_argument("-c", "--critical", metavar="TIME", default=DEFAULT_CRITICAL,
                      help=f"CRITICAL below this (default {_pct(DEFAULT_CRITICAL)})")
     thr.add_argument("-t", "--timeout", metavar="SECONDS", type=positive_float, default=10.0,
                      help="bound for the whole run, openssl children included (default 10)")
+    ren = p.add_argument_group("renewal (pair with ocsp-renew-dir)")
+    ren.add_argument("--renew-state", metavar="FILE",
+                     help="ocsp-renew-dir's --state FILE (it records FILE.status): CRITICAL when "
+                          "the responder told it revoked, WARNING when renewal has been failing")
+    ren.add_argument("--renew-failing", metavar="DURATION", default=renewstatus.DEFAULT_FAILING,
+                     help="with --renew-state: WARNING once renewal has failed this long "
+                          f"(default {renewstatus.DEFAULT_FAILING})")
     out = p.add_argument_group("output").add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON Lines: one object per staple")
     out.add_argument("--prometheus", action="store_true",
@@ -123,9 +133,14 @@ def _options(args: argparse.Namespace) -> CheckOptions:
     if thresholds_inverted(warning, critical):
         raise UsageError(f"-w {warning.text} is below -c {critical.text}: the warning threshold "
                          f"must be at least the critical one (see --help)")
+    try:
+        failing = parse_duration(args.renew_failing)
+    except ValueError as exc:
+        raise UsageError(f"--renew-failing: {exc} (see --help)") from None
     return CheckOptions(warning=warning, critical=critical, require_staple=args.require_staple,
                         issuer_file=args.issuer, ca_dirs=tuple(args.ca_dir), use_aia=args.aia,
-                        http=transport.HttpOptions(timeout=args.timeout))
+                        http=transport.HttpOptions(timeout=args.timeout),
+                        renew_state=args.renew_state, renew_failing=failing)
 
 
 def _live(args: argparse.Namespace) -> Optional[dict]:

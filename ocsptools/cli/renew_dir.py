@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import IO, Dict, List, Optional, Sequence
 
 from .. import config as configmod
-from .. import discovery, haproxy, transport, treelock, watch
+from .. import discovery, haproxy, renewstatus, transport, treelock, watch
 from ..driver import Driver, Report, RunOptions, run_hook
 from ..durations import parse_duration
 from ..errors import (ConfigError, InputError, LockBusy, OpensslError, StoreError, UsageError)
@@ -427,6 +427,13 @@ def main(argv: List[str]) -> int:
                 driver.after_install = _haproxy_pusher(s["haproxy_socket"], s["timeout"])
             result = driver.run(cands)
             printer.clear()
+            if lock is not None:                # what monitoring reads (ocsp-check --renew-state)
+                status_file = renewstatus.StatusFile(renewstatus.path_for(state_path)).load()
+                status_file.record(driver.items, utcnow())
+                status_file.keep_only(c.staple for c in cands)
+                status_file.save(utcnow())
+                if status_file.warning and not s["question"]:
+                    warn("warning: " + status_file.warning)
             if not s["question"]:
                 for problem in _empty_inputs(per_dir, driver.items, s["layout"]):
                     warn("warning: " + problem)
@@ -523,8 +530,10 @@ def _watch(args: argparse.Namespace, cfg: Optional[configmod.Config], s: dict,
             sweep_interval=s["sweep_interval"].total_seconds(), textfile=s["prometheus_textfile"],
             backoff=watch.backoff_from_env(),
             force_poll=os.environ.get("OCSPTOOLS_WATCH_POLL", "") not in ("", "0"),
+            status_file=renewstatus.path_for(state_path),
             state_files=tuple(os.path.abspath(p) for p in
-                              (state_path, state_path + ".lock", s["prometheus_textfile"]) if p))
+                              (state_path, state_path + ".lock", renewstatus.path_for(state_path),
+                               s["prometheus_textfile"]) if p))
         loads = [first]
 
         def load() -> watch.Setup:           # the first time as checked above; then SIGHUP

@@ -1,0 +1,201 @@
+"""What ocsp-renew-dir tells monitoring: per staple, the responder's last answer and how long renewal has failed.
+
+A renewal run learns things a staple file cannot show: the responder now
+says *revoked* (the old, good staple is rightly kept), or renewal has been
+failing for hours.  ``ocsp-renew-dir`` (one-shot and ``--watch``) and
+``ocsptools.renew`` record them in a small JSON file beside their state
+cache, ``STATE.status``; ``ocsp-check --renew-state STATE`` reads it
+(CRITICAL for revoked, WARNING for renewal failing too long).  Unlike the
+state cache it is not an optimisation: deleting it forgets that history.
+
+``observe`` is pure (the previous record, what a run did to one staple, the
+clock); ``StatusFile`` loads and saves atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from . import nagios, policy, store
+from .errors import InputError, StoreError
+from .life import iso, parse_iso
+
+VERSION = 1
+SUFFIX = ".status"
+#: Outcomes of a run (driver.Item.outcome) and what they say about renewal.
+RENEWED, UNCHANGED, FAILED, REVOKED = "renewed", "unchanged", "failed", "revoked"
+GOOD = "good"
+
+
+@dataclass(frozen=True)
+class StapleStatus:
+    cert: str
+    status: str                             # good | revoked | unknown | failed | not-applicable | cert-expired
+    answered: Optional[str] = None          # the responder's last verified answer: good | revoked | unknown
+    answered_at: Optional[str] = None       # ISO 8601 UTC, as every time here
+    revocation_time: Optional[str] = None
+    revocation_reason: Optional[str] = None
+    failing_since: Optional[str] = None     # the first failure of the current run of failures
+    failures: int = 0
+    last_success: Optional[str] = None
+    last_failure: Optional[str] = None
+    detail: str = ""
+
+
+def path_for(state_path: str) -> str:
+    """The status file of the state cache STATE_PATH (or STATE_PATH itself if it is one)."""
+    return state_path if state_path.endswith(SUFFIX) else state_path + SUFFIX
+
+
+def key(staple_path: str) -> str:
+    """Staples are keyed by real path: ocsp-check may name them through another spelling."""
+    return os.path.realpath(staple_path)
+
+
+def observe(prev: Optional[StapleStatus], item, now: datetime) -> Optional[StapleStatus]:
+    """The record of ITEM's staple after a run (a ``driver.Item``), from PREV; None to drop it.
+
+    A revoked answer is remembered while the kept staple stays fresh (the run does not ask the
+    responder then); only a newly installed good staple clears it.  Renewal counts as failing
+    from its first failure until the responder answers again (or renewal is not needed)."""
+    t = iso(now)
+    cert = item.cand.cert
+    base = prev if prev is not None and prev.cert == cert else StapleStatus(cert, GOOD)
+    if item.kind == "ignore":
+        return None
+    if item.kind != "leaf" or item.decision is None:
+        return _failed(base, "failed", item.error or item.detail, t)
+    action = item.decision.action
+    if action == policy.NOT_APPLICABLE:
+        return replace(StapleStatus(cert, "not-applicable"), detail=item.decision.reason)
+    if action == policy.CERT_EXPIRED:
+        return replace(StapleStatus(cert, "cert-expired"), detail=item.decision.reason)
+    outcome = item.outcome
+    if outcome in (RENEWED, UNCHANGED):
+        revoked = base.status == "revoked" and outcome == UNCHANGED
+        return replace(base, status="revoked" if revoked else GOOD, answered=GOOD, answered_at=t,
+                       failing_since=None, failures=0, last_success=t,
+                       revocation_time=base.revocation_time if revoked else None,
+                       revocation_reason=base.revocation_reason if revoked else None,
+                       detail=item.detail if outcome == RENEWED else base.detail)
+    if outcome == REVOKED:
+        return replace(base, status="revoked", answered="revoked", answered_at=t,
+                       revocation_time=item.revocation_time, revocation_reason=item.revocation_reason,
+                       failing_since=base.failing_since or t, failures=base.failures + 1,
+                       last_failure=t, detail=item.detail)
+    if outcome == FAILED:
+        unknown = item.cert_status == "unknown"
+        out = _failed(base, "unknown" if unknown else "failed", item.detail, t)
+        return replace(out, answered="unknown", answered_at=t) if unknown else out
+    if action == policy.FRESH:
+        # nothing to renew: not failing; a revocation learnt earlier still stands
+        return replace(base, status=base.status if base.status == "revoked" else GOOD,
+                       failing_since=None, failures=0)
+    return prev                     # not attempted (-S after a failure, shutting down)
+
+
+def _failed(base: StapleStatus, status: str, detail: str, t: Optional[str]) -> StapleStatus:
+    return replace(base, status=status if base.status != "revoked" else "revoked",
+                   failing_since=base.failing_since or t, failures=base.failures + 1,
+                   last_failure=t, detail=detail)
+
+
+#: ocsp-check --renew-failing: how long renewal may fail before monitoring says WARNING.
+DEFAULT_FAILING = "6h"
+
+
+def judge(rec: Optional[StapleStatus], now: datetime, failing_after: timedelta,
+          source: str) -> List[Tuple[int, str]]:
+    """What monitoring says of a staple given ocsp-renew-dir's record REC (from file SOURCE),
+    as (Nagios state, message) pairs (pure): CRITICAL when the responder's last answer was
+    revoked, WARNING when renewal has failed for FAILING_AFTER or longer, WARNING when the
+    staple is not in the record at all (the check and the renewal are not paired)."""
+    if rec is None:
+        return [(nagios.WARNING, f"not among the staples ocsp-renew-dir renews with {source}; "
+                                 f"check --renew-state")]
+    out: List[Tuple[int, str]] = []
+    if rec.status == "revoked":
+        reason = f" ({rec.revocation_reason})" if rec.revocation_reason else ""
+        out.append((nagios.CRITICAL, f"the responder said REVOKED (revoked at {rec.revocation_time}"
+                                     f"{reason}) to ocsp-renew-dir at {rec.answered_at}; the staple "
+                                     f"kept says otherwise: replace the certificate"))
+    since = parse_iso(rec.failing_since)
+    if since is not None and now - since >= failing_after and rec.status != "revoked":
+        out.append((nagios.WARNING, f"ocsp-renew-dir has failed to renew it since {rec.failing_since} "
+                                    f"({rec.failures} attempt{'s' if rec.failures != 1 else ''}): "
+                                    f"{rec.detail}"))
+    return out
+
+
+class StatusFile:
+    """``STATE.status``: load (a missing file is empty), record runs, save atomically."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.staples: Dict[str, StapleStatus] = {}
+        self.written_at: Optional[str] = None
+        self.warning = ""
+        self.changed = False            # anything recorded since it was loaded?
+
+    def load(self, *, strict: bool = False) -> "StatusFile":
+        """Read the file.  STRICT (ocsp-check): a missing or unreadable file is an InputError;
+        else (the writer) it starts empty and ``warning`` says why."""
+        try:
+            with open(self.path, "rb") as fh:
+                data = json.loads(fh.read(64 << 20))
+            if not isinstance(data, dict) or data.get("version") != VERSION:
+                raise ValueError(f"not a version {VERSION} status file")
+            self.written_at = data.get("written_at")
+            self.staples = {k: StapleStatus(**v) for k, v in data.get("staples", {}).items()}
+        except FileNotFoundError:
+            if strict:
+                raise InputError(f"{self.path}: no such file: has ocsp-renew-dir run with this "
+                                 f"--state (it writes STATE{SUFFIX} on every run)?",
+                                 path=self.path) from None
+        except (OSError, ValueError, TypeError) as exc:
+            problem = getattr(exc, "strerror", None) or str(exc)
+            if strict:
+                raise InputError(f"{self.path}: cannot read ocsp-renew-dir's status: {problem}",
+                                 path=self.path) from None
+            self.warning = f"{self.path}: unreadable ({problem}); starting afresh"
+            self.staples = {}
+        return self
+
+    def record(self, items: Iterable, now: datetime) -> None:
+        for item in items:
+            k = key(item.cand.staple)
+            old = self.staples.get(k)
+            new = observe(old, item, now)
+            if new != old:
+                self.changed = True
+                if new is None:
+                    self.staples.pop(k, None)
+                else:
+                    self.staples[k] = new
+
+    def keep_only(self, staple_paths: Iterable[str]) -> None:
+        """After a full run: forget staples that are no longer renewed."""
+        keep = {key(p) for p in staple_paths}
+        kept = {k: v for k, v in self.staples.items() if k in keep}
+        if len(kept) != len(self.staples):
+            self.staples, self.changed = kept, True
+
+    def get(self, staple_path: str) -> Optional[StapleStatus]:
+        return self.staples.get(key(staple_path))
+
+    def save(self, now: datetime, *, force: bool = False) -> None:
+        """Write it (atomically) if anything changed, or FORCE; a failure is kept in ``warning``."""
+        if not (self.changed or force or self.written_at is None):
+            return
+        self.changed = False
+        self.written_at = iso(now)
+        data = {"version": VERSION, "written_at": self.written_at, "writer": "ocsp-renew-dir",
+                "staples": {k: asdict(v) for k, v in sorted(self.staples.items())}}
+        try:
+            store.atomic_write(self.path, json.dumps(data, indent=1).encode() + b"\n", mode=0o644)
+        except StoreError as exc:
+            self.warning = str(exc)

@@ -126,7 +126,7 @@ def test_overlapping_runs_wait_for_the_lock_and_renew_nothing_twice(n, tmp_path,
     assert sorted(p.name for p in (tmp_path / "tree").iterdir()) == \
         sorted([c.name for c, _ in placed] + [s.name for _, s in placed])
     # the lock file stays (empty: nobody holds it), nothing else appears beside the state
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.lock", "tree"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json", "state.json.lock", "state.json.status", "tree"]
     assert (tmp_path / "state.json.lock").read_bytes() == b""
     reliability.record("concurrency", f"{n} overlapping runs, --lock-timeout 60, {len(placed)} staples due",
                        "ocsp-renew-dir",

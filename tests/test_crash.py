@@ -77,7 +77,7 @@ def tree_problems(tree: Path, placed, state_dir: Path) -> list:
     allowed = {c.name for _, c, _ in placed} | {s.name for _, _, s in placed}
     bad = [n for n in os.listdir(tree) if n not in allowed and not TEMP_RE.match(n)]
     bad += [n for n in os.listdir(state_dir)
-            if n not in ("s.json", "s.json.lock") and not TEMP_RE.match(n)]
+            if n not in ("s.json", "s.json.lock", "s.json.status") and not TEMP_RE.match(n)]
     return bad
 
 

@@ -257,6 +257,7 @@ def test_config_naming_a_command_must_not_be_world_writable(key, tmp_path, pki):
 def test_config_without_commands_may_be_group_writable(tmp_path, pki):
     tree = tmp_path / "tree"
     tree.mkdir()
+    (tree / "site.pem").write_bytes(bundle(pki))
     cfg = tmp_path / "ocsptools.yaml"
     cfg.write_text(f"dirs: [{tree}]\non_change: 'true'\n")
     cfg.chmod(0o664)                       # umask 002 with user-private groups

@@ -255,9 +255,8 @@ def renew(paths: Sequence[PathLike], *, layout: str = "auto", recursive: bool = 
         result = driver.run(cands)
         if not dry_run:
             cache.save()
-            status_file = renewstatus.StatusFile(renewstatus.path_for(state_path)).load()
-            status_file.record(driver.items, _now())
-            status_file.keep_only(c.staple for c in cands)
+            status_file = renewstatus.StatusFile(renewstatus.path_for(state_path))
+            status_file.update(driver.items, _now())
             status_file.save(_now())
     finally:
         if lock is not None:

@@ -294,11 +294,13 @@ class Driver:
     def _collisions(self, items: List[Item]) -> None:
         """Two different leaves must never share one staple file."""
         by_staple: Dict[str, List[Item]] = {}
+        cwd = os.getcwd()
         for item in items:
             if item.kind == "leaf":
-                by_staple.setdefault(os.path.abspath(item.cand.staple), []).append(item)
+                staple = os.path.normpath(os.path.join(cwd, item.cand.staple))
+                by_staple.setdefault(staple, []).append(item)
         for group in by_staple.values():
-            if len({os.path.realpath(it.cand.cert) for it in group}) < 2:
+            if len(group) < 2 or len({os.path.realpath(it.cand.cert) for it in group}) < 2:
                 continue
             msg = (f"{', '.join(it.cand.cert for it in group)} would share the staple "
                    f"{group[0].cand.staple}; give them distinct names (or drop --out-dir)")

@@ -14,11 +14,12 @@ clock); ``StatusFile`` loads and saves atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import nagios, policy, store
 from .errors import InputError, StoreError
@@ -51,9 +52,11 @@ def path_for(state_path: str) -> str:
     return state_path if state_path.endswith(SUFFIX) else state_path + SUFFIX
 
 
-def key(staple_path: str) -> str:
-    """Staples are keyed by real path: ocsp-check may name them through another spelling."""
-    return os.path.realpath(staple_path)
+def key(staple_path: str, cwd: Optional[str] = None) -> str:
+    """Staples are keyed by absolute path as the run names them (cheap for 10,000 of them:
+    give CWD when calling it in a loop); ``StatusFile.get`` also finds one named through
+    another spelling (a symbolic link)."""
+    return os.path.normpath(os.path.join(cwd or os.getcwd(), staple_path))
 
 
 def observe(prev: Optional[StapleStatus], item, now: datetime) -> Optional[StapleStatus]:
@@ -62,9 +65,13 @@ def observe(prev: Optional[StapleStatus], item, now: datetime) -> Optional[Stapl
     A revoked answer is remembered while the kept staple stays fresh (the run does not ask the
     responder then); only a newly installed good staple clears it.  Renewal counts as failing
     from its first failure until the responder answers again (or renewal is not needed)."""
-    t = iso(now)
     cert = item.cand.cert
     base = prev if prev is not None and prev.cert == cert else StapleStatus(cert, GOOD)
+    if (item.kind == "leaf" and item.outcome == "" and prev is base and base.failures == 0
+            and base.status in (GOOD, "revoked") and item.decision is not None
+            and item.decision.action == policy.FRESH):
+        return prev                     # the common case of a no-op run: nothing new
+    t = iso(now)
     if item.kind == "ignore":
         return None
     if item.kind != "leaf" or item.decision is None:
@@ -131,8 +138,37 @@ def judge(rec: Optional[StapleStatus], now: datetime, failing_after: timedelta,
     return out
 
 
+#: What a staple's record is when a run only confirmed it (no fetch, nothing failing).
+QUIET = {policy.FRESH: GOOD, policy.NOT_APPLICABLE: "not-applicable",
+         policy.CERT_EXPIRED: "cert-expired"}
+
+
+def _digest(pairs: Iterable[Tuple[str, str]]) -> str:
+    return hashlib.sha256("\n".join(sorted(f"{k}\t{v}" for k, v in pairs)).encode(
+        "utf-8", "surrogateescape")).hexdigest()
+
+
+def _quiet_digest(items: Sequence) -> Optional[str]:
+    """The digest a clean status file of exactly these ITEMS has, if the run only confirmed
+    them (a no-op run); None when it did anything monitoring must hear of."""
+    pairs = []
+    cwd = os.getcwd()
+    for item in items:
+        if item.kind == "ignore":
+            continue
+        action = item.decision.action if item.kind == "leaf" and item.decision is not None else None
+        if action not in QUIET or item.outcome in (RENEWED, UNCHANGED, FAILED, REVOKED):
+            return None
+        pairs.append((key(item.cand.staple, cwd), QUIET[action]))
+    return _digest(pairs)
+
+
 class StatusFile:
-    """``STATE.status``: load (a missing file is empty), record runs, save atomically."""
+    """``STATE.status``: load (a missing file is empty), record runs, save atomically.
+
+    JSON Lines: a header (version, written_at, and whether every record is clean, with a
+    digest of them), then one object per staple.  A no-op run over an unchanged clean tree
+    reads only the header (``update``)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -140,38 +176,67 @@ class StatusFile:
         self.written_at: Optional[str] = None
         self.warning = ""
         self.changed = False            # anything recorded since it was loaded?
+        self._real: Optional[Dict[str, StapleStatus]] = None   # by real path, built on demand
 
     def load(self, *, strict: bool = False) -> "StatusFile":
         """Read the file.  STRICT (ocsp-check): a missing or unreadable file is an InputError;
         else (the writer) it starts empty and ``warning`` says why."""
         try:
             with open(self.path, "rb") as fh:
-                data = json.loads(fh.read(64 << 20))
-            if not isinstance(data, dict) or data.get("version") != VERSION:
+                lines = fh.read(64 << 20).splitlines()
+            header = json.loads(lines[0]) if lines else None
+            if not isinstance(header, dict) or header.get("version") != VERSION:
                 raise ValueError(f"not a version {VERSION} status file")
-            self.written_at = data.get("written_at")
-            self.staples = {k: StapleStatus(**v) for k, v in data.get("staples", {}).items()}
+            self.written_at = header.get("written_at")
+            staples = {}
+            for line in lines[1:]:
+                rec = json.loads(line)
+                name = rec.pop("staple")
+                staples[name] = StapleStatus(**rec)
+            self.staples = staples
         except FileNotFoundError:
             if strict:
                 raise InputError(f"{self.path}: no such file: has ocsp-renew-dir run with this "
                                  f"--state (it writes STATE{SUFFIX} on every run)?",
                                  path=self.path) from None
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, KeyError) as exc:
             problem = getattr(exc, "strerror", None) or str(exc)
             if strict:
                 raise InputError(f"{self.path}: cannot read ocsp-renew-dir's status: {problem}",
                                  path=self.path) from None
             self.warning = f"{self.path}: unreadable ({problem}); starting afresh"
             self.staples = {}
+        self.changed = False
         return self
 
+    def update(self, items: Sequence, now: datetime) -> None:
+        """Record a full run over ITEMS (staples not among them are forgotten).  When the run
+        only confirmed what a clean file already says, neither read it all nor write it."""
+        quiet = _quiet_digest(items)
+        if quiet is not None and quiet == self._clean_digest():
+            return
+        self.load()
+        self.record(items, now)
+        self.keep_only(item.cand.staple for item in items)
+
+    def _clean_digest(self) -> Optional[str]:
+        try:
+            with open(self.path, "rb") as fh:
+                header = json.loads(fh.readline())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(header, dict) or header.get("version") != VERSION or not header.get("clean"):
+            return None
+        return header.get("digest")
+
     def record(self, items: Iterable, now: datetime) -> None:
+        cwd = os.getcwd()
         for item in items:
-            k = key(item.cand.staple)
+            k = key(item.cand.staple, cwd)
             old = self.staples.get(k)
             new = observe(old, item, now)
-            if new != old:
-                self.changed = True
+            if new is not old and new != old:
+                self.changed, self._real = True, None
                 if new is None:
                     self.staples.pop(k, None)
                 else:
@@ -179,23 +244,35 @@ class StatusFile:
 
     def keep_only(self, staple_paths: Iterable[str]) -> None:
         """After a full run: forget staples that are no longer renewed."""
-        keep = {key(p) for p in staple_paths}
+        cwd = os.getcwd()
+        keep = {key(p, cwd) for p in staple_paths}
         kept = {k: v for k, v in self.staples.items() if k in keep}
         if len(kept) != len(self.staples):
-            self.staples, self.changed = kept, True
+            self.staples, self.changed, self._real = kept, True, None
 
     def get(self, staple_path: str) -> Optional[StapleStatus]:
-        return self.staples.get(key(staple_path))
+        """The record of STAPLE_PATH, however it is spelled (resolved to real paths only when
+        the plain absolute path is not a key)."""
+        found = self.staples.get(key(staple_path))
+        if found is not None:
+            return found
+        if self._real is None:
+            self._real = {os.path.realpath(k): v for k, v in self.staples.items()}
+        return self._real.get(os.path.realpath(staple_path))
 
     def save(self, now: datetime, *, force: bool = False) -> None:
         """Write it (atomically) if anything changed, or FORCE; a failure is kept in ``warning``."""
-        if not (self.changed or force or self.written_at is None):
+        if not (self.changed or force):
             return
         self.changed = False
         self.written_at = iso(now)
-        data = {"version": VERSION, "written_at": self.written_at, "writer": "ocsp-renew-dir",
-                "staples": {k: asdict(v) for k, v in sorted(self.staples.items())}}
+        clean = all(v.failures == 0 and v.failing_since is None and v.status in QUIET.values()
+                    for v in self.staples.values())
+        header = {"version": VERSION, "written_at": self.written_at, "writer": "ocsp-renew-dir",
+                  "clean": clean, "digest": _digest((k, v.status) for k, v in self.staples.items())}
+        lines = [json.dumps(header)] + [json.dumps({"staple": k, **asdict(v)})
+                                        for k, v in sorted(self.staples.items())]
         try:
-            store.atomic_write(self.path, json.dumps(data, indent=1).encode() + b"\n", mode=0o644)
+            store.atomic_write(self.path, ("\n".join(lines) + "\n").encode(), mode=0o644)
         except StoreError as exc:
             self.warning = str(exc)

@@ -68,7 +68,9 @@ def for_run(roots: Sequence[str], cert_paths: Iterable[str], out_dir: Optional[s
     if out_dir:
         tops.append(os.path.abspath(out_dir))
     prefixes = tuple(t.rstrip("/") + "/" for t in tops)
-    outside = [c for c in cert_paths if not os.path.abspath(c).startswith(prefixes)]
+    cwd = os.getcwd()
+    outside = [c for c in cert_paths
+               if not os.path.normpath(os.path.join(cwd, c)).startswith(prefixes)]
     return units(tops, outside)
 
 

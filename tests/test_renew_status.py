@@ -163,3 +163,24 @@ def test_watch_records_the_same_facts_and_its_textfile_carries_them(tmp_path, pk
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+def test_a_no_op_run_reads_only_the_header_and_writes_nothing(tmp_path, pki, responder):
+    """10,000 unchanged staples must stay cheap: a clean status file is neither parsed whole nor
+    rewritten by a run that only confirmed it; a run with news rewrites it."""
+    tree = tmp_path / "tree"
+    place(tree, "bundle", "good1", pki.leaves["good1"], pki)
+    state = tmp_path / "s.json"
+    assert renew(state, tree).returncode == 0
+    status = tmp_path / "s.json.status"
+    header = json.loads(status.read_text().splitlines()[0])
+    assert header["clean"] is True and header["version"] == renewstatus.VERSION
+    before = status.stat()
+    # a broken body would be noticed if it were read: the quiet run must not read past line 1
+    status.write_text(status.read_text().splitlines()[0] + "\n{not json\n")
+    mangled = status.stat()
+    assert renew(state, tree).returncode == 0
+    assert status.stat().st_ino == mangled.st_ino and status.stat().st_mtime_ns == mangled.st_mtime_ns
+    res = renew(state, "-B", tree)                      # news: the file is read and rewritten
+    assert res.returncode == 0 and b"unreadable" in res.stderr
+    assert renewstatus.StatusFile(str(status)).load(strict=True).get(str(tree / "good1.pem.ocsp"))

@@ -428,9 +428,8 @@ def main(argv: List[str]) -> int:
             result = driver.run(cands)
             printer.clear()
             if lock is not None:                # what monitoring reads (ocsp-check --renew-state)
-                status_file = renewstatus.StatusFile(renewstatus.path_for(state_path)).load()
-                status_file.record(driver.items, utcnow())
-                status_file.keep_only(c.staple for c in cands)
+                status_file = renewstatus.StatusFile(renewstatus.path_for(state_path))
+                status_file.update(driver.items, utcnow())
                 status_file.save(utcnow())
                 if status_file.warning and not s["question"]:
                     warn("warning: " + status_file.warning)

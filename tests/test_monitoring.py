@@ -1,0 +1,327 @@
+"""contrib/nagios, checked by the tool that reads it (Debian's nagios4).
+
+`nagios4 -v` on a minimal main configuration in a temporary directory that includes
+contrib/nagios as it is, then the daemon itself for a second or two, running the contrib
+commands against the test PKI (staple files, renewal state, a live `openssl s_server`), read back
+from its status file.  The check also runs on a deliberately broken copy, which must fail.
+Without nagios4 the tests skip with the reason (scripts/install-sysdeps installs it).
+"""
+from __future__ import annotations
+
+import getpass
+import grp
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from conftest import command, run_cmd
+from test_renew import place
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "check"))
+from tls_servers import SServer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRIB = ROOT / "contrib"
+SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+
+
+def tool(name: str, package: str) -> str:
+    path = shutil.which(name, path=SBIN_PATH)
+    if path is None:
+        pytest.skip(f"{name} not installed (Debian package {package}; scripts/install-sysdeps)")
+    return path
+
+
+def wait_until(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None,
+               log=lambda: ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"exited {proc.returncode} before {what}:\n{log()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout} s:\n{log()}")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+# ---------------------------------------------------------------------------
+# a renewed tree, its state and a live server: what the checks look at
+
+@dataclass
+class World:
+    staple: Path        # tree/good1.pem.ocsp, renewed by ocsp-renew-dir --state STATE
+    state: Path
+    other: Path         # a copy of it elsewhere: not among the staples STATE renews
+    cert: Path          # tree/good1.pem (with its issuer: a bundle)
+    key: Path
+    issuer: Path
+
+
+@pytest.fixture(scope="module")
+def world(pki, _session_responder, tmp_path_factory) -> World:
+    _session_responder.ensure_running()
+    tmp = tmp_path_factory.mktemp("world")
+    leaf = pki.leaves["good1"]
+    cert, staple = place(tmp / "tree", "bundle", "good1", leaf, pki)
+    state = tmp / "state.json"
+    res = run_cmd("ocsp-renew-dir", "--state", state, tmp / "tree")
+    assert res.returncode == 0 and staple.stat().st_size > 0, res.stdout + res.stderr
+    (tmp / "other").mkdir()
+    other = tmp / "other" / "good1.pem.ocsp"
+    shutil.copy(cert, tmp / "other" / "good1.pem")
+    shutil.copy(staple, other)
+    return World(staple, state, other, cert, Path(leaf.key), Path(pki.inter_cert))
+
+
+@pytest.fixture
+def live(world):
+    """openssl s_server on 127.0.0.1 stapling the world's staple."""
+    server = SServer(world.cert, world.key, chain=world.issuer, status_file=world.staple).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def venv_copy(src: Path, dest: Path) -> Path:
+    """SRC with /usr/bin/ocsp-check (the Debian package's) replaced by the ocsp-check under
+    test; nothing else changes."""
+    text = src.read_text()
+    assert text.count("/usr/bin/ocsp-check") >= 1, src
+    dest.write_text(text.replace("/usr/bin/ocsp-check", command("ocsp-check")))
+    return dest
+
+
+def user_and_group() -> tuple:
+    return getpass.getuser(), grp.getgrgid(os.getgid()).gr_name
+
+
+# ---------------------------------------------------------------------------
+# Nagios 4
+
+NAGIOS_DIR = CONTRIB / "nagios"
+NAGIOS_COMMANDS = NAGIOS_DIR / "ocsptools-commands.cfg"
+NAGIOS_SERVICES = NAGIOS_DIR / "ocsptools-services.cfg"
+
+# What Debian's /etc/nagios4/objects/ gives the examples (generic-service, the 24x7 time
+# period, a contact), reduced to what Nagios requires, and the host the examples name.
+NAGIOS_MINIMAL = """\
+define timeperiod {
+    timeperiod_name         24x7
+    alias                   always
+    monday                  00:00-24:00
+    tuesday                 00:00-24:00
+    wednesday               00:00-24:00
+    thursday                00:00-24:00
+    friday                  00:00-24:00
+    saturday                00:00-24:00
+    sunday                  00:00-24:00
+}
+define command {
+    command_name            notify-nobody
+    command_line            /bin/true
+}
+define command {
+    command_name            check-host-alive
+    command_line            /bin/true
+}
+define contact {
+    contact_name                    nagiosadmin
+    service_notification_period     24x7
+    host_notification_period        24x7
+    service_notification_options    w,u,c,r
+    host_notification_options       d,u,r
+    service_notification_commands   notify-nobody
+    host_notification_commands      notify-nobody
+}
+define service {
+    name                    generic-service
+    max_check_attempts      3
+    check_interval          10
+    retry_interval          2
+    check_period            24x7
+    notification_interval   60
+    notification_period     24x7
+    contacts                nagiosadmin
+    register                0
+}
+define host {
+    name                    test-host
+    check_command           check-host-alive
+    max_check_attempts      3
+    check_period            24x7
+    notification_interval   60
+    notification_period     24x7
+    contacts                nagiosadmin
+    active_checks_enabled   0
+    register                0
+}
+define host {
+    use                     test-host
+    host_name               web1
+    address                 127.0.0.1
+}
+"""
+
+
+def nagios_cfg(tmp: Path, objects: List[str]) -> Path:
+    """A main configuration that keeps every file Nagios writes in TMP (it runs as this user);
+    OBJECTS are cfg_file=/cfg_dir= lines."""
+    user, group = user_and_group()
+    (tmp / "checkresults").mkdir()
+    (tmp / "minimal.cfg").write_text(NAGIOS_MINIMAL)
+    lines = [f"cfg_file={tmp / 'minimal.cfg'}", *objects,
+             f"log_file={tmp / 'nagios.log'}", f"temp_path={tmp}", f"temp_file={tmp / 'nagios.tmp'}",
+             f"check_result_path={tmp / 'checkresults'}", f"lock_file={tmp / 'nagios.lock'}",
+             f"status_file={tmp / 'status.dat'}", f"state_retention_file={tmp / 'retention.dat'}",
+             f"object_cache_file={tmp / 'objects.cache'}",
+             f"precached_object_file={tmp / 'objects.precache'}",
+             f"command_file={tmp / 'nagios.cmd'}", f"query_socket={tmp / 'nagios.qh'}",
+             f"nagios_user={user}", f"nagios_group={group}",
+             # Debian's nagios.cfg sets it; without it -v warns
+             "illegal_macro_output_chars=`~$&|'\"<>",
+             "use_syslog=0", "check_external_commands=0", "enable_notifications=0"]
+    cfg = tmp / "nagios.cfg"
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
+def nagios_objects(path: Path) -> Dict[str, List[dict]]:
+    """The object definitions of a precache file (Nagios's own resolved dump): type -> dicts."""
+    out: Dict[str, List[dict]] = {}
+    for kind, body in re.findall(r"^define (\w+) \{\n(.*?)\n\s*\}", path.read_text(), re.M | re.S):
+        fields = dict(line.strip().split("\t", 1) for line in body.splitlines() if "\t" in line.strip())
+        out.setdefault(kind, []).append(fields)
+    return out
+
+
+def test_nagios_accepts_the_commands_and_the_example_services(tmp_path):
+    nagios = tool("nagios4", "nagios4")
+    cfg = nagios_cfg(tmp_path, [f"cfg_dir={NAGIOS_DIR}"])
+    res = subprocess.run([nagios, "-v", "-p", str(cfg)], capture_output=True, text=True, timeout=60)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "Total Warnings: 0" in out and "Total Errors:   0" in out, out
+
+    objects = nagios_objects(tmp_path / "objects.precache")
+    ours = {c["command_name"]: c["command_line"] for c in objects["command"]
+            if c["command_line"].startswith("/usr/bin/ocsp-check ")}
+    assert set(ours) == {"check_ocsp_staple", "check_ocsp_staple_renewal", "check_ocsp_live",
+                         "check_ocsp_live_renewal"}, ours
+    used = {s["check_command"].split("!")[0] for s in objects["service"]}
+    assert used == set(ours), "every command has an example service, and nothing else is used"
+    assert "--renew-state $ARG" in ours["check_ocsp_staple_renewal"]
+    assert ours["check_ocsp_live"].startswith("/usr/bin/ocsp-check -H $HOSTADDRESS$ ")
+
+
+@pytest.mark.parametrize("what, old, new, error", [
+    ("a command the services use is gone", "command_name    check_ocsp_live\n",
+     "command_name    check_ocsp_alive\n", "check_ocsp_live"),
+    ("a directive Nagios does not know", "    command_line    /usr/bin/ocsp-check -w $ARG1$ -c $ARG2$ $ARG3$\n",
+     "    command_lines   /usr/bin/ocsp-check -w $ARG1$ -c $ARG2$ $ARG3$\n",
+     "command_lines"),
+])
+def test_nagios_rejects_a_broken_copy(tmp_path, what, old, new, error):
+    nagios = tool("nagios4", "nagios4")
+    broken = tmp_path / "broken"
+    shutil.copytree(NAGIOS_DIR, broken)
+    text = (broken / NAGIOS_COMMANDS.name).read_text()
+    assert text.count(old) == 1, what
+    (broken / NAGIOS_COMMANDS.name).write_text(text.replace(old, new))
+    res = subprocess.run([nagios, "-v", str(nagios_cfg(tmp_path, [f"cfg_dir={broken}"]))],
+                         capture_output=True, text=True, timeout=60)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "Total Errors:   0" not in out, f"{what}:\n{out}"
+    assert error in out, out
+
+
+def nagios_status(path: Path) -> Dict[str, dict]:
+    """servicestatus blocks of status.dat by service description."""
+    out = {}
+    for body in re.findall(r"^servicestatus \{\n(.*?)\n\s*\}", path.read_text(), re.M | re.S):
+        fields = dict(line.strip().split("=", 1) for line in body.splitlines() if "=" in line)
+        out[fields["service_description"]] = fields
+    return out
+
+
+def nagios_objects_of(nagios: str, cfg: Path, tmp: Path) -> Dict[str, List[dict]]:
+    res = subprocess.run([nagios, "-v", "-p", str(cfg)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "Total Warnings: 0" in res.stdout, res.stdout + res.stderr
+    return nagios_objects(tmp / "objects.precache")
+
+
+def test_nagios_runs_the_commands_on_real_staples_and_a_live_server(tmp_path, world, live):
+    """The Nagios daemon itself, for a second or two: the contrib commands (ocsp-check under
+    test in place of /usr/bin's) run by its workers through /bin/sh as configured, on the
+    example services and on services of the test PKI; status.dat says what each returned."""
+    nagios = tool("nagios4", "nagios4")
+    commands = venv_copy(NAGIOS_COMMANDS, tmp_path / "commands.cfg")
+    port = live.port
+    tree = world.staple.parent
+    ours = {    # description: (check_command, expected state, text in the output)
+        "file": (f"check_ocsp_staple!25%!10%!{world.staple}", 0, "OCSP OK - "),
+        "file glob": (f"check_ocsp_staple!25%!10%!{tree}/*.pem.ocsp", 0, f"OCSP OK - {world.staple}: good"),
+        "file thresholds": (f"check_ocsp_staple!2d!1d!{world.staple}", 2, "below the critical threshold 1d"),
+        "file renewal": (f"check_ocsp_staple_renewal!25%!10%!{world.state}!{world.staple}", 0, "OCSP OK - "),
+        "file renewal unpaired": (f"check_ocsp_staple_renewal!25%!10%!{world.state}!{world.other}", 1,
+                                  "not among the staples ocsp-renew-dir renews"),
+        "live": (f"check_ocsp_live!localhost!{port}!25%!10%!-i {world.issuer}", 0, "OCSP OK - "),
+        "live renewal unpaired": (f"check_ocsp_live_renewal!localhost!{port}!25%!10%!{world.state}!"
+                                  f"{world.other}", 1, "not among the staples ocsp-renew-dir renews"),
+    }
+    services = tmp_path / "services.cfg"
+    services.write_text("define host {\n    use test-host\n    host_name ocsptest\n    address 127.0.0.1\n}\n"
+                        + "".join(f"define service {{\n    use ocsp-service\n    host_name ocsptest\n"
+                                  f"    service_description {name}\n    check_command {check}\n}}\n"
+                                  for name, (check, _, _) in ours.items()))
+    cfg = nagios_cfg(tmp_path, [f"cfg_file={commands}", f"cfg_file={NAGIOS_SERVICES}",
+                                f"cfg_file={services}"])
+    with open(cfg, "a") as fh:        # seconds instead of minutes, every check at once
+        fh.write("interval_length=1\nmax_service_check_spread=1\nservice_inter_check_delay_method=n\n"
+                 "status_update_interval=1\ncheck_result_reaper_frequency=1\n")
+    examples = {s["service_description"] for s in nagios_objects_of(nagios, cfg, tmp_path)["service"]
+                if s["host_name"] == "web1"}
+    assert len(examples) == 5, examples
+    status_file = tmp_path / "status.dat"
+    log = tmp_path / "nagios.out"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([nagios, str(cfg)], stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        def all_checked() -> Dict[str, dict]:
+            status = nagios_status(status_file) if status_file.exists() else {}
+            done = {k: v for k, v in status.items() if v.get("has_been_checked") == "1"}
+            return done if set(done) >= set(ours) | examples else {}
+        status = wait_until(all_checked, 60, "a result for every service", proc, log.read_text)
+    finally:
+        assert stop(proc) == 0, log.read_text()
+
+    for name, (check, state, text) in ours.items():
+        got = status[name]
+        output = got["plugin_output"] + "\n" + got.get("long_plugin_output", "")
+        assert (int(got["current_state"]), text in output) == (state, True), (name, output)
+    for name in examples:       # their files and servers are not here; their arguments parse
+        got = status[name]
+        assert "OCSP " in got["plugin_output"] and "(see --help)" not in got["plugin_output"], got

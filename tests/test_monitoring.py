@@ -1,15 +1,24 @@
-"""contrib/nagios, checked by the tool that reads it (Debian's nagios4).
+"""contrib/nagios and contrib/icinga2, checked by the tools that read them.
 
-`nagios4 -v` on a minimal main configuration in a temporary directory that includes
-contrib/nagios as it is, then the daemon itself for a second or two, running the contrib
-commands against the test PKI (staple files, renewal state, a live `openssl s_server`), read back
-from its status file.  The check also runs on a deliberately broken copy, which must fail.
-Without nagios4 the tests skip with the reason (scripts/install-sysdeps installs it).
+* Nagios 4 (Debian's nagios4): `nagios4 -v` on a minimal main configuration in a temporary
+  directory that includes contrib/nagios as it is, then the daemon itself for a second or two,
+  running the contrib commands against the test PKI (staple files, renewal state, a live
+  `openssl s_server`), read back from its status file.
+* Icinga 2 (Debian's icinga2): `icinga2 daemon -C` on a temporary icinga2.conf with the ITL and
+  contrib/icinga2, every path constant pointed into the temporary directory; the CheckCommand's
+  arguments as Icinga parsed them (its objects file) against ocsp-check's own parser, so a new
+  option fails here until the CheckCommand has it; then the daemon runs the example apply rules
+  against the test PKI and its state file says what it ran and what came back.
+
+Each tool's checks also run on a deliberately broken copy, which must fail.  A tool that is not
+installed skips its tests with the reason (scripts/install-sysdeps installs both).
 """
 from __future__ import annotations
 
+import argparse
 import getpass
 import grp
+import json
 import os
 import re
 import shutil
@@ -67,7 +76,7 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> int:
 
 
 # ---------------------------------------------------------------------------
-# a renewed tree, its state and a live server: what the checks look at
+# a renewed tree, its state and a live server: what the Nagios and Icinga checks look at
 
 @dataclass
 class World:
@@ -112,6 +121,12 @@ def venv_copy(src: Path, dest: Path) -> Path:
     assert text.count("/usr/bin/ocsp-check") >= 1, src
     dest.write_text(text.replace("/usr/bin/ocsp-check", command("ocsp-check")))
     return dest
+
+
+def parsed_argv(argv: List[str]):
+    """ARGV as ocsp-check's own parser reads it (a usage error raises)."""
+    from ocsptools.cli.check import build_parser
+    return build_parser().parse_args(argv[1:])
 
 
 def user_and_group() -> tuple:
@@ -325,3 +340,214 @@ def test_nagios_runs_the_commands_on_real_staples_and_a_live_server(tmp_path, wo
     for name in examples:       # their files and servers are not here; their arguments parse
         got = status[name]
         assert "OCSP " in got["plugin_output"] and "(see --help)" not in got["plugin_output"], got
+
+
+# ---------------------------------------------------------------------------
+# Icinga 2
+
+ICINGA_DIR = CONTRIB / "icinga2"
+ICINGA_COMMAND = ICINGA_DIR / "ocsptools-command.conf"
+ICINGA_SERVICES = ICINGA_DIR / "ocsptools-services.conf"
+ICINGA_VAR = re.compile(r"^\$(ocsp_[a-z_]+)\$$")
+
+# The host of the example's comment, and generic-service as Icinga's conf.d/templates.conf has
+# it (with checks every second for the daemon run).
+ICINGA_EXAMPLE_HOST = """\
+template Service "generic-service" {
+	max_check_attempts = 1
+	check_interval = 1s
+	retry_interval = 1s
+}
+object Host "web1.example.org" {
+	check_command = "dummy"
+	enable_active_checks = false
+	address = "192.0.2.10"
+	vars.ocsp_staple_files = [ "/etc/haproxy/certs/www.pem.ocsp", "/etc/haproxy/certs/shop.pem.ocsp" ]
+	vars.ocsp_staple_renew_state = "/var/lib/ocsptools/haproxy.json"
+	vars.ocsp_live["www.example.org"] = { }
+	vars.ocsp_live["mail.example.org"] = { ocsp_port = 25, ocsp_starttls = "smtp", ocsp_require_staple = true }
+}
+"""
+
+
+def icinga2(tmp: Path, conf: str, *, validate: bool = True, files=(ICINGA_COMMAND, ICINGA_SERVICES)):
+    """`icinga2 daemon [-C] -c TMP/icinga2.conf` with the ITL, FILES and CONF, run as this user
+    with every directory of Icinga's (configuration, data, cache, log, spool, run, zones) in
+    TMP: it reads and writes nothing in /etc or /var.  -C returns the finished process;
+    otherwise the running daemon."""
+    icinga = tool("icinga2", "icinga2")
+    dirs = {name: tmp / "icinga" / name.lower() for name in
+            ("DataDir", "CacheDir", "LogDir", "SpoolDir", "InitRunDir", "ZonesDir")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    main = tmp / "icinga2.conf"
+    main.write_text("include <itl>\n" + "".join(f'include "{f}"\n' for f in files) + conf)
+    argv = [icinga, "daemon", "-c", str(main), "-D", f"ConfigDir={tmp}",
+            *(a for name, d in dirs.items() for a in ("-D", f"{name}={d}"))]
+    user, group = user_and_group()
+    env = {**os.environ, "ICINGA2_USER": user, "ICINGA2_GROUP": group}
+    if validate:
+        return subprocess.run([*argv, "-C"], capture_output=True, text=True, env=env, timeout=60)
+    log = tmp / "icinga2.out"
+    with open(log, "wb") as fh:
+        return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+
+
+def netstrings(path: Path) -> List[dict]:
+    """Icinga's objects and state files: JSON objects as netstrings (LENGTH:JSON,)."""
+    data, out, i = path.read_bytes(), [], 0
+    while i < len(data):
+        colon = data.index(b":", i)
+        n = int(data[i:colon])
+        out.append(json.loads(data[colon + 1:colon + 1 + n]))
+        i = colon + 1 + n + 1
+    return out
+
+
+def icinga_objects(tmp: Path) -> Dict[tuple, dict]:
+    """(type, name) -> properties, as `icinga2 daemon -C` compiled them."""
+    return {(o["type"], o["properties"]["__name"]): o["properties"]
+            for o in netstrings(tmp / "icinga" / "cachedir" / "icinga2.debug")}
+
+
+def test_icinga2_accepts_the_command_and_the_example_apply_rules(tmp_path):
+    res = icinga2(tmp_path, ICINGA_EXAMPLE_HOST)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0 and "Finished validating the configuration" in out, out
+    assert not re.search(r"\b(warning|critical)/", out), out
+    objects = icinga_objects(tmp_path)
+    services = {name: props for (kind, name), props in objects.items() if kind == "Service"}
+    assert set(services) == {"web1.example.org!ocsp-staples", "web1.example.org!ocsp-live www.example.org",
+                             "web1.example.org!ocsp-live mail.example.org"}, set(services)
+    assert all(s["check_command"] == "ocsp_check" for s in services.values())
+    files = services["web1.example.org!ocsp-staples"]["vars"]
+    assert files == {"ocsp_staples": ["/etc/haproxy/certs/www.pem.ocsp", "/etc/haproxy/certs/shop.pem.ocsp"],
+                     "ocsp_renew_state": "/var/lib/ocsptools/haproxy.json"}, files
+    mail = services["web1.example.org!ocsp-live mail.example.org"]["vars"]
+    assert mail == {"ocsp_hostname": "$address$", "ocsp_servername": "mail.example.org", "ocsp_port": 25,
+                    "ocsp_starttls": "smtp", "ocsp_require_staple": True}, mail
+
+
+def test_icinga2_command_has_every_ocsp_check_option(tmp_path):
+    """Derived from ocsp-check's parser: an option ocsp-check gains fails here until the
+    CheckCommand has it.  --help and --version are left out (they print usage or the version
+    and exit UNKNOWN: nothing a check runs)."""
+    from ocsptools.cli.check import build_parser
+    res = icinga2(tmp_path, "")
+    assert res.returncode == 0, res.stdout + res.stderr
+    command_ = icinga_objects(tmp_path)[("CheckCommand", "ocsp_check")]
+    assert command_["command"] == ["/usr/bin/ocsp-check"]
+    arguments = command_["arguments"]
+    expected = set()
+    for action in build_parser()._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            continue
+        if action.option_strings:
+            key = max(action.option_strings, key=len)          # the long option
+            var = "ocsp_" + key.lstrip("-").replace("-", "_")
+        else:                                                   # the staples
+            key, var = action.dest, f"ocsp_{action.dest}"
+        expected.add(key)
+        arg = arguments.get(key)
+        assert isinstance(arg, dict), f"the CheckCommand has no argument {key}"
+        switch = isinstance(action, (argparse._StoreTrueAction, argparse._CountAction))
+        if switch:
+            assert arg.get("set_if") == f"${var}$" and "value" not in arg, (key, arg)
+        else:
+            assert arg.get("value") == f"${var}$" and "set_if" not in arg, (key, arg)
+        if isinstance(action, argparse._AppendAction):
+            assert arg.get("repeat_key") is True, f"{key} is repeatable: repeat_key = true"
+        if not action.option_strings:
+            assert arg.get("skip_key") is True and arg.get("order", 0) > 0, f"{key}: after the options"
+        assert arg.get("description"), f"{key} has no description"
+    assert set(arguments) == expected, f"arguments ocsp-check does not have: {set(arguments) - expected}"
+
+
+@pytest.mark.parametrize("what, old, new, error", [
+    ("the command renamed", 'object CheckCommand "ocsp_check" {', 'object CheckCommand "ocsp_chek" {',
+     "Object 'ocsp_check' of type 'CheckCommand' does not exist"),
+    ("a syntax error", '\t\t"--aia" = {', '\t\t"--aia" = {{', "syntax error"),
+])
+def test_icinga2_rejects_a_broken_copy(tmp_path, what, old, new, error):
+    text = ICINGA_COMMAND.read_text()
+    assert text.count(old) == 1, what
+    broken = tmp_path / ICINGA_COMMAND.name
+    broken.write_text(text.replace(old, new))
+    res = icinga2(tmp_path, ICINGA_EXAMPLE_HOST, files=(broken, ICINGA_SERVICES))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, f"{what}:\n{out}"
+    assert error in out, out
+
+
+def test_icinga2_runs_the_apply_rules_on_real_staples_and_a_live_server(tmp_path, world, live):
+    """The Icinga daemon itself, for a second or two, with its checker: the example apply rules
+    on a host described as the example says (ocsp-check under test in place of /usr/bin's);
+    its state file, written at shutdown, has each service's command line and result."""
+    command_ = venv_copy(ICINGA_COMMAND, tmp_path / "command.conf")
+    port = live.port
+    host = f"""\
+template Service "generic-service" {{
+	max_check_attempts = 1
+	check_interval = 1s
+	retry_interval = 1s
+}}
+object CheckerComponent "checker" {{ }}
+object FileLogger "debug" {{
+	path = "{tmp_path / 'debug.log'}"
+	severity = "debug"
+}}
+object Host "ocsptest" {{
+	check_command = "dummy"
+	enable_active_checks = false
+	address = "127.0.0.1"
+	vars.ocsp_staple_files = [ "{world.staple}" ]
+	vars.ocsp_staple_renew_state = "{world.state}"
+	vars.ocsp_live["localhost"] = {{ ocsp_port = {port}, ocsp_issuer = "{world.issuer}", ocsp_verbose = true,
+	                                 ocsp_ca_dir = [ "{tmp_path}", "{world.issuer.parent}" ] }}
+	vars.ocsp_live["good1.test"] = {{ ocsp_port = {port}, ocsp_staples = [ "{world.other}" ],
+	                                  ocsp_renew_state = "{world.state}" }}
+	vars.ocsp_live["www.test"] = {{ ocsp_port = {port}, ocsp_warning = "2d", ocsp_critical = "1d" }}
+}}
+"""
+    res = icinga2(tmp_path, host, files=(command_, ICINGA_SERVICES))
+    assert res.returncode == 0, res.stdout + res.stderr
+    names = ["ocsp-staples", "ocsp-live localhost", "ocsp-live good1.test", "ocsp-live www.test"]
+    debug = tmp_path / "debug.log"
+    proc = icinga2(tmp_path, host, files=(command_, ICINGA_SERVICES), validate=False)
+    try:
+        def all_ran() -> bool:      # one finished run of each of the four command lines
+            text = debug.read_text() if debug.exists() else ""
+            return len(set(re.findall(r"PID \d+ \((.*)\) terminated with exit code", text))) >= len(names)
+        wait_until(all_ran, 60, "every service checked", proc,
+                   lambda: (tmp_path / "icinga2.out").read_text())
+    finally:
+        assert stop(proc) == 0, (tmp_path / "icinga2.out").read_text()
+
+    results = {o["name"].split("!", 1)[1]: o["update"]["last_check_result"]
+               for o in netstrings(tmp_path / "icinga" / "datadir" / "icinga2.state")
+               if o.get("type") == "Service"}
+    assert set(results) == set(names), set(results)
+    args = {name: parsed_argv(r["command"]) for name, r in results.items()}
+    for name, r in results.items():
+        assert r["command"][0] == command("ocsp-check"), r
+
+    files = args["ocsp-staples"]
+    assert (files.staples, files.renew_state, files.hostname) == ([str(world.staple)], str(world.state), None)
+    assert results["ocsp-staples"]["exit_status"] == 0, results["ocsp-staples"]
+
+    local = args["ocsp-live localhost"]
+    assert (local.hostname, local.port, local.servername, local.issuer, local.verbose, local.ca_dir) == \
+        ("127.0.0.1", port, "localhost", str(world.issuer), 1, [str(tmp_path), str(world.issuer.parent)])
+    assert (local.staples, local.renew_state) == ([], None)    # the host's files are not the live ones'
+    assert results["ocsp-live localhost"]["exit_status"] == 0, results["ocsp-live localhost"]
+
+    paired = args["ocsp-live good1.test"]
+    assert (paired.servername, paired.staples, paired.renew_state) == \
+        ("good1.test", [str(world.other)], str(world.state))
+    assert results["ocsp-live good1.test"]["exit_status"] == 1, results["ocsp-live good1.test"]
+    assert "not among the staples ocsp-renew-dir renews" in results["ocsp-live good1.test"]["output"]
+
+    www = args["ocsp-live www.test"]
+    assert (www.warning, www.critical, www.staples) == ("2d", "1d", [])
+    assert results["ocsp-live www.test"]["exit_status"] == 2, results["ocsp-live www.test"]

@@ -1,4 +1,4 @@
-"""contrib/nagios and contrib/icinga2, checked by the tools that read them.
+"""contrib/nagios, contrib/icinga2 and contrib/prometheus, checked by the tools that read them.
 
 * Nagios 4 (Debian's nagios4): `nagios4 -v` on a minimal main configuration in a temporary
   directory that includes contrib/nagios as it is, then the daemon itself for a second or two,
@@ -9,10 +9,15 @@
   arguments as Icinga parsed them (its objects file) against ocsp-check's own parser, so a new
   option fails here until the CheckCommand has it; then the daemon runs the example apply rules
   against the test PKI and its state file says what it ran and what came back.
+* Prometheus (Debian's prometheus): `promtool check metrics` on the real output of the three
+  exporters (`ocsp-check --prometheus`, `ocsp-renew-dir --watch --prometheus-textfile`,
+  `ocsp-proxy serve`'s /metrics), `promtool check rules` and `promtool test rules` on
+  contrib/prometheus, whose test series must have the names and label sets of that real output.
 
 Each tool's checks also run on a deliberately broken copy, which must fail.  A tool that is not
-installed skips its tests with the reason (scripts/install-sysdeps installs both).
+installed skips its tests with the reason (scripts/install-sysdeps installs all three).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,6 +26,7 @@ import grp
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,11 +34,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Set
 
 import pytest
+import yaml
 
+import pki as pkimod
 from conftest import command, run_cmd
+from test_proxy_support import ProxyProc, request_der
 from test_renew import place
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "check"))
@@ -551,3 +560,202 @@ object Host "ocsptest" {{
     www = args["ocsp-live www.test"]
     assert (www.warning, www.critical, www.staples) == ("2d", "1d", [])
     assert results["ocsp-live www.test"]["exit_status"] == 2, results["ocsp-live www.test"]
+
+
+# ---------------------------------------------------------------------------
+# Prometheus: what the exporters really write, and the rules
+
+@dataclass
+class Exports:
+    check: str          # ocsp-check --prometheus --renew-state
+    renew: str          # ocsp-renew-dir --watch --prometheus-textfile
+    proxy: str          # ocsp-proxy serve: GET /metrics
+
+
+@pytest.fixture(scope="module")
+def exports(pki, _session_responder, tmp_path_factory) -> Exports:
+    """The three exporters run for real against the test PKI, in the states the alerts are
+    about: a good staple, a staple the responder says is revoked (fetched with --allow-revoked),
+    and one whose renewal fails (its certificate's responder does not answer; its staple was
+    fetched from the real one); the last two due again (each certificate newer than its staple).
+    The tree has the bundle layout's key and CA files too, as real trees do."""
+    responder = _session_responder
+    responder.ensure_running()
+    tmp = tmp_path_factory.mktemp("exports")
+    tree = tmp / "tree"
+    _, good = place(tree, "bundle", "good1", pki.leaves["good1"], pki)
+    revoked_cert, revoked = place(tree, "bundle", "revoked1", pki.leaves["revoked1"], pki)
+    dead = pki.make_leaf(f"mon{secrets.token_hex(4)}",
+                         ocsp_urls=[f"http://127.0.0.1:{pkimod.free_port()}/"])
+    responder.restart()         # it reads index.txt changes only when restarted
+    dead_cert, failing = place(tree, "bundle", "failing", dead, pki)
+    res = run_cmd("ocsp-fetch", "--allow-revoked", "-o", revoked, revoked_cert)
+    assert res.returncode == 4, res.stderr
+    res = run_cmd("ocsp-fetch", "-u", responder.url, "-o", failing, dead_cert)
+    assert res.returncode == 0, res.stderr
+    hour_ago = time.time() - 3600
+    for staple in (revoked, failing):
+        os.utime(staple, (hour_ago, hour_ago))
+
+    state, textfile = tmp / "state.json", tmp / "metrics" / "ocsp.prom"
+    textfile.parent.mkdir()
+    log = tmp / "watch.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([command("ocsp-renew-dir"), "--watch", "--state", str(state),
+                                 "--prometheus-textfile", str(textfile), str(tree)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=fh)
+    try:
+        wanted = (f'ocsp_renew_dir_staple_failing_since_timestamp_seconds{{staple="{failing}"}} ',
+                  f'ocsp_renew_dir_staple_responder_revoked{{staple="{revoked}"}} 1\n',
+                  f'ocsp_renew_dir_staple_status{{staple="{good}",status="good"}} 1\n')
+
+        def settled() -> str:
+            text = textfile.read_text() if textfile.exists() else ""
+            return text if all(w in text for w in wanted) else ""
+        # the file as node_exporter reads it while the daemon runs
+        renew_text = wait_until(settled, 30, "a textfile with a good, a revoked and a failing staple",
+                                proc, lambda: log.read_text() + (textfile.read_text()
+                                                                 if textfile.exists() else ""))
+    finally:
+        assert stop(proc) == 0, log.read_text()
+
+    res = run_cmd("ocsp-check", "--prometheus", "--renew-state", state, good, revoked, failing)
+    assert res.returncode == 2, res.stdout + res.stderr          # the revoked staple
+    check_text = res.stdout.decode()
+
+    allowed = tmp / "allowed"
+    place(allowed, "bundle", "good1", pki.leaves["good1"], pki)
+    with ProxyProc("--allow-from", str(allowed), cache=f"sqlite:///{tmp}/proxy.sqlite") as proxy:
+        assert proxy.post(request_der(pki, pki.leaves["good1"], tmp=tmp))[0] == 200
+        status, headers, body = proxy.request("GET", "/metrics")
+        assert status == 200, body
+    return Exports(check=check_text, renew=renew_text, proxy=body.decode())
+
+
+RULES = CONTRIB / "prometheus" / "ocsptools.rules.yml"
+RULE_TESTS = CONTRIB / "prometheus" / "ocsptools.rules.test.yml"
+#: Labels a scrape adds (node_exporter's textfile collector, the proxy's own endpoint).
+SCRAPE_LABELS = {"instance", "job"}
+#: Labels whose values are free text (file names); any other label's values come from a fixed set.
+FREE_LABELS = {"path", "staple"}
+SERIES = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?$")
+LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def promtool() -> str:
+    return tool("promtool", "prometheus")
+
+
+def samples(text: str) -> Dict[str, List[dict]]:
+    """Sample name -> label sets of the exposition TEXT (prometheus_client's parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+    out: Dict[str, List[dict]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(dict(sample.labels))
+    return out
+
+
+def series_labels(series: str) -> tuple:
+    m = SERIES.match(series.strip())
+    assert m, series
+    body = m.group(2) or ""
+    labels = dict(LABEL.findall(body))
+    assert LABEL.sub("", body).strip() == "", f"unparsed labels in {series}"
+    return m.group(1), labels
+
+
+def test_promtool_check_metrics_can_fail():
+    bad = "# HELP x_errors errors\n# TYPE x_errors counter\nx_errors 1\n"     # no _total
+    res = subprocess.run([promtool(), "check", "metrics"], input=bad, capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode != 0 and '"_total" suffix' in res.stdout + res.stderr
+
+
+def test_rules_pass_promtool_check_rules():
+    res = subprocess.run([promtool(), "check", "rules", "--lint=all", "--lint-fatal", str(RULES)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "SUCCESS: 17 rules found" in res.stdout, res.stdout + res.stderr
+
+
+def rule_alerts() -> Dict[str, dict]:
+    rules = yaml.safe_load(RULES.read_text())
+    return {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_rule_unit_tests_pass():
+    res = subprocess.run([promtool(), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True,
+                         timeout=60, cwd=RULE_TESTS.parent)
+    assert res.returncode == 0 and "SUCCESS" in res.stdout, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("what, old, new, failing", [
+    ("a threshold changed", "< 0.25 * ocsp_staple_lifetime_seconds", "< 0.20 * ocsp_staple_lifetime_seconds",
+     "OcspStapleExpiring"),
+    ("a metric misnamed", "increase(ocsp_proxy_expired_total[15m])", "increase(ocsp_proxy_expired[15m])",
+     "OcspProxyAnsweringTryLater"),
+    ("the revoked staple no longer left out", "\n          unless ignoring(status) ocsp_staple_cert_status",
+     "\n          or ignoring(status) ocsp_staple_cert_status", "OcspStapleResponderRevoked"),
+])
+def test_rule_unit_tests_fail_on_a_broken_copy(tmp_path, what, old, new, failing):
+    text = RULES.read_text()
+    assert text.count(old) == 1, what
+    (tmp_path / RULES.name).write_text(text.replace(old, new))
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    res = subprocess.run([promtool(), "test", "rules", RULE_TESTS.name], capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0 and "FAILED" in out, f"{what}:\n{out}"
+    assert f"alertname: {failing}," in out, out
+
+
+def test_every_alert_has_a_firing_and_a_quiet_case():
+    alerts = rule_alerts()
+    tests = yaml.safe_load(RULE_TESTS.read_text())
+    assert tests["rule_files"] == [RULES.name]
+    firing: Set[str] = set()
+    quiet: Set[str] = set()
+    for group in tests["tests"]:
+        for case in group["alert_rule_test"]:
+            (firing if case.get("exp_alerts") else quiet).add(case["alertname"])
+    assert firing == set(alerts), f"never firing: {set(alerts) - firing}; unknown: {firing - set(alerts)}"
+    assert quiet == set(alerts), f"never quiet: {set(alerts) - quiet}; unknown: {quiet - set(alerts)}"
+    for name, rule in alerts.items():
+        assert rule["labels"]["severity"] in ("info", "warning", "critical"), name
+        assert rule["annotations"].get("summary") and rule["annotations"].get("description"), name
+
+
+def test_real_output_passes_promtool_check_metrics_and_the_rule_tests_are_shaped_like_it(exports):
+    """promtool check metrics passes on what each exporter really wrote.  Every series of the
+    promtool tests is one the exporters really write: its name, its label names (plus the
+    instance and job of a scrape) and, but for file names, its label values; and every metric
+    the rules read is in the real output.  (One test: the exporters' fixture is costly.)"""
+    for exporter in ("check", "renew", "proxy"):
+        res = subprocess.run([promtool(), "check", "metrics"], input=getattr(exports, exporter),
+                             capture_output=True, text=True, timeout=60)
+        out = res.stdout + res.stderr
+        assert (res.returncode, out) == (0, ""), f"promtool check metrics on {exporter}'s output:\n{out}"
+
+    real: Dict[str, List[dict]] = {}
+    for text in (exports.check, exports.renew, exports.proxy):
+        for name, labelsets in samples(text).items():
+            real.setdefault(name, []).extend(labelsets)
+    tests = yaml.safe_load(RULE_TESTS.read_text())
+    used = set()
+    for group in tests["tests"]:
+        for series in group["input_series"]:
+            name, labels = series_labels(series["series"])
+            used.add(name)
+            assert name in real, f"{name} is in no exporter's output"
+            assert SCRAPE_LABELS <= set(labels), f"{series['series']}: no instance and job"
+            own = {k: v for k, v in labels.items() if k not in SCRAPE_LABELS}
+            shapes = [ls for ls in real[name] if set(ls) == set(own)]
+            assert shapes, f"{series['series']}: the exporters write {name} with labels " \
+                           f"{sorted({tuple(sorted(ls)) for ls in real[name]})}"
+            for key, value in own.items():
+                if key not in FREE_LABELS:
+                    assert value in {ls[key] for ls in shapes}, f"{series['series']}: {key}={value!r}"
+    for name, rule in rule_alerts().items():
+        for metric in set(re.findall(r"\b(ocsp_[a-z_]+)\b", rule["expr"])):
+            assert metric in real, f"{name} reads {metric}, which no exporter writes"
+            assert metric in used, f"{name} reads {metric}, which its tests never give"

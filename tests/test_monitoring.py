@@ -204,7 +204,7 @@ define host {
 }
 define host {
     use                     test-host
-    host_name               web1
+    host_name               www.example.org
     address                 127.0.0.1
 }
 """
@@ -257,7 +257,11 @@ def test_nagios_accepts_the_commands_and_the_example_services(tmp_path):
     used = {s["check_command"].split("!")[0] for s in objects["service"]}
     assert used == set(ours), "every command has an example service, and nothing else is used"
     assert "--renew-state $ARG" in ours["check_ocsp_staple_renewal"]
-    assert ours["check_ocsp_live"].startswith("/usr/bin/ocsp-check -H $HOSTADDRESS$ ")
+    # the commands README shows (its ocsp-check section) are these
+    shown = re.findall(r"command_name\s+(\S+)\n\s+command_line\s+(.+)", (ROOT / "README.md").read_text())
+    assert {"check_ocsp_staple", "check_ocsp_live"} <= {name for name, _ in shown}, shown
+    for name, line in shown:
+        assert ours.get(name) == line.strip(), f"README's {name} is not contrib's"
 
 
 @pytest.mark.parametrize("what, old, new, error", [
@@ -311,9 +315,11 @@ def test_nagios_runs_the_commands_on_real_staples_and_a_live_server(tmp_path, wo
         "file renewal": (f"check_ocsp_staple_renewal!25%!10%!{world.state}!{world.staple}", 0, "OCSP OK - "),
         "file renewal unpaired": (f"check_ocsp_staple_renewal!25%!10%!{world.state}!{world.other}", 1,
                                   "not among the staples ocsp-renew-dir renews"),
-        "live": (f"check_ocsp_live!localhost!{port}!25%!10%!-i {world.issuer}", 0, "OCSP OK - "),
-        "live renewal unpaired": (f"check_ocsp_live_renewal!localhost!{port}!25%!10%!{world.state}!"
-                                  f"{world.other}", 1, "not among the staples ocsp-renew-dir renews"),
+        "live": (f"check_ocsp_live!-p {port} -i {world.issuer}", 0, "OCSP OK - "),
+        "live servername": (f"check_ocsp_live!--servername localhost -p {port} -w 2d -c 1d", 2,
+                            "below the critical threshold 1d"),
+        "live renewal unpaired": (f"check_ocsp_live_renewal!{world.state}!-p {port} {world.other}", 1,
+                                  "not among the staples ocsp-renew-dir renews"),
     }
     services = tmp_path / "services.cfg"
     services.write_text("define host {\n    use test-host\n    host_name ocsptest\n    address 127.0.0.1\n}\n"
@@ -326,7 +332,7 @@ def test_nagios_runs_the_commands_on_real_staples_and_a_live_server(tmp_path, wo
         fh.write("interval_length=1\nmax_service_check_spread=1\nservice_inter_check_delay_method=n\n"
                  "status_update_interval=1\ncheck_result_reaper_frequency=1\n")
     examples = {s["service_description"] for s in nagios_objects_of(nagios, cfg, tmp_path)["service"]
-                if s["host_name"] == "web1"}
+                if s["host_name"] == "www.example.org"}
     assert len(examples) == 5, examples
     status_file = tmp_path / "status.dat"
     log = tmp_path / "nagios.out"

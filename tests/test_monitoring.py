@@ -444,6 +444,22 @@ def test_icinga2_accepts_the_command_and_the_example_apply_rules(tmp_path):
                     "ocsp_starttls": "smtp", "ocsp_require_staple": True}, mail
 
 
+def test_icinga2_readme_example_is_valid(tmp_path):
+    """README's Monitoring example, its include pointed at the checkout."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = [b for b in re.findall(r"^```[a-z]*\n(.*?)^```$", readme, re.M | re.S)
+              if 'include "/usr/share/ocsptools/icinga2/ocsptools-command.conf"' in b]
+    assert len(blocks) == 1, blocks
+    example = blocks[0].replace("/usr/share/ocsptools/icinga2/", f"{ICINGA_DIR}/")
+    templates = 'template Host "generic-host" {\n\tcheck_command = "dummy"\n}\n' \
+                'template Service "generic-service" {\n}\n'
+    res = icinga2(tmp_path, templates + example, files=(ICINGA_SERVICES,))
+    assert res.returncode == 0, res.stdout + res.stderr
+    services = {name for kind, name in icinga_objects(tmp_path) if kind == "Service"}
+    assert services == {"www.example.org!ocsp-staples", "www.example.org!ocsp-live www.example.org",
+                        "www.example.org!ocsp-live mail.example.org"}, services
+
+
 def test_icinga2_command_has_every_ocsp_check_option(tmp_path):
     """Derived from ocsp-check's parser: an option ocsp-check gains fails here until the
     CheckCommand has it.  --help and --version are left out (they print usage or the version
@@ -765,3 +781,10 @@ def test_real_output_passes_promtool_check_metrics_and_the_rule_tests_are_shaped
         for metric in set(re.findall(r"\b(ocsp_[a-z_]+)\b", rule["expr"])):
             assert metric in real, f"{name} reads {metric}, which no exporter writes"
             assert metric in used, f"{name} reads {metric}, which its tests never give"
+
+
+def test_readme_lists_every_alert_as_the_rules_have_it():
+    rows = re.findall(r"^\| `(Ocsp\w+)` \| .* \|\s*(\w*)\s*\|\s*(\w+)\s*\|$", (ROOT / "README.md").read_text(),
+                      re.M)
+    assert {name: (for_, severity) for name, for_, severity in rows} == \
+        {name: (rule.get("for", ""), rule["labels"]["severity"]) for name, rule in rule_alerts().items()}

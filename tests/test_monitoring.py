@@ -363,7 +363,6 @@ def test_nagios_runs_the_commands_on_real_staples_and_a_live_server(tmp_path, wo
 ICINGA_DIR = CONTRIB / "icinga2"
 ICINGA_COMMAND = ICINGA_DIR / "ocsptools-command.conf"
 ICINGA_SERVICES = ICINGA_DIR / "ocsptools-services.conf"
-ICINGA_VAR = re.compile(r"^\$(ocsp_[a-z_]+)\$$")
 
 # The host of the example's comment, and generic-service as Icinga's conf.d/templates.conf has
 # it (with checks every second for the daemon run).

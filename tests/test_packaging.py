@@ -39,6 +39,9 @@ DSH_STATE = Path("/var/lib/systemd/deb-systemd-helper-enabled")
 DSH_MASKED = Path("/var/lib/systemd/deb-systemd-helper-masked")
 EXAMPLES = Path("/usr/share/doc/ocsptools/examples")
 SHARE = Path("/usr/share/ocsptools")
+# contrib's monitoring configuration, installed as it is in SHARE/<directory>/
+MONITORING = {d: sorted(p.name for p in (ROOT / "contrib" / d).iterdir())
+              for d in ("nagios", "icinga2", "prometheus")}
 # Tools of the Debian tests (scripts/install-sysdeps: PAIRS) and the package's dependencies,
 # which dpkg -i does not install (PACKAGES)
 DEB_TOOLS = ("make", "git", "dpkg", "dpkg-deb", "dpkg-buildpackage", "dh", "dh_python3", "lintian",
@@ -237,6 +240,11 @@ def test_deb_package_contents_lintian_and_maintainer_scripts(built_deb, tmp_path
     assert f"{EXAMPLES}/ocsptools.yaml" in files
     for hook in ("certbot/deploy-hook", "haproxy/haproxy-ocsp-push"):
         assert files.get(f"{SHARE}/{hook}", "").startswith("-rwxr-xr-x"), hook
+    for d, names in MONITORING.items():
+        shipped = sorted(p.rsplit("/", 1)[1] for p in files if p.startswith(f"{SHARE}/{d}/"))
+        assert shipped == names, (d, shipped)
+        for name in names:
+            assert files[f"{SHARE}/{d}/{name}"].startswith("-rw-r--r--"), name
     outside = [p for p in files if not p.startswith(("/usr/", "/lib/systemd/system"))
                and p not in ("/", "/lib", "/lib/systemd", "/usr")]
     assert outside == [], f"files outside /usr and the unit directory: {outside}"
@@ -363,6 +371,13 @@ def end_to_end(pki, home: Path) -> None:
 
     res = run([SHARE / "haproxy" / "haproxy-ocsp-push", "--help"], env=env, cwd=home)
     assert "haproxy-ocsp-push" in res.stdout
+
+    # the installed alerting rules pass their installed tests (tests/test_monitoring.py checks
+    # the rest of the monitoring configuration in the checkout)
+    if shutil.which("promtool", path=CLEAN_PATH):
+        res = run(["promtool", "test", "rules", "ocsptools.rules.test.yml"], env=env,
+                  cwd=SHARE / "prometheus")
+        assert "SUCCESS" in res.stdout, res.stdout
 
 
 def test_deb_installs_runs_and_purges_without_a_trace(built_deb, pki, responder, tmp_path):

@@ -103,8 +103,7 @@ def _urls_or_not_applicable(leaf: Certificate, label: str, override: Sequence[st
 
 def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, *,
                  request: Optional[bytes] = None,
-                 http_for: Optional[Callable[[str], transport.HttpOptions]] = None,
-                 files: Optional[verify.InputFiles] = None) -> FetchResult:
+                 http_for: Optional[Callable[[str], transport.HttpOptions]] = None) -> FetchResult:
     """Ask each responder in turn until one gives a response that verifies for TARGET.
 
     A response whose status is good, revoked or unknown ends the search (it
@@ -114,26 +113,25 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, 
 
     Batch callers may pass REQUEST (a prebuilt nonce-less request for this
     target; ignored when ``opts.nonce``) and HTTP_FOR (the HTTP options for a
-    URL, e.g. with the proxy choice made once per host) and FILES (openssl's input files,
-    shared across the batch; without it one private set serves the request and every URL's
-    verification)."""
+    URL, e.g. with the proxy choice made once per host).  The request and every URL's
+    verification share openssl's input files (``ossl.batch()``, the caller's if it holds one)."""
     urls = responder_urls(target, opts)
-    with verify.input_files(files) as inputs:
-        return _ask(target, opts, ossl, now, urls, request, http_for, inputs)
+    with ossl.batch():
+        return _ask(target, opts, ossl, now, urls, request, http_for)
 
 
 def _ask(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, urls: Tuple[str, ...],
-         request: Optional[bytes], http_for: Optional[Callable[[str], transport.HttpOptions]],
-         files: verify.InputFiles) -> FetchResult:
+         request: Optional[bytes], http_for: Optional[Callable[[str], transport.HttpOptions]]
+         ) -> FetchResult:
     nonce = None
     if request is None or opts.nonce:
-        leaf_file, issuer_file = files.pem_file(target.leaf), files.pem_file(target.issuer)
         if opts.nonce:
-            request, nonce = ossl.build_request_with_nonce(issuer_file, leaf_file,
+            request, nonce = ossl.build_request_with_nonce(target.leaf, target.issuer,
                                                            hash_alg=opts.hash_alg)
         else:
-            request = ossl.build_request(issuer_file, leaf_file, hash_alg=opts.hash_alg)
+            request = ossl.build_request(target.leaf, target.issuer, hash_alg=opts.hash_alg)
     failures: List[str] = []
+    causes: List[FetchError] = []
     retry_after: Optional[float] = None
     try_later = False
     for url in urls:
@@ -142,9 +140,10 @@ def _ask(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, urls: Tu
             http = http_for(url) if http_for is not None else opts.http
             body, method = transport.ocsp_query(url, request, method=opts.method, opts=http)
             staple = verify.verify(body, target.leaf, target.issuer, ossl,
-                                   hash_alg=opts.hash_alg, label=url, files=files)
+                                   hash_alg=opts.hash_alg, label=url)
         except FetchError as exc:
             failures.append(str(exc))
+            causes.append(exc)
             retry_after = exc.retry_after if exc.retry_after is not None else retry_after
             try_later = try_later or (isinstance(exc, ResponderStatusError)
                                       and exc.status == "tryLater")
@@ -168,7 +167,7 @@ def _ask(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, urls: Tu
                 continue
         return FetchResult(staple, url, method, warnings)
     raise FetchError(f"{target.label}: " + " | ".join(failures), path=target.label,
-                     retry_after=retry_after, try_later=try_later)
+                     retry_after=retry_after, try_later=try_later, causes=causes)
 
 
 def require_good(result: FetchResult, target: Target) -> None:

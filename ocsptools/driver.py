@@ -29,11 +29,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import life, policy, store, transport, verify
+from . import install, life, policy, store, transport, verify
 from .certs import IssuerFinder, ders_of, parse_many, read_input
 from .codec.pem import pem_damage
 from .discovery import Candidate
-from .errors import FetchError, InputError, OcspToolsError, OpensslError, StoreError, WrongCertificate
+from .errors import (FetchError, InputError, OcspToolsError, OpensslError, StaleResponse, StoreError,
+                     WrongCertificate)
 from .fetch import FetchOptions, FetchResult, Target, fetch_staple
 from .openssl import OpenSSL, clean_stale_scratch
 from .parallel import parallel_map
@@ -768,47 +769,27 @@ class Driver:
         new = StapleFacts.of(staple)
         if identity(path) != item.staple_id:
             # the file changed since it was examined: judge what is there now
-            from .fetch import installed_staple
-            cur = installed_staple(path, target, self.ossl, self.clock())
+            cur = install.installed_staple(path, target, self.ossl, self.clock())
             current = StapleFacts.of(cur) if cur is not None else None
         else:
             st = item.staple
             current = st if (st is not None and st.status is not None
                              and st.serial == target.leaf.serial) else None
-        newer = life.newer(staple.version, current.version if current is not None else None)
-        if newer is False:
-            from .errors import StaleResponse
+        verdict = install.decide(staple.version, current.version if current is not None else None)
+        if verdict == install.OLDER:
             assert current is not None
-            raise StaleResponse(f"the responder's answer (thisUpdate {iso(new.this_update)}) is "
-                                f"older than the installed staple (thisUpdate "
-                                f"{iso(current.this_update)})", path=path)
-        if newer is None:
+            raise StaleResponse(install.older_message(new.this_update, current.this_update), path=path)
+        if verdict == install.SAME:
             if cert_newer(item):
                 # the same response again, for a touched certificate: rewrite it (identical,
                 # verified bytes) so the staple is newer than the certificate, as make expects
-                store.atomic_write(path, staple.der)
+                install.rewrite(path, staple.der)
                 with self._lock:
                     item.staple_id = identity(path)
                     item.staple = new
                     self._store(item)
             return False
-        old = store.read_file(path) if self.opts.backup else None
-        if old:
-            backups = store.list_backups(path)
-            if not backups or store.read_file(backups[-1]) != old:
-                store.backup_copy(path, old, _mtime(path))      # a staple installed without a copy
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):       # e.g. ocspbot's scan_keys subfolders under ocsp_folder
-            try:
-                os.makedirs(parent, 0o755, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"{parent}: cannot create the staple directory: {exc.strerror}",
-                                 path=path) from None
-        store.atomic_write(path, staple.der)
-        if self.opts.backup:
-            store.backup_copy(path, staple.der, _mtime(path), overwrite=True)
-            if self.opts.backup_keep is not None:
-                store.prune_backups(path, self.opts.backup_keep)
+        install.write_newer(path, staple.der, backup=self.opts.backup, keep=self.opts.backup_keep)
         with self._lock:
             self.result.changed.append(path)
             item.staple_id = identity(path)
@@ -844,11 +825,6 @@ class WriteGate:
         with self._cond:
             self._closed = True
             return self._cond.wait_for(lambda: self._active == 0, timeout)
-
-
-def _mtime(path: str) -> datetime:
-    from datetime import timezone
-    return datetime.fromtimestamp(int(os.stat(path).st_mtime), timezone.utc)
 
 
 def _host_key(urls: Sequence[str]) -> str:

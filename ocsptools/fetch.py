@@ -1,9 +1,10 @@
 """Fetching one staple: load the certificate, find its issuer, ask each responder, verify.
 
-This is the service ``ocsp-fetch`` (and later ``ocsp-renew-dir``) stands on.
+This is the service ``ocsp-fetch`` (and ``ocsp-renew-dir``) stands on.
 Deciding is kept apart from doing: ``fetch_staple`` only obtains and
-verifies a response; ``install`` decides (purely, through ``life.newer``)
-whether it may replace the installed file and then writes it atomically.
+verifies a response; ``ocsptools.install`` decides whether it may replace the
+installed file and writes it (``install``, ``installed_staple`` and
+``InstallOutcome`` are re-exported here for their old import path).
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from . import life, store, transport, verify
+from . import life, transport, verify
 from .certs import IssuerFinder, load_file
 from .errors import (CertStatusError, FetchError, InputError, NotApplicable, OpensslError,
-                     ResponderStatusError, ResponseError, Revoked, StaleResponse)
+                     ResponderStatusError, Revoked)
+from .install import InstallOutcome, install, installed_staple
 from .openssl import OpenSSL
-from .staple import Certificate, Staple, decode_staple, encode_staple, iso
+from .staple import Certificate, Staple, iso
+
+__all__ = ["FetchOptions", "Target", "FetchResult", "load_target", "load_leaf", "find_issuer",
+           "responder_urls", "fetch_staple", "require_good",
+           "install", "installed_staple", "InstallOutcome"]
 
 Clock = Callable[[], datetime]
 
@@ -182,47 +188,3 @@ def require_good(result: FetchResult, target: Target) -> None:
         raise CertStatusError(f"{target.label}: the responder {result.url} says the certificate "
                               f"status is {staple.cert_status}; check the issuer and responder URL",
                               staple.cert_status, path=target.label, staple=staple)
-
-
-def installed_staple(path: str, target: Target, ossl: OpenSSL, now: datetime) -> Optional[Staple]:
-    """The staple at PATH if it is a valid response for TARGET's certificate, else None.
-
-    A staple dated in the future does not count as valid: it must not block
-    its own replacement."""
-    data = store.read_file(path)
-    if not data:
-        return None
-    try:
-        staple = verify.verify(decode_staple(data), target.leaf, target.issuer, ossl, label=path)
-    except ResponseError:
-        return None
-    if any(p.code == "future" for p in life.problems(staple.life, now)):
-        return None
-    return staple
-
-
-@dataclass(frozen=True)
-class InstallOutcome:
-    changed: bool
-    message: str = ""
-
-
-def install(path: str, staple: Staple, target: Target, ossl: OpenSSL, now: datetime, *,
-            fmt: str = "der", force: bool = False) -> InstallOutcome:
-    """Write STAPLE to PATH atomically unless the installed one is as new or newer.
-
-    Raises StaleResponse when the new response is older than the installed
-    one (unless FORCE).  An identical or equally recent response changes
-    nothing."""
-    current = None if force else installed_staple(path, target, ossl, now)
-    if current is not None:
-        newer = life.newer(staple.version, current.version)
-        if newer is False:
-            raise StaleResponse(
-                f"{path}: the responder's answer (thisUpdate {iso(staple.this_update)}) is older "
-                f"than the installed staple (thisUpdate {iso(current.this_update)}); kept the "
-                f"installed one (use --force to replace it anyway)", path=path)
-        if newer is None:
-            return InstallOutcome(False, "unchanged: the installed staple is as recent")
-    store.atomic_write(path, encode_staple(staple.der, fmt))
-    return InstallOutcome(True)

@@ -1,4 +1,4 @@
-"""Loading certificates and finding the certificate that really issued a leaf.
+"""Loading certificates (a file, or a batch of files) and finding the one that really issued a leaf.
 
 Issuer discovery order (the first candidate whose key verifies the leaf's
 signature wins; a matching name alone is never enough):
@@ -9,22 +9,28 @@ signature wins; a matching name alone is never enough):
 4. ``chain.pem`` beside the certificate (certbot's ``live/<name>/`` layout);
 5. every certificate file in ``--ca-dir DIR``;
 6. the AIA caIssuers URL(s) (DER, PEM or PKCS#7; size-capped, timed out).
+
+``PemDamage``/``pem_damage`` live in ``ocsptools.codec.pem`` (re-exported here for their old
+import path).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import sys
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import transport
-from .codec import der as der_codec
-from .errors import CertificateError, DamagedPem, FetchError, InputError, IssuerNotFound
-from .openssl import PEM_CERT_RE, OpenSSL, Scratch
+from .codec.pem import PemDamage, pem_damage, split_pem_certs
+from .errors import CertificateError, FetchError, InputError, IssuerNotFound, OpensslError
+from .openssl import OpenSSL
+from .parallel import batches, parallel_map
 from .staple import Certificate
+
+__all__ = ["CERT_SUFFIXES", "MAX_CERT_FILE", "read_input", "parse_certificates", "load_file", "ders_of",
+           "parse_many", "IssuerMatch", "IssuerFinder",
+           "PemDamage", "pem_damage"]          # the last two: ocsptools.codec.pem's, for the old path
 
 CERT_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".p7b", ".p7c")
 MAX_CERT_FILE = 4 * 1024 * 1024
@@ -48,44 +54,6 @@ def read_input(path: str) -> bytes:
     if len(data) > MAX_CERT_FILE:
         raise InputError(f"{path}: larger than {MAX_CERT_FILE} bytes; not a certificate file", path=path)
     return data
-
-
-@dataclass(frozen=True)
-class PemDamage:
-    """Where a PEM file's CERTIFICATE block is damaged, and how."""
-
-    block: int              # 1-based
-    blocks: int
-    line: int               # of its BEGIN line
-    reason: str
-
-    def error(self, label: str) -> DamagedPem:
-        where = f"block {self.block} of {self.blocks}" if self.blocks > 1 else "block"
-        return DamagedPem(
-            f"{label}: the CERTIFICATE {where} at line {self.line} is damaged ({self.reason}); "
-            f"copy the certificate file again from its source (the CA, certbot's live/ directory)",
-            path=label, block=self.block, blocks=self.blocks, line=self.line)
-
-
-def pem_damage(data: bytes, unreadable: Optional[Mapping[bytes, str]] = None) -> Optional[PemDamage]:
-    """The first damaged CERTIFICATE block of PEM DATA, or None (pure; no openssl).
-
-    Damaged: its base64 is invalid, or it decodes to something other than exactly one
-    well-formed DER certificate (``der.certificate_problem``), or to a DER in UNREADABLE (what
-    openssl could not read, with its reason)."""
-    matches = list(PEM_CERT_RE.finditer(data))
-    for i, m in enumerate(matches, 1):
-        line = data.count(b"\n", 0, m.start()) + 1
-        try:
-            der = base64.b64decode(b"".join(m.group(1).split()), validate=True)
-        except binascii.Error:
-            return PemDamage(i, len(matches), line, "its base64 is not valid")
-        problem = der_codec.certificate_problem(der)
-        if problem is not None:
-            return PemDamage(i, len(matches), line, f"its DER is broken: {problem}")
-        if unreadable and der in unreadable:
-            return PemDamage(i, len(matches), line, f"openssl cannot read it: {unreadable[der]}")
-    return None
 
 
 def parse_certificates(data: bytes, label: str, ossl: OpenSSL) -> List[Certificate]:
@@ -131,6 +99,46 @@ def load_file(path: str, ossl: OpenSSL) -> List[Certificate]:
     return parse_certificates(read_input(path), "standard input" if path == "-" else path, ossl)
 
 
+# -- batches (ocsp-renew-dir): many files, few openssl processes ------------------------------
+
+def ders_of(data: bytes, ossl: OpenSSL) -> List[bytes]:
+    """The DER of every certificate in DATA (PEM, DER or PKCS#7), or [] when it holds none that
+    can be used (a damaged PEM block, what openssl cannot read): the lenient reading of a batch,
+    where ``parse_certificates`` would say why."""
+    try:
+        ders = split_pem_certs(data)
+    except ValueError:                  # a damaged PEM block: no usable certificate here
+        return []
+    if ders or b"-----BEGIN" in data or data[:1] != b"\x30":
+        return ders
+    try:
+        return ossl.certificate_ders(data)
+    except (ValueError, OpensslError):
+        return []
+
+
+def parse_many(ders: Sequence[bytes], ossl: OpenSSL, workers: int) -> Dict[bytes, Certificate]:
+    """The certificates of unique DERS, parsed with one openssl per batch (batches spread over
+    WORKERS threads so the cores share the work); a corrupt one is isolated by halving its batch
+    and left out."""
+    parsed: Dict[bytes, Certificate] = {}
+
+    def go(chunk: List[bytes]) -> None:
+        if not chunk:
+            return
+        try:
+            for der, cert in zip(chunk, ossl.parse_certificates(chunk)):
+                parsed[der] = cert
+        except ValueError:
+            if len(chunk) == 1:
+                return
+            mid = len(chunk) // 2
+            go(chunk[:mid])
+            go(chunk[mid:])
+    parallel_map(go, batches(ders, workers), workers)
+    return parsed
+
+
 @dataclass(frozen=True)
 class IssuerMatch:
     issuer: Certificate
@@ -146,17 +154,11 @@ class IssuerFinder:
         self.http = http
         self.use_aia = use_aia
 
-    def _verifies(self, leaf: Certificate, candidate: Certificate, scratch: Scratch) -> Tuple[bool, str]:
-        leaf_file = scratch.file(leaf.pem.encode(), "leaf.pem")
-        cand_file = scratch.file(candidate.pem.encode(), "issuer.pem")
-        return self.ossl.verify_issued(leaf_file, cand_file)
-
-    def _first_verifying(self, leaf: Certificate, candidates: Iterable[Certificate],
-                         scratch: Scratch) -> Optional[Certificate]:
+    def _first_verifying(self, leaf: Certificate, candidates: Iterable[Certificate]) -> Optional[Certificate]:
         for cand in candidates:
             if cand.der == leaf.der or not cand.may_have_issued(leaf):
                 continue
-            ok, _ = self._verifies(leaf, cand, scratch)
+            ok, _ = self.ossl.verify_issued(leaf, cand)
             if ok:
                 return cand
         return None
@@ -164,39 +166,43 @@ class IssuerFinder:
     def find(self, leaf: Certificate, *, cert_path: Optional[str] = None,
              bundle: Sequence[Certificate] = (), issuer_file: Optional[str] = None,
              ca_dirs: Sequence[str] = ()) -> IssuerMatch:
-        with Scratch() as scratch:
-            if issuer_file is not None:
-                certs = load_file(issuer_file, self.ossl)
-                ok, detail = self._verifies(leaf, certs[0], scratch)
-                if not ok:
-                    raise IssuerNotFound(
-                        f"{issuer_file}: did not issue the certificate ({detail}); "
-                        f"give the certificate that signed it with -i", path=issuer_file)
-                return IssuerMatch(certs[0], issuer_file)
-            found = self._first_verifying(leaf, bundle, scratch)
+        with self.ossl.batch():             # the leaf is written once for every candidate
+            return self._find(leaf, cert_path, bundle, issuer_file, ca_dirs)
+
+    def _find(self, leaf: Certificate, cert_path: Optional[str], bundle: Sequence[Certificate],
+              issuer_file: Optional[str], ca_dirs: Sequence[str]) -> IssuerMatch:
+        if issuer_file is not None:
+            certs = load_file(issuer_file, self.ossl)
+            ok, detail = self.ossl.verify_issued(leaf, certs[0])
+            if not ok:
+                raise IssuerNotFound(
+                    f"{issuer_file}: did not issue the certificate ({detail}); "
+                    f"give the certificate that signed it with -i", path=issuer_file)
+            return IssuerMatch(certs[0], issuer_file)
+        found = self._first_verifying(leaf, bundle)
+        if found is not None:
+            return IssuerMatch(found, f"{cert_path or 'the input'} (bundle)")
+        for path, certs in self._local_candidates(cert_path, ca_dirs):
+            found = self._first_verifying(leaf, certs)
             if found is not None:
-                return IssuerMatch(found, f"{cert_path or 'the input'} (bundle)")
-            for path, certs in self._local_candidates(cert_path, ca_dirs):
-                found = self._first_verifying(leaf, certs, scratch)
+                return IssuerMatch(found, path)
+        if self.use_aia:
+            errors = []
+            for url in leaf.ca_issuers_urls:
+                try:
+                    data = transport.download(url, opts=self.http)
+                    certs = parse_certificates(data, url, self.ossl)
+                except (FetchError, InputError) as exc:
+                    errors.append(str(exc))
+                    continue
+                found = self._first_verifying(leaf, certs)
                 if found is not None:
-                    return IssuerMatch(found, path)
-            if self.use_aia:
-                errors = []
-                for url in leaf.ca_issuers_urls:
-                    try:
-                        data = transport.download(url, opts=self.http)
-                        certs = parse_certificates(data, url, self.ossl)
-                    except (FetchError, InputError) as exc:
-                        errors.append(str(exc))
-                        continue
-                    found = self._first_verifying(leaf, certs, scratch)
-                    if found is not None:
-                        return IssuerMatch(found, url)
-                    errors.append(f"{url}: not the issuer")
-                if errors:
-                    raise IssuerNotFound(
-                        f"{cert_path or 'certificate'}: issuer not found locally and AIA caIssuers "
-                        f"failed ({'; '.join(errors)}); give it with -i FILE", path=cert_path)
+                    return IssuerMatch(found, url)
+                errors.append(f"{url}: not the issuer")
+            if errors:
+                raise IssuerNotFound(
+                    f"{cert_path or 'certificate'}: issuer not found locally and AIA caIssuers "
+                    f"failed ({'; '.join(errors)}); give it with -i FILE", path=cert_path)
         raise IssuerNotFound(
             f"{cert_path or 'certificate'}: issuer not found (tried the bundle, .issuer, chain.pem"
             f"{', --ca-dir' if ca_dirs else ''}{', AIA' if self.use_aia else ''}); "

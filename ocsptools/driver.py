@@ -29,13 +29,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import life, policy, store, transport, verify
-from .certs import IssuerFinder, pem_damage, read_input
+from . import install, life, policy, store, transport, verify
+from .certs import IssuerFinder, ders_of, parse_many, read_input
+from .codec.pem import pem_damage
 from .discovery import Candidate
-from .errors import FetchError, InputError, OcspToolsError, OpensslError, StoreError
+from .errors import (FetchError, InputError, OcspToolsError, OpensslError, StaleResponse, StoreError,
+                     WrongCertificate)
 from .fetch import FetchOptions, FetchResult, Target, fetch_staple
-from .openssl import (OpenSSL, Scratch, batches, build_requests, clean_stale_scratch,
-                      parallel_map, split_pem_certs, verify_issued_many)
+from .openssl import OpenSSL, clean_stale_scratch
+from .parallel import parallel_map
 from .policy import CertFacts, Decision, RenewOptions, StapleFacts
 from .staple import Certificate, Staple, decode_staple, iso
 from .statecache import StateCache, from_epoch, identity, pair_key, to_epoch
@@ -194,25 +196,12 @@ class Driver:
         self._stop = threading.Event()
         self.progress: Optional[Callable[[int, int], None]] = None
         self.emit: Optional[Callable[[Report], None]] = None
-        self.scratch: Optional[Scratch] = None
         self.items: List[Item] = []
         self.force: Collection[str] = ()    # keys renewed as with -B (--watch: their time came)
         self.gate = WriteGate()
         # called after a staple was installed; returns why a server refused it, or None
         self.after_install: Optional[Callable[[Item, Staple], Optional[str]]] = None
-        self._files: Optional[verify.InputFiles] = None
         self._proxies: Dict[str, transport.HttpOptions] = {}
-
-    @property
-    def files(self) -> verify.InputFiles:
-        """openssl's input files for this run: each certificate written once as PEM."""
-        if self._files is None:
-            self._files = verify.InputFiles(self._scratch())
-        return self._files
-
-    def pem_file(self, cert: Certificate) -> str:
-        """A scratch file holding CERT as PEM, written once per run."""
-        return self.files.pem_file(cert)
 
     # -- output --------------------------------------------------------------
     def report(self, action: str, item: Item, detail: str) -> None:
@@ -230,19 +219,10 @@ class Driver:
     # -- the run -------------------------------------------------------------
     def run(self, candidates: Sequence[Candidate], *, forget: bool = True) -> RunResult:
         """One run over CANDIDATES.  FORGET drops the state cache's entries for pairs not among
-        them (a full run); --watch runs subsets and keeps the others."""
-        try:
+        them (a full run); --watch runs subsets and keeps the others.  The run's openssl calls
+        share one set of input files (each certificate written once as PEM)."""
+        with self.ossl.batch():
             return self._run(candidates, forget)
-        finally:
-            if self.scratch is not None:
-                self.scratch.close()
-                self.scratch = None
-                self._files = None
-
-    def _scratch(self) -> Scratch:
-        if self.scratch is None:
-            self.scratch = Scratch()
-        return self.scratch
 
     def _run(self, candidates: Sequence[Candidate], forget: bool = True) -> RunResult:
         items = self.items = self._items(candidates)
@@ -407,7 +387,7 @@ class Driver:
             if item.cert_id is None:
                 item.cert_id = identity(item.cand.cert)
             item.staple_id = identity(item.cand.staple)
-        self._load_targets(items, self._scratch())
+        self._load_targets(items)
         leaves = [it for it in items if it.kind == "leaf"]
         self._verify_staples(leaves)
         for item in items:
@@ -416,39 +396,7 @@ class Driver:
             if item.kind == "failed":
                 self.report(FAILED, item, item.error)
 
-    def _certs_of(self, data: bytes, label: str) -> List[bytes]:
-        try:
-            ders = split_pem_certs(data)
-        except ValueError:                  # a damaged PEM block: no usable certificate here
-            return []
-        if ders or b"-----BEGIN" in data or data[:1] != b"\x30":
-            return ders
-        try:
-            return self.ossl.certificate_ders(data)
-        except (ValueError, OpensslError):
-            return []
-
-    def _parse_all(self, ders: List[bytes]) -> Dict[bytes, Certificate]:
-        """Parse unique DERs in batches; isolate a corrupt one by halving."""
-        parsed: Dict[bytes, Certificate] = {}
-
-        def go(chunk: List[bytes]) -> None:
-            if not chunk:
-                return
-            try:
-                for der, cert in zip(chunk, self.ossl.parse_certificates(chunk)):
-                    parsed[der] = cert
-            except ValueError:
-                if len(chunk) == 1:
-                    return
-                mid = len(chunk) // 2
-                go(chunk[:mid])
-                go(chunk[mid:])
-        # one openssl per batch; batches spread over the -j threads so the cores share the work
-        parallel_map(go, batches(ders, self.opts.jobs), self.opts.jobs)
-        return parsed
-
-    def _load_targets(self, items: List[Item], scratch: Scratch) -> None:
+    def _load_targets(self, items: List[Item]) -> None:
         cert_ders: Dict[int, List[bytes]] = {}
         for idx, item in enumerate(items):
             cand = item.cand
@@ -461,7 +409,7 @@ class Driver:
             if damage is not None:
                 item.kind, item.error = "failed", str(damage.error(cand.cert))
                 continue
-            ders = self._certs_of(data, cand.cert)
+            ders = ders_of(data, self.ossl)
             if not ders:
                 what = "a private key" if b"PRIVATE KEY-----" in data else "no certificate"
                 item.kind, item.error = "ignore", f"holds {what}"
@@ -477,7 +425,7 @@ class Driver:
                 if path in issuer_files or path is None:
                     continue
                 try:
-                    issuer_files[path] = self._certs_of(read_input(path), path) if os.path.isfile(path) else []
+                    issuer_files[path] = ders_of(read_input(path), self.ossl) if os.path.isfile(path) else []
                 except InputError as exc:
                     if cand.issuer:
                         issuer_files[path] = []
@@ -491,7 +439,7 @@ class Driver:
         for ders in issuer_files.values():
             for d in ders:
                 unique.setdefault(d)
-        parsed = self._parse_all(list(unique))
+        parsed = parse_many(list(unique), self.ossl, self.opts.jobs)
 
         # Choose the leaf; list its issuer candidates in order.
         pending: Dict[int, List[Tuple[Certificate, str]]] = {}
@@ -528,8 +476,6 @@ class Driver:
             pending[idx] = options
 
         # Signature-check candidates, one openssl verify per distinct issuer per round.
-        leaf_files: Dict[int, str] = {}
-        issuer_file_of: Dict[bytes, str] = {}
         while True:
             groups: Dict[bytes, List[int]] = {}
             for idx, options in pending.items():
@@ -538,24 +484,17 @@ class Driver:
             if not groups:
                 break
             for der, idxs in groups.items():
-                if der not in issuer_file_of:
-                    issuer_file_of[der] = self.pem_file(parsed[der])
-                files = []
-                for idx in idxs:
-                    if idx not in leaf_files:
-                        leaf_files[idx] = self.pem_file(items[idx].tgt.leaf)
-                    files.append(leaf_files[idx])
                 try:
-                    verdicts = verify_issued_many(self.ossl, issuer_file_of[der], files,
-                                                  workers=self.opts.jobs)
+                    verdicts = self.ossl.verify_issued_many(
+                        parsed[der], [items[idx].tgt.leaf for idx in idxs], workers=self.opts.jobs)
                 except OpensslError as exc:
                     for idx in idxs:
                         items[idx].kind, items[idx].error = "failed", f"{items[idx].cand.cert}: {exc}"
                         pending[idx] = []
                     continue
-                for idx, path in zip(idxs, files):
+                for idx, (ok, _) in zip(idxs, verdicts):
                     cert, src = pending[idx].pop(0)
-                    if verdicts[path][0]:
+                    if ok:
                         item = items[idx]
                         item.target = Target(leaf=item.tgt.leaf, issuer=cert,
                                              label=item.cand.cert, issuer_source=src)
@@ -602,11 +541,11 @@ class Driver:
                 return
             try:
                 st = verify.verify(decode_staple(data), item.tgt.leaf, item.tgt.issuer,
-                                   self.ossl, label=item.cand.staple, files=self.files)
+                                   self.ossl, label=item.cand.staple)
             except FetchError as exc:
                 problem = _strip_label(str(exc), item.cand.staple)
                 serial = None
-                if "not a response for this certificate" in problem:
+                if isinstance(exc, WrongCertificate):
                     try:        # which certificate is it for?  (the re-issued case)
                         serial = verify.inspect(decode_staple(data), self.ossl).serial
                     except (FetchError, OpensslError):
@@ -684,7 +623,7 @@ class Driver:
         if need:
             for it in need:
                 it.kind, it.issuer_path = "", None
-            self._load_targets(need, self._scratch())
+            self._load_targets(need)
             for it in need:
                 if it.kind != "leaf":
                     if it.kind == "ignore":
@@ -693,7 +632,7 @@ class Driver:
             if self.opts.stop_on_error and self.result.failed:
                 return
             jobs = [it for it in jobs if it.kind == "leaf"]
-        requests = self._requests(jobs, self._scratch())
+        requests = self._requests(jobs)
         total = len(jobs)
         done = [0]
         sems: Dict[str, threading.Semaphore] = {}
@@ -717,19 +656,17 @@ class Driver:
                 self._stop.set()
         parallel_map(one, jobs, self.opts.jobs)
 
-    def _requests(self, jobs: List[Item], scratch: Scratch) -> Dict[str, bytes]:
+    def _requests(self, jobs: List[Item]) -> Dict[str, bytes]:
         """Prebuilt requests, one openssl per issuer (a failure leaves the item to build its own)."""
         groups: Dict[bytes, List[Item]] = {}
         for it in jobs:
             groups.setdefault(it.tgt.issuer.der, []).append(it)
         out: Dict[str, bytes] = {}
         for der, its in groups.items():
-            issuer_file = self.pem_file(its[0].tgt.issuer)
-            files = [self.pem_file(it.tgt.leaf) for it in its]
             try:
-                reqs = build_requests(self.ossl, issuer_file, files,
-                                      [it.tgt.leaf.serial for it in its],
-                                      hash_alg=self.opts.fetch.hash_alg, workers=self.opts.jobs)
+                reqs = self.ossl.build_requests(its[0].tgt.issuer, [it.tgt.leaf for it in its],
+                                                hash_alg=self.opts.fetch.hash_alg,
+                                                workers=self.opts.jobs)
             except (OpensslError, ValueError):
                 continue
             for it, req in zip(its, reqs):
@@ -740,7 +677,7 @@ class Driver:
         """``fetch.fetch_staple`` with this run's responder URLs, prebuilt request and proxy choices."""
         opts = replace(self.opts.fetch, urls=urls)
         return fetch_staple(item.tgt, opts, self.ossl, self.clock, request=request,
-                            http_for=self._http_for, files=self.files)
+                            http_for=self._http_for)
 
     def _http_for(self, url: str) -> transport.HttpOptions:
         """The HTTP options for URL with the environment's proxy choice made once per host
@@ -832,47 +769,27 @@ class Driver:
         new = StapleFacts.of(staple)
         if identity(path) != item.staple_id:
             # the file changed since it was examined: judge what is there now
-            from .fetch import installed_staple
-            cur = installed_staple(path, target, self.ossl, self.clock())
+            cur = install.installed_staple(path, target, self.ossl, self.clock())
             current = StapleFacts.of(cur) if cur is not None else None
         else:
             st = item.staple
             current = st if (st is not None and st.status is not None
                              and st.serial == target.leaf.serial) else None
-        newer = life.newer(staple.version, current.version if current is not None else None)
-        if newer is False:
-            from .errors import StaleResponse
+        verdict = install.decide(staple.version, current.version if current is not None else None)
+        if verdict == install.OLDER:
             assert current is not None
-            raise StaleResponse(f"the responder's answer (thisUpdate {iso(new.this_update)}) is "
-                                f"older than the installed staple (thisUpdate "
-                                f"{iso(current.this_update)})", path=path)
-        if newer is None:
+            raise StaleResponse(install.older_message(new.this_update, current.this_update), path=path)
+        if verdict == install.SAME:
             if cert_newer(item):
                 # the same response again, for a touched certificate: rewrite it (identical,
                 # verified bytes) so the staple is newer than the certificate, as make expects
-                store.atomic_write(path, staple.der)
+                install.rewrite(path, staple.der)
                 with self._lock:
                     item.staple_id = identity(path)
                     item.staple = new
                     self._store(item)
             return False
-        old = store.read_file(path) if self.opts.backup else None
-        if old:
-            backups = store.list_backups(path)
-            if not backups or store.read_file(backups[-1]) != old:
-                store.backup_copy(path, old, _mtime(path))      # a staple installed without a copy
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):       # e.g. ocspbot's scan_keys subfolders under ocsp_folder
-            try:
-                os.makedirs(parent, 0o755, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"{parent}: cannot create the staple directory: {exc.strerror}",
-                                 path=path) from None
-        store.atomic_write(path, staple.der)
-        if self.opts.backup:
-            store.backup_copy(path, staple.der, _mtime(path), overwrite=True)
-            if self.opts.backup_keep is not None:
-                store.prune_backups(path, self.opts.backup_keep)
+        install.write_newer(path, staple.der, backup=self.opts.backup, keep=self.opts.backup_keep)
         with self._lock:
             self.result.changed.append(path)
             item.staple_id = identity(path)
@@ -908,11 +825,6 @@ class WriteGate:
         with self._cond:
             self._closed = True
             return self._cond.wait_for(lambda: self._active == 0, timeout)
-
-
-def _mtime(path: str) -> datetime:
-    from datetime import timezone
-    return datetime.fromtimestamp(int(os.stat(path).st_mtime), timezone.utc)
 
 
 def _host_key(urls: Sequence[str]) -> str:

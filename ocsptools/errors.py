@@ -10,7 +10,7 @@ command's documented exit status through one table per command (see
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence, Tuple
 
 
 class OcspToolsError(Exception):
@@ -78,17 +78,56 @@ class StoreError(OcspToolsError):
 # --- the responder's side -------------------------------------------------
 
 class FetchError(OcspToolsError):
-    """No usable answer could be obtained from the responder(s)."""
+    """No usable answer could be obtained from the responder(s).
+
+    One raised after trying several responders sums their failures up: CAUSES holds them (one
+    per URL, in order), RETRY_AFTER and TRY_LATER what they said about trying again."""
 
     def __init__(self, message: str, *, path: Optional[str] = None,
-                 retry_after: Optional[float] = None, try_later: bool = False) -> None:
+                 retry_after: Optional[float] = None, try_later: bool = False,
+                 causes: Sequence["FetchError"] = ()) -> None:
         super().__init__(message, path=path)
         self.retry_after = retry_after
         self.try_later = try_later          # a responder answered responseStatus tryLater
+        self.causes: Tuple[FetchError, ...] = tuple(causes)
+
+
+class TransportError(FetchError):
+    """The HTTP exchange itself failed (``ocsptools.transport``); the subclasses say how."""
+
+
+class ConnectFailed(TransportError):
+    """The connection was refused or reset, or the host name did not resolve."""
+
+
+class TransportTimeout(TransportError):
+    """No (complete) answer within the time limit."""
+
+
+class HttpStatusError(TransportError):
+    """The server answered with an HTTP status other than 200 OK."""
+
+    def __init__(self, message: str, status: int, *, retry_after: Optional[float] = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
+
+
+class ResponseTooLarge(TransportError):
+    """The answer exceeds the size limit."""
 
 
 class ResponseError(FetchError):
     """An answer arrived but must not be used (bad status, signature, CertID, times)."""
+
+
+class WrongCertificate(ResponseError):
+    """A valid response, but for another certificate: it holds no SingleResponse for ours.
+    SERIALS are the serial numbers it does cover."""
+
+    def __init__(self, message: str, serials: Sequence[int] = (), *,
+                 path: Optional[str] = None) -> None:
+        super().__init__(message, path=path)
+        self.serials = tuple(serials)
 
 
 class ResponderStatusError(ResponseError):

@@ -1,9 +1,10 @@
 """Fetching one staple: load the certificate, find its issuer, ask each responder, verify.
 
-This is the service ``ocsp-fetch`` (and later ``ocsp-renew-dir``) stands on.
+This is the service ``ocsp-fetch`` (and ``ocsp-renew-dir``) stands on.
 Deciding is kept apart from doing: ``fetch_staple`` only obtains and
-verifies a response; ``install`` decides (purely, through ``life.newer``)
-whether it may replace the installed file and then writes it atomically.
+verifies a response; ``ocsptools.install`` decides whether it may replace the
+installed file and writes it (``install``, ``installed_staple`` and
+``InstallOutcome`` are re-exported here for their old import path).
 """
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from . import life, store, transport, verify
+from . import life, transport, verify
 from .certs import IssuerFinder, load_file
 from .errors import (CertStatusError, FetchError, InputError, NotApplicable, OpensslError,
-                     ResponderStatusError, ResponseError, Revoked, StaleResponse)
+                     ResponderStatusError, Revoked)
+from .install import InstallOutcome, install, installed_staple
 from .openssl import OpenSSL
-from .staple import Certificate, Staple, decode_staple, encode_staple, iso
+from .staple import Certificate, Staple, iso
+
+__all__ = ["FetchOptions", "Target", "FetchResult", "load_target", "load_leaf", "find_issuer",
+           "responder_urls", "fetch_staple", "require_good",
+           "install", "installed_staple", "InstallOutcome"]
 
 Clock = Callable[[], datetime]
 
@@ -103,8 +109,7 @@ def _urls_or_not_applicable(leaf: Certificate, label: str, override: Sequence[st
 
 def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, *,
                  request: Optional[bytes] = None,
-                 http_for: Optional[Callable[[str], transport.HttpOptions]] = None,
-                 files: Optional[verify.InputFiles] = None) -> FetchResult:
+                 http_for: Optional[Callable[[str], transport.HttpOptions]] = None) -> FetchResult:
     """Ask each responder in turn until one gives a response that verifies for TARGET.
 
     A response whose status is good, revoked or unknown ends the search (it
@@ -114,26 +119,25 @@ def fetch_staple(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, 
 
     Batch callers may pass REQUEST (a prebuilt nonce-less request for this
     target; ignored when ``opts.nonce``) and HTTP_FOR (the HTTP options for a
-    URL, e.g. with the proxy choice made once per host) and FILES (openssl's input files,
-    shared across the batch; without it one private set serves the request and every URL's
-    verification)."""
+    URL, e.g. with the proxy choice made once per host).  The request and every URL's
+    verification share openssl's input files (``ossl.batch()``, the caller's if it holds one)."""
     urls = responder_urls(target, opts)
-    with verify.input_files(files) as inputs:
-        return _ask(target, opts, ossl, now, urls, request, http_for, inputs)
+    with ossl.batch():
+        return _ask(target, opts, ossl, now, urls, request, http_for)
 
 
 def _ask(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, urls: Tuple[str, ...],
-         request: Optional[bytes], http_for: Optional[Callable[[str], transport.HttpOptions]],
-         files: verify.InputFiles) -> FetchResult:
+         request: Optional[bytes], http_for: Optional[Callable[[str], transport.HttpOptions]]
+         ) -> FetchResult:
     nonce = None
     if request is None or opts.nonce:
-        leaf_file, issuer_file = files.pem_file(target.leaf), files.pem_file(target.issuer)
         if opts.nonce:
-            request, nonce = ossl.build_request_with_nonce(issuer_file, leaf_file,
+            request, nonce = ossl.build_request_with_nonce(target.leaf, target.issuer,
                                                            hash_alg=opts.hash_alg)
         else:
-            request = ossl.build_request(issuer_file, leaf_file, hash_alg=opts.hash_alg)
+            request = ossl.build_request(target.leaf, target.issuer, hash_alg=opts.hash_alg)
     failures: List[str] = []
+    causes: List[FetchError] = []
     retry_after: Optional[float] = None
     try_later = False
     for url in urls:
@@ -142,9 +146,10 @@ def _ask(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, urls: Tu
             http = http_for(url) if http_for is not None else opts.http
             body, method = transport.ocsp_query(url, request, method=opts.method, opts=http)
             staple = verify.verify(body, target.leaf, target.issuer, ossl,
-                                   hash_alg=opts.hash_alg, label=url, files=files)
+                                   hash_alg=opts.hash_alg, label=url)
         except FetchError as exc:
             failures.append(str(exc))
+            causes.append(exc)
             retry_after = exc.retry_after if exc.retry_after is not None else retry_after
             try_later = try_later or (isinstance(exc, ResponderStatusError)
                                       and exc.status == "tryLater")
@@ -168,7 +173,7 @@ def _ask(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, urls: Tu
                 continue
         return FetchResult(staple, url, method, warnings)
     raise FetchError(f"{target.label}: " + " | ".join(failures), path=target.label,
-                     retry_after=retry_after, try_later=try_later)
+                     retry_after=retry_after, try_later=try_later, causes=causes)
 
 
 def require_good(result: FetchResult, target: Target) -> None:
@@ -183,47 +188,3 @@ def require_good(result: FetchResult, target: Target) -> None:
         raise CertStatusError(f"{target.label}: the responder {result.url} says the certificate "
                               f"status is {staple.cert_status}; check the issuer and responder URL",
                               staple.cert_status, path=target.label, staple=staple)
-
-
-def installed_staple(path: str, target: Target, ossl: OpenSSL, now: datetime) -> Optional[Staple]:
-    """The staple at PATH if it is a valid response for TARGET's certificate, else None.
-
-    A staple dated in the future does not count as valid: it must not block
-    its own replacement."""
-    data = store.read_file(path)
-    if not data:
-        return None
-    try:
-        staple = verify.verify(decode_staple(data), target.leaf, target.issuer, ossl, label=path)
-    except ResponseError:
-        return None
-    if any(p.code == "future" for p in life.problems(staple.life, now)):
-        return None
-    return staple
-
-
-@dataclass(frozen=True)
-class InstallOutcome:
-    changed: bool
-    message: str = ""
-
-
-def install(path: str, staple: Staple, target: Target, ossl: OpenSSL, now: datetime, *,
-            fmt: str = "der", force: bool = False) -> InstallOutcome:
-    """Write STAPLE to PATH atomically unless the installed one is as new or newer.
-
-    Raises StaleResponse when the new response is older than the installed
-    one (unless FORCE).  An identical or equally recent response changes
-    nothing."""
-    current = None if force else installed_staple(path, target, ossl, now)
-    if current is not None:
-        newer = life.newer(staple.version, current.version)
-        if newer is False:
-            raise StaleResponse(
-                f"{path}: the responder's answer (thisUpdate {iso(staple.this_update)}) is older "
-                f"than the installed staple (thisUpdate {iso(current.this_update)}); kept the "
-                f"installed one (use --force to replace it anyway)", path=path)
-        if newer is None:
-            return InstallOutcome(False, "unchanged: the installed staple is as recent")
-    store.atomic_write(path, encode_staple(staple.der, fmt))
-    return InstallOutcome(True)

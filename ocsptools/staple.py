@@ -19,16 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional, Tuple
 
+from .codec.pem import pem_encode
 from .life import CLOCK_SKEW, Life, iso
 
 __all__ = ["CLOCK_SKEW", "iso", "Certificate", "SingleResponse", "ResponseInfo", "Staple",
            "encode_staple", "decode_staple", "pem_encode", "normalize_name", "normalize_hex", "FORMATS"]
-
-
-def pem_encode(der: bytes, label: str = "CERTIFICATE") -> str:
-    b64 = base64.b64encode(der).decode("ascii")
-    body = "\n".join(b64[i:i + 64] for i in range(0, len(b64), 64))
-    return f"-----BEGIN {label}-----\n{body}\n-----END {label}-----\n"
 
 
 FORMATS = ("der", "pem", "base64")
@@ -100,12 +95,6 @@ class Certificate:
     @property
     def pem(self) -> str:
         return pem_encode(self.der)
-
-    @property
-    def self_signed(self) -> bool:
-        if normalize_name(self.subject) != normalize_name(self.issuer):
-            return False
-        return self.aki is None or self.ski is None or self.aki == self.ski
 
     def may_have_issued(self, leaf: "Certificate") -> bool:
         """Cheap pre-filter: names (and key identifiers, when both are present) line up.

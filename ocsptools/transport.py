@@ -5,7 +5,8 @@ responses.  Every request has a connect/read timeout *and* an overall
 deadline (a responder that drips one byte a second cannot hold a run), a
 size cap, no redirects (openssl follows none either; a moved responder is
 named in the error so the user can pass ``-u``), proxies from ``--proxy`` or
-``http_proxy``/``https_proxy``/``no_proxy``.
+``http_proxy``/``https_proxy``/``no_proxy``.  Failures are ``TransportError`` subclasses
+(``ocsptools.errors``) that say what went wrong: connection, time, HTTP status, size.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from email.utils import parsedate_to_datetime
 from typing import Dict, Optional, Tuple
 
 from . import __version__
-from .errors import FetchError, UsageError
+from .errors import (ConnectFailed, FetchError, HttpStatusError, ResponseTooLarge, TransportError,
+                     TransportTimeout, UsageError)
 
 #: RFC 5019 / 9919: use GET when the encoded request is at most this long.
 GET_LIMIT = 255
@@ -96,8 +98,8 @@ def _proxy_for(url: str, opts: HttpOptions) -> Optional[str]:
 def request(method: str, url: str, *, body: Optional[bytes] = None,
             headers: Optional[Dict[str, str]] = None,
             opts: HttpOptions = HttpOptions(), label: Optional[str] = None) -> Response:
-    """One HTTP exchange, bounded in time and size.  Raises FetchError with one clear line
-    naming LABEL (default: the URL)."""
+    """One HTTP exchange, bounded in time and size.  Raises a TransportError (FetchError) with one
+    clear line naming LABEL (default: the URL)."""
     check_remote_url(url)
     name = label or url
     parts = urllib.parse.urlsplit(url)
@@ -138,14 +140,14 @@ def request(method: str, url: str, *, body: Optional[bytes] = None,
             resp = conn.getresponse()
             length = resp.getheader("Content-Length")
             if length and length.isdigit() and int(length) > opts.max_size:
-                raise FetchError(f"{name}: response of {int(length)} bytes exceeds the "
-                                 f"{opts.max_size}-byte limit")
+                raise ResponseTooLarge(f"{name}: response of {int(length)} bytes exceeds the "
+                                       f"{opts.max_size}-byte limit")
             chunks = []
             total = 0
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise FetchError(f"{name}: no complete answer within {opts.timeout:g} s")
+                    raise TransportTimeout(f"{name}: no complete answer within {opts.timeout:g} s")
                 if conn.sock is not None:
                     conn.sock.settimeout(remaining)
                 chunk = resp.read1(65536)
@@ -153,7 +155,7 @@ def request(method: str, url: str, *, body: Optional[bytes] = None,
                     break
                 total += len(chunk)
                 if total > opts.max_size:
-                    raise FetchError(f"{name}: response exceeds the {opts.max_size}-byte limit")
+                    raise ResponseTooLarge(f"{name}: response exceeds the {opts.max_size}-byte limit")
                 chunks.append(chunk)
             return Response(resp.status, resp.reason,
                             {k.lower(): v for k, v in resp.getheaders()}, b"".join(chunks))
@@ -162,18 +164,18 @@ def request(method: str, url: str, *, body: Optional[bytes] = None,
     except FetchError:
         raise
     except socket.timeout:
-        raise FetchError(f"{name}: no answer within {opts.timeout:g} s") from None
+        raise TransportTimeout(f"{name}: no answer within {opts.timeout:g} s") from None
     except ssl.SSLError as exc:
-        raise FetchError(f"{name}: TLS error: {exc.reason or exc}") from None
+        raise TransportError(f"{name}: TLS error: {exc.reason or exc}") from None
     except ConnectionRefusedError:
-        raise FetchError(f"{name}: connection refused") from None
+        raise ConnectFailed(f"{name}: connection refused") from None
     except ConnectionResetError:
-        raise FetchError(f"{name}: connection reset by the responder") from None
+        raise ConnectFailed(f"{name}: connection reset by the responder") from None
     except socket.gaierror as exc:
-        raise FetchError(f"{name}: cannot resolve {parts.hostname}: {exc.strerror}") from None
+        raise ConnectFailed(f"{name}: cannot resolve {parts.hostname}: {exc.strerror}") from None
     except (http.client.HTTPException, OSError) as exc:
         detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise FetchError(f"{name}: {detail}") from None
+        raise TransportError(f"{name}: {detail}") from None
 
 
 def retry_after(resp: Response) -> Optional[float]:
@@ -194,10 +196,10 @@ def _ok_body(url: str, resp: Response) -> bytes:
         extra = ""
         if 300 <= resp.status < 400 and resp.headers.get("location"):
             extra = f" to {resp.headers['location']} (redirects are not followed; use -u with the new URL)"
-        raise FetchError(f"{url}: HTTP {resp.status} {resp.reason}{extra}".rstrip(),
-                         retry_after=retry_after(resp))
+        raise HttpStatusError(f"{url}: HTTP {resp.status} {resp.reason}{extra}".rstrip(),
+                              resp.status, retry_after=retry_after(resp))
     if not resp.body:
-        raise FetchError(f"{url}: empty response body")
+        raise TransportError(f"{url}: empty response body")
     return resp.body
 
 

@@ -1,134 +1,22 @@
-"""The pure parts of ocsp-check: s_client/-msg parsers on recorded runs, Nagios rules, judge(),
-and the output formats on hand-built Results."""
+"""The pure parts of ocsp-check: Nagios rules, judge(), and the output formats on hand-built
+Results.  (The s_client/-msg parsers are tested in test_openssl_s_client.py and test_codec_tls.py.)"""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 
 from ocsptools import check, nagios, report
 from ocsptools.cli.check import _nagios_output_wanted
 from ocsptools.durations import parse_threshold
-from ocsptools.openssl import (TlsMessage, interpret_s_client, parse_msg_dump, parse_s_client,
-                               server_handshake)
 from ocsptools.staple import Certificate, ResponseInfo, SingleResponse, Staple
 
-FIX = Path(__file__).resolve().parent / "fixtures" / "check"
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
 DAY = dt.timedelta(days=1)
 HOUR = dt.timedelta(hours=1)
-
-
-def recorded(name: str) -> dict:
-    return json.loads((FIX / f"s_client_{name}.json").read_text())
-
-
-# --------------------------------------------------------------------------- s_client parsers
-
-@pytest.mark.parametrize("name, protocol, said", [
-    ("tls13_staple", "TLSv1.3", "sent"), ("tls12_staple", "TLSv1.2", "sent"),
-    ("tls13_no_staple", "TLSv1.3", "none"), ("tls12_no_staple", "TLSv1.2", "none"),
-    ("tls13_leaf_only", "TLSv1.3", "sent"), ("smtp_staple", "TLSv1.3", "sent"),
-])
-def test_recorded_handshakes_give_back_the_served_bytes(name, protocol, said):
-    rec = recorded(name)
-    hs = interpret_s_client(rec["stdout"], rec["stderr"], rec["msg"])
-    assert hs.disagreements == ()
-    assert hs.report.connected and hs.report.handshake_ok
-    assert hs.report.protocol == protocol and hs.report.staple_said == said
-    want_staple = base64.b64decode(rec["staple"]) if rec["staple"] else None
-    assert hs.staple == want_staple
-    assert [base64.b64encode(c).decode() for c in hs.chain] == rec["chain"]
-    assert hs.presented.chain == hs.report.chain          # both views of the chain agree
-    assert hs.presented.version == protocol.replace("TLSv", "TLS ")
-
-
-def test_recorded_failures():
-    refused = parse_s_client(**{k: recorded("refused")[k] for k in ("stdout", "stderr")})
-    assert not refused.connected and refused.connect_errno == 111
-    assert refused.errors[0] == "Connection refused"
-    plain = recorded("not_tls")
-    hs = interpret_s_client(plain["stdout"], plain["stderr"], plain["msg"])
-    assert hs.report.connected and not hs.report.handshake_ok and hs.staple is None
-    assert hs.report.errors == ("wrong version number",) and hs.disagreements == ()
-    smtp = parse_s_client(recorded("smtp_no_starttls")["stdout"], recorded("smtp_no_starttls")["stderr"])
-    assert smtp.starttls_error == "Didn't find STARTTLS in server response, trying anyway..."
-    assert not smtp.handshake_ok
-
-
-def test_error_detail_prefers_the_system_message():
-    lookup = ("40C7E1F1B57F0000:error:10080002:BIO routines:BIO_lookup_ex:system lib:"
-              "../crypto/bio/bio_addr.c:738:Name or service not known\nconnect:errno=0\n")
-    assert parse_s_client("", lookup).error_detail == "Name or service not known"
-    refused = recorded("refused")
-    assert parse_s_client(refused["stdout"], refused["stderr"]).error_detail == "Connection refused"
-    assert parse_s_client("", "").error_detail is None
-
-
-def test_an_s_client_that_refuses_our_options():
-    rep = parse_s_client("", "s_client: Unknown option: -msgfile\ns_client: Use -help for summary.\n")
-    assert rep.usage_error == "s_client: Unknown option: -msgfile" and not rep.connected
-
-
-def test_msg_dump_lengths_are_checked():
-    rec = recorded("tls12_staple")
-    lines = rec["msg"].splitlines()
-    idx = next(i for i, l in enumerate(lines) if l.endswith("CertificateStatus"))
-    truncated = "\n".join(lines[:idx + 2] + lines[idx + 3:])        # drop one hex line
-    with pytest.raises(ValueError, match="header says"):
-        parse_msg_dump(truncated)
-    hs = interpret_s_client(rec["stdout"], rec["stderr"], truncated)
-    assert hs.staple is None
-    assert any("unreadable handshake dump" in d for d in hs.disagreements)
-    assert any("missing from the handshake dump" in d for d in hs.disagreements)
-    with pytest.raises(ValueError, match="unexpected token"):
-        parse_msg_dump("<<< TLS 1.2, Handshake [length 0002], Finished\n    14 zz\n")
-
-
-def test_views_that_contradict_each_other_are_reported():
-    staple_rec, none_rec = recorded("tls13_staple"), recorded("tls13_no_staple")
-    hs = interpret_s_client(none_rec["stdout"], none_rec["stderr"], staple_rec["msg"])
-    assert any("no staple was sent, but the handshake carries one" in d for d in hs.disagreements)
-    leaf_only = recorded("tls13_leaf_only")
-    hs = interpret_s_client(leaf_only["stdout"], leaf_only["stderr"], staple_rec["msg"])
-    assert hs.disagreements == ("the -showcerts chain differs from the Certificate message",)
-
-
-def _hs(hs_type: int, body: bytes, version="TLS 1.2") -> TlsMessage:
-    return TlsMessage(True, version, "Handshake", "x", bytes([hs_type]) + len(body).to_bytes(3, "big") + body)
-
-
-def test_certificate_status_of_another_type_is_refused():
-    body = bytes([2]) + (3).to_bytes(3, "big") + b"abc"
-    with pytest.raises(ValueError, match="not ocsp"):
-        server_handshake([_hs(22, body)])
-    ok = bytes([1]) + (3).to_bytes(3, "big") + b"abc"
-    assert server_handshake([_hs(22, ok)]).staple == b"abc"
-    with pytest.raises(ValueError, match="truncated"):
-        server_handshake([_hs(22, ok[:-1])])
-
-
-def test_tls13_staple_only_from_the_leaf_entry():
-    def entry(cert: bytes, staple: bytes | None) -> bytes:
-        exts = b""
-        if staple is not None:
-            status = bytes([1]) + len(staple).to_bytes(3, "big") + staple
-            exts = (5).to_bytes(2, "big") + len(status).to_bytes(2, "big") + status
-        return len(cert).to_bytes(3, "big") + cert + len(exts).to_bytes(2, "big") + exts
-    certs = entry(b"LEAF", None) + entry(b"INTER", b"not-the-leaf's")
-    body = b"\x00" + len(certs).to_bytes(3, "big") + certs
-    hs = server_handshake([_hs(11, body, "TLS 1.3")])
-    assert hs.chain == (b"LEAF", b"INTER") and hs.staple is None
-    certs = entry(b"LEAF", b"STAPLE") + entry(b"INTER", None)
-    body = b"\x00" + len(certs).to_bytes(3, "big") + certs
-    assert server_handshake([_hs(11, body, "TLS 1.3")]).staple == b"STAPLE"
-    sent = TlsMessage(False, "TLS 1.3", "Handshake", "Certificate", _hs(11, body, "TLS 1.3").data)
-    assert server_handshake([sent]).chain == ()            # our own messages never count
 
 
 # --------------------------------------------------------------------------- Nagios rules

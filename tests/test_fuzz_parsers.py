@@ -14,8 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocsptools import durations
-from ocsptools.openssl import (parse_nonce, parse_resp_text, parse_response, parse_responder_error,
-                               parse_storeutl_text, parse_time, parse_verdict, split_pem_certs)
+from ocsptools.codec.pem import split_pem_certs
+from ocsptools.openssl.parse import parse_storeutl_text, parse_time
+from ocsptools.openssl.parse_ocsp import (parse_nonce, parse_resp_text, parse_response,
+                                          parse_responder_error, parse_verdict)
 from ocsptools.staple import decode_staple
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "openssl"

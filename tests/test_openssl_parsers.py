@@ -1,4 +1,6 @@
-"""The openssl text parsers, on outputs recorded from real openssl runs (tests/fixtures/openssl)."""
+"""The openssl text parsers (ocsptools.openssl.parse, .parse_ocsp), on outputs recorded from real
+openssl runs (tests/fixtures/openssl), and the command lines those outputs were recorded with
+(ocsptools.openssl.argv)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from ocsptools.openssl import (openssl_error_reasons, parse_resp_text, parse_response, parse_responder_error,
-                               parse_storeutl_text, parse_time, parse_verdict, split_pem_certs)
+from ocsptools.codec.pem import split_pem_certs
+from ocsptools.openssl import argv
+from ocsptools.openssl.parse import (openssl_error_reasons, parse_storeutl_text, parse_time,
+                                     parse_verify_many, parse_verify_one)
+from ocsptools.openssl.parse_ocsp import (parse_resp_text, parse_response, parse_responder_error,
+                                          parse_verdict, read_examined)
 from ocsptools.staple import ResponseInfo, normalize_name
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "openssl"
@@ -77,6 +83,17 @@ def test_verify_failure_still_prints_good(case, reason):
     v = verdict(case)
     assert not v.signature_ok
     assert reason in v.verify_errors
+
+
+@pytest.mark.parametrize("case,problem", [
+    ("verify_failure_nosign", "not-delegated"),
+    ("verify_failure_badsig", "bad-signature"),
+    ("verify_failure_not_embedded", "signer-not-embedded"),
+    ("verify_failure_expired_signer", "signer-out-of-time"),
+    ("good", None),
+])
+def test_signature_problem_is_a_code_not_text(case, problem):
+    assert verdict(case).signature_problem == problem
 
 
 def test_times_invalid_warning_with_error_line_between():
@@ -192,3 +209,76 @@ def test_label_is_matched_literally_not_as_regex():
     out = d["stdout"].replace("good1.pem: good", "good1Xpem: revoked") + "good1.pem: unknown\n"
     # the only line starting with the exact label says unknown (no continuation lines)
     assert parse_verdict(out, d["stderr"], "good1.pem").cert_status == "unknown"
+
+
+# ---------------------------------------------------------------------------
+# one `openssl ocsp -respin` run read whole, as the facade does
+
+@pytest.mark.parametrize("case", ["good", "revoked", "other_serial", "verify_failure_badsig"])
+def test_read_examined_gives_the_response_and_the_verdict_on_the_label(case):
+    d = load(case)
+    info, v = read_examined(d["stdout"], d["stderr"], d["label"])
+    assert info == parse_response(d["stdout"]) and v == verdict(case)
+    assert read_examined(d["stdout"], d["stderr"], None)[1] is None
+
+
+def test_read_examined_status_only_and_garbage():
+    d = load("responder_error_trylater")
+    info, v = read_examined(d["stdout"], d["stderr"], d["label"])
+    assert info == ResponseInfo(response_status="tryLater") and v is None
+    d = load("not_ocsp")
+    with pytest.raises(ValueError, match=r"^not a DER OCSP response \(not enough data\)$"):
+        read_examined(d["stdout"], d["stderr"], d["label"])
+
+
+# ---------------------------------------------------------------------------
+# the recorded outputs come from the command lines the package runs
+
+VERIFIED = sorted(p.stem for p in FIX.glob("*.json") if load(p.stem)["label"] is not None)
+
+
+@pytest.mark.parametrize("case", VERIFIED)
+def test_fixtures_were_recorded_with_the_packages_command_line(case):
+    d = load(case)
+    respin = d["argv"].split()[2]
+    hash_alg = next(a[1:] for a in d["argv"].split() if a[1:] in argv.HASHES)
+    assert " ".join(argv.verify_response(respin, "issuer.pem", hash_alg, cert_file=d["label"])) == d["argv"]
+
+
+def test_storeutl_fixture_command_line():
+    assert " ".join(argv.store_text()) == load("storeutl_bundle")["argv"]
+
+
+# ---------------------------------------------------------------------------
+# `openssl verify`: one leaf, or many in one process
+
+# Recorded: `openssl verify -partial_chain -no_check_time -CAfile inter.pem -no-CApath
+# -no-CAstore -- good1.pem good2.pem root.pem revoked1.pem` (OpenSSL 3.0.19).
+VERIFY_STDOUT = "a/good1.pem: OK\na/good2.pem: OK\na/revoked1.pem: OK\n"
+VERIFY_STDERR = ("O = ocsptools test, CN = ocsptools Test Root CA\n"
+                 "error 18 at 0 depth lookup: self-signed certificate\n"
+                 "error a/root.pem: verification failed\n")
+
+
+def test_parse_verify_many_recorded():
+    paths = ["a/good1.pem", "a/good2.pem", "a/root.pem", "a/revoked1.pem", "a/absent.pem"]
+    got = parse_verify_many(VERIFY_STDOUT, VERIFY_STDERR, paths)
+    assert got["a/good1.pem"] == (True, "") and got["a/revoked1.pem"] == (True, "")
+    assert got["a/root.pem"] == (False, "self-signed certificate")
+    assert got["a/absent.pem"] == (False, "no verdict from openssl")
+    # a path printed as OK that also failed is a failure; a look-alike path is not matched
+    got = parse_verify_many("a/x.pem: OK\n", "error a/x.pem: verification failed\n", ["a/x.pem"])
+    assert got["a/x.pem"][0] is False
+    got = parse_verify_many("b/a/x.pem: OK\n", "", ["a/x.pem"])
+    assert got["a/x.pem"][0] is False
+
+
+@pytest.mark.parametrize("rc, stdout, stderr, expected", [
+    (0, "a/good1.pem: OK\n", "", (True, "")),
+    (2, "", VERIFY_STDERR, (False, "self-signed certificate")),
+    (2, "", "error a/x.pem: verification failed\n", (False, "signature does not verify")),
+    (0, "", "", (False, "signature does not verify")),          # exit 0 alone proves nothing
+    (1, "a/good1.pem: OK\n", "", (False, "signature does not verify")),
+])
+def test_parse_verify_one(rc, stdout, stderr, expected):
+    assert parse_verify_one(rc, stdout, stderr) == expected

@@ -1,10 +1,10 @@
-"""The freshness rule (pure), the batched openssl helpers (recorded outputs and real openssl), the state cache."""
+"""The freshness rule (pure), the state cache, locks and backups.  (The batched openssl helpers are
+tested in test_openssl_facade.py and test_openssl_parsers.py.)"""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,8 +12,6 @@ import pytest
 
 from ocsptools import policy, store
 from ocsptools.errors import LockBusy
-from ocsptools.openssl import (OpenSSL, Scratch, build_requests, parse_verify_many,
-                               split_ocsp_request, verify_issued_many)
 from ocsptools.policy import CertFacts, RenewOptions, StapleFacts, renewal_decision
 from ocsptools.statecache import StateCache, default_path, identity
 
@@ -108,73 +106,6 @@ def test_always_cert_newer_expired_and_not_applicable():
     d = decide(good(), CERT.not_after + timedelta(days=1), applicable=False)
     assert d.action == policy.NOT_APPLICABLE
     assert decide(None, now, applicable=False).action == policy.NOT_APPLICABLE
-
-
-# ---------------------------------------------------------------------------
-# batched openssl: parsers on recorded output, then the real thing
-
-# Recorded: `openssl verify -partial_chain -no_check_time -CAfile inter.pem -no-CApath
-# -no-CAstore -- good1.pem good2.pem root.pem revoked1.pem` (OpenSSL 3.0.19).
-VERIFY_STDOUT = "a/good1.pem: OK\na/good2.pem: OK\na/revoked1.pem: OK\n"
-VERIFY_STDERR = ("O = ocsptools test, CN = ocsptools Test Root CA\n"
-                 "error 18 at 0 depth lookup: self-signed certificate\n"
-                 "error a/root.pem: verification failed\n")
-
-
-def test_parse_verify_many_recorded():
-    paths = ["a/good1.pem", "a/good2.pem", "a/root.pem", "a/revoked1.pem", "a/absent.pem"]
-    got = parse_verify_many(VERIFY_STDOUT, VERIFY_STDERR, paths)
-    assert got["a/good1.pem"] == (True, "") and got["a/revoked1.pem"] == (True, "")
-    assert got["a/root.pem"] == (False, "self-signed certificate")
-    assert got["a/absent.pem"] == (False, "no verdict from openssl")
-    # a path printed as OK that also failed is a failure; a look-alike path is not matched
-    got = parse_verify_many("a/x.pem: OK\n", "error a/x.pem: verification failed\n", ["a/x.pem"])
-    assert got["a/x.pem"][0] is False
-    got = parse_verify_many("b/a/x.pem: OK\n", "", ["a/x.pem"])
-    assert got["a/x.pem"][0] is False
-
-
-def test_verify_issued_many_real(pki):
-    ossl = OpenSSL()
-    leaves = [str(pki.leaves[n].cert) for n in ("good1", "good2", "revoked1")]
-    got = verify_issued_many(ossl, str(pki.inter_cert), leaves + [str(pki.root_cert)])
-    assert [got[p][0] for p in leaves] == [True, True, True]
-    assert got[str(pki.root_cert)][0] is False
-    other = verify_issued_many(ossl, str(pki.other_inter_cert), leaves)
-    assert not any(v[0] for v in other.values())
-    assert ossl.spawned == 3                # the probe (openssl version), then two verify runs
-
-
-def test_build_requests_split_is_what_openssl_reads(pki, tmp_path):
-    ossl = OpenSSL()
-    names = ("good1", "good2", "revoked1")
-    serials = [int(pki.leaves[n].serial, 16) for n in names]
-    for alg in ("sha1", "sha256"):
-        reqs = build_requests(ossl, str(pki.inter_cert), [str(pki.leaves[n].cert) for n in names],
-                              serials, hash_alg=alg)
-        assert len(reqs) == 3
-        for req, name in zip(reqs, names):
-            path = tmp_path / f"{name}-{alg}.der"
-            path.write_bytes(req)
-            text = subprocess.run(["openssl", "ocsp", "-reqin", str(path), "-req_text"],
-                                  capture_output=True, text=True).stdout
-            assert text.count("Certificate ID:") == 1
-            assert f"Serial Number: {pki.leaves[name].serial}" in text
-            assert f"Hash Algorithm: {alg}" in text
-            # the same bytes as openssl's own single request
-            single = tmp_path / "single.der"
-            subprocess.run(["openssl", "ocsp", "-issuer", str(pki.inter_cert), f"-{alg}", "-cert",
-                            str(pki.leaves[name].cert), "-no_nonce", "-reqout", str(single)],
-                           capture_output=True, check=True)
-            assert single.read_bytes() == req
-    with pytest.raises(Exception):
-        build_requests(ossl, str(pki.inter_cert), [str(pki.leaves["good1"].cert)], [12345])
-
-
-def test_split_ocsp_request_refuses_garbage():
-    for bad in (b"", b"\x30\x03\x02\x01\x00", b"\x31\x00", b"\x30\x80"):
-        with pytest.raises(ValueError):
-            split_ocsp_request(bad)
 
 
 # ---------------------------------------------------------------------------

@@ -1,22 +1,17 @@
 """The package's one DER reader: a small, strict walker for what must be read without openssl.
 
-* ``parse_request(der)``: an RFC 6960 OCSPRequest -> its CertIDs, and whether it
-  carries a nonce, other extensions, a requestorName or a signature;
-* ``issuer_hashes(cert_der, alg)``: the issuerNameHash / issuerKeyHash a CertID
-  uses for a certificate as issuer (hash of the subject Name's DER, and of the
-  subjectPublicKey BIT STRING's bits);
-* ``encode_request(certid)``: the canonical one-CertID request without nonce
-  (what the refresher sends upstream);
-* ``is_certificate(der)``: whether bytes begin with an X.509 Certificate's
-  shape (a certificate given where an OCSP response was expected);
-* ``certificate_problem(der)``: why bytes are not exactly one well-formed DER
-  certificate (a damaged PEM block), or None.
+OCSP requests: ``parse_request`` (CertIDs; nonce, other extensions, requestorName, signature),
+``encode_request`` (the canonical one-CertID request without nonce the proxy sends upstream) and
+``split_ocsp_request`` (openssl's request for N certificates cut into N single requests).
+Certificates: ``issuer_hashes`` (a CertID's issuerNameHash / issuerKeyHash for an issuer),
+``key_hash`` (ResponderID byKey), ``cert_serial``, ``is_certificate`` (the shape of one: a
+certificate given where a staple was expected) and ``certificate_problem`` (why bytes are not
+exactly one well-formed certificate: a damaged PEM block).
 
-Everything raises ``DerError`` (a ValueError) on anything that is not exactly
-well-formed: indefinite lengths, lengths past the end, trailing bytes, wrong
-tags.  Every element count is bounded (``MAX_CERT_IDS``, ``MAX_EXTENSIONS``, the fields of
-each structure), so reading costs the same for 300 bytes and for megabytes of garbage.  Pure
-functions; no I/O, no clock.  The tests check the results
+Anything not exactly well-formed (indefinite or non-minimal lengths, lengths past the end,
+trailing bytes, wrong tags) raises ``DerError`` (a ValueError).  Every element count is bounded
+(``MAX_CERT_IDS``, ``MAX_EXTENSIONS``, the fields of each structure), so reading costs the same for
+300 bytes and for megabytes of garbage.  Pure: no I/O, no clock.  The tests check the results
 against ``openssl ocsp -req_text`` and ``openssl x509 -ocspid``.
 """
 
@@ -27,8 +22,8 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 __all__ = ["DerError", "CertID", "ParsedRequest", "parse_request", "issuer_hashes", "key_hash",
-           "encode_request", "cert_serial", "is_certificate", "certificate_problem", "sequence_end",
-           "HASH_OIDS", "MAX_CERT_IDS", "MAX_EXTENSIONS"]
+           "encode_request", "split_ocsp_request", "cert_serial", "is_certificate",
+           "certificate_problem", "sequence_end", "HASH_OIDS", "MAX_CERT_IDS", "MAX_EXTENSIONS"]
 
 
 class DerError(ValueError):
@@ -261,27 +256,29 @@ def parse_request(der: bytes) -> ParsedRequest:
                          requestor_name=requestor, signed=signed)
 
 
-def _subject_and_key(cert_der: bytes) -> Tuple[bytes, bytes]:
-    """The subject Name's full DER and the subjectPublicKey bits of a Certificate."""
+def _tbs_fields(cert_der: bytes) -> Tuple[List[Tuple[int, int, int, int]], int]:
+    """The fields of a Certificate's tbsCertificate, and the index of its serialNumber."""
     t, s, e = _tlv(cert_der, 0, len(cert_der))
     if t != SEQUENCE or e != len(cert_der):
         raise DerError("not a DER certificate")
     ts, te = _expect(cert_der, s, e, SEQUENCE, "tbsCertificate")
     kids = _children(cert_der, ts, te, 10, "tbsCertificate")
-    i = 1 if kids and kids[0][0] == 0xA0 else 0
+    return kids, 1 if kids and kids[0][0] == 0xA0 else 0
+
+
+def _subject_and_key(cert_der: bytes) -> Tuple[bytes, bytes]:
+    """The subject Name's full DER and the subjectPublicKey bits of a Certificate."""
+    kids, i = _tbs_fields(cert_der)
     # serial, signature, issuer, validity, subject, subjectPublicKeyInfo
     if len(kids) < i + 6:
         raise DerError("tbsCertificate too short")
-    subj = kids[i + 4]
-    spki = kids[i + 5]
+    subj, spki = kids[i + 4], kids[i + 5]
     if subj[0] != SEQUENCE or spki[0] != SEQUENCE:
         raise DerError("malformed subject or subjectPublicKeyInfo")
-    name_der = bytes(cert_der[subj[1]:subj[3]])
     parts = _children(cert_der, spki[2], spki[3], 2, "subjectPublicKeyInfo")
     if len(parts) != 2 or parts[1][0] != BIT_STRING or parts[1][2] == parts[1][3]:
         raise DerError("malformed subjectPublicKeyInfo")
-    key_bits = bytes(cert_der[parts[1][2] + 1:parts[1][3]])
-    return name_der, key_bits
+    return bytes(cert_der[subj[1]:subj[3]]), bytes(cert_der[parts[1][2] + 1:parts[1][3]])
 
 
 def issuer_hashes(cert_der: bytes, alg: str) -> Tuple[bytes, bytes]:
@@ -316,31 +313,44 @@ def encode_request(cid: CertID) -> bytes:
     alg = _enc(SEQUENCE, _enc(OID, OID_BY_HASH[cid.hash_alg]) + _enc(NULL, b""))
     certid = _enc(SEQUENCE, alg + _enc(OCTET_STRING, cid.name_hash) + _enc(OCTET_STRING, cid.key_hash)
                   + _enc_int(cid.serial))
-    request = _enc(SEQUENCE, certid)
-    return _enc(SEQUENCE, _enc(SEQUENCE, _enc(SEQUENCE, request)))
+    return _enc(SEQUENCE, _enc(SEQUENCE, _enc(SEQUENCE, _enc(SEQUENCE, certid))))
+
+
+def split_ocsp_request(der: bytes) -> List[Tuple[bytes, int]]:
+    """An unsigned OCSPRequest for N certificates cut into N single requests: (DER, CertID serial)
+    per Request, in order, each with the TBSRequest's version, requestorName and extensions."""
+    t, s, e = _tlv(der, 0, len(der))
+    top = _children(der, s, e, 2, "OCSPRequest") if t == SEQUENCE and e == len(der) else []
+    if len(top) != 1 or top[0][0] != SEQUENCE:
+        raise DerError("not an OCSPRequest, or a signed one (those cannot be split)")
+    lists = [f for f in _children(der, top[0][2], top[0][3], 4, "TBSRequest") if f[0] == SEQUENCE]
+    if not lists:
+        raise DerError("OCSPRequest without a requestList")
+    _, ls, lcs, lce = lists[0]
+    before, after = der[top[0][2]:ls], der[lce:top[0][3]]
+    out: List[Tuple[bytes, int]] = []
+    for rt, rs, rcs, rce in _children(der, lcs, lce, 1 << 16, "requestList"):
+        parts = _children(der, rcs, rce, 2, "Request") if rt == SEQUENCE else []
+        if not parts or parts[0][0] != SEQUENCE:
+            raise DerError("requestList holds something other than a Request")
+        out.append((_enc(SEQUENCE, _enc(SEQUENCE, before + _enc(SEQUENCE, der[rs:rce]) + after)),
+                    _cert_id(der, parts[0][2], parts[0][3]).serial))
+    return out
 
 
 def cert_serial(cert_der: bytes) -> int:
     """The serialNumber of a DER certificate."""
-    t, s, e = _tlv(cert_der, 0, len(cert_der))
-    if t != SEQUENCE or e != len(cert_der):
-        raise DerError("not a DER certificate")
-    ts, te = _expect(cert_der, s, e, SEQUENCE, "tbsCertificate")
-    kids = _children(cert_der, ts, te, 10, "tbsCertificate")
-    i = 1 if kids and kids[0][0] == 0xA0 else 0
+    kids, i = _tbs_fields(cert_der)
     if len(kids) <= i or kids[i][0] != INTEGER:
         raise DerError("certificate without serialNumber")
     return _integer(cert_der, kids[i][2], kids[i][3])
 
 
 def is_certificate(der: bytes) -> bool:
-    """Do the bytes begin with an X.509 Certificate (its shape; no signature or field checks)?
-
-    Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber
-    INTEGER, signature, issuer, validity, subject, subjectPublicKeyInfo (SEQUENCEs), ... },
-    signatureAlgorithm SEQUENCE, signatureValue BIT STRING }.  An OCSPResponse (SEQUENCE {
-    ENUMERATED, [0] ... }) never has it.  Bytes after the first element (a DER bundle) are
-    ignored; anything malformed is simply not a certificate."""
+    """Do the bytes begin with an X.509 Certificate's shape (SEQUENCE { tbsCertificate SEQUENCE {
+    [0] version OPTIONAL, serialNumber INTEGER, five SEQUENCEs, ... }, SEQUENCE, BIT STRING }),
+    which an OCSPResponse (SEQUENCE { ENUMERATED, [0] ... }) never has?  Bytes after the first
+    element (a DER bundle) are ignored; anything malformed is simply not a certificate."""
     try:
         t, s, e = _tlv(der, 0, len(der))
         if t != SEQUENCE:
@@ -369,11 +379,9 @@ def _walk(buf: bytes, start: int, end: int, depth: int) -> None:
 
 
 def certificate_problem(der: bytes) -> Optional[str]:
-    """Why DER is not exactly one well-formed X.509 Certificate (tags, lengths and nesting
-    checked throughout; field contents and the signature are not), or None (pure).
-
-    A PEM block whose base64 still decodes after a byte was damaged usually fails here, before
-    openssl would only say "unsupported"."""
+    """Why DER is not exactly one well-formed X.509 Certificate (tags, lengths and nesting checked
+    throughout, not field contents or the signature), or None.  A PEM block whose base64 still
+    decodes after a byte was damaged usually fails here; openssl would only say "unsupported"."""
     if not der:
         return "empty"
     try:

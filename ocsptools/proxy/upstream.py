@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from typing import Optional, Sequence, Tuple
 
 from .. import life, transport, verify
-from ..errors import FetchError, ResponderStatusError, ResponseError
+from ..errors import (ConnectFailed, FetchError, HttpStatusError, ResponderStatusError, ResponseError,
+                      TransportTimeout)
 from ..openssl import OpenSSL
 from ..staple import Certificate, Staple
 from ..codec import der
@@ -27,6 +28,11 @@ class Unverifiable(ResponseError):
         self.kind = kind
 
 
+#: The transport failures /metrics tells apart, most telling first: when every responder failed,
+#: the first kind any of them met names the failure.
+TRANSPORT_KINDS = ((ConnectFailed, "connect"), (TransportTimeout, "timeout"), (HttpStatusError, "http"))
+
+
 def error_kind(exc: BaseException) -> str:
     """A short label for /metrics: connect, timeout, http, responder_status, verify, times, other."""
     if isinstance(exc, Unverifiable):
@@ -35,13 +41,10 @@ def error_kind(exc: BaseException) -> str:
         return "responder_status"
     if isinstance(exc, ResponseError):
         return "verify"
-    text = str(exc)
-    if "refused" in text or "reset" in text or "resolve" in text:
-        return "connect"
-    if "within" in text or "timed out" in text:
-        return "timeout"
-    if "HTTP " in text:
-        return "http"
+    met = (exc.causes if isinstance(exc, FetchError) else ()) or (exc,)
+    for cls, kind in TRANSPORT_KINDS:
+        if any(isinstance(e, cls) for e in met):
+            return kind
     return "other"
 
 
@@ -58,8 +61,8 @@ def ask_first(urls: Sequence[str], request: bytes, http: transport.HttpOptions) 
         try:
             return url, ask(url, request, http)
         except FetchError as exc:
-            failures.append(str(exc))
-    raise FetchError(" | ".join(failures) or "no responder to ask")
+            failures.append(exc)
+    raise FetchError(" | ".join(str(e) for e in failures) or "no responder to ask", causes=failures)
 
 
 def forward(url: str, request: bytes, http: transport.HttpOptions) -> transport.Response:

@@ -17,13 +17,15 @@ from ..check import (DEFAULT_CRITICAL, DEFAULT_WARNING, CheckOptions, CheckTimeo
 from ..durations import parse_duration, parse_threshold
 from ..errors import OcspToolsError, UsageError
 from ..openssl import STARTTLS, OpenSSL
-from ._common import ArgumentParser, ExitTable, positive_float, run, utcnow, version_string
+from ._common import ArgumentParser, positive_float, run, utcnow, version_string
+from .status import ExitStatus, ExitTable
 
 PROG = "ocsp-check"
 
-# Monitoring Plugins exit statuses; every failure of the run itself is UNKNOWN.
-EXITS = ExitTable(codes=((OcspToolsError, nagios.UNKNOWN), (OSError, nagios.UNKNOWN)),
-                  internal=nagios.UNKNOWN, help=nagios.UNKNOWN, interrupted=nagios.UNKNOWN)
+# Monitoring Plugins exit statuses (the worst state); every failure of the run itself is UNKNOWN.
+EXITS = ExitTable(codes=((OcspToolsError, ExitStatus.UNKNOWN), (OSError, ExitStatus.UNKNOWN)),
+                  internal=ExitStatus.UNKNOWN, help=ExitStatus.UNKNOWN,
+                  interrupted=ExitStatus.UNKNOWN)
 
 #: Grace after -t before the alarm fires: openssl children are killed at -t already.
 ALARM_GRACE = 1.0
@@ -217,7 +219,7 @@ def main(argv: List[str]) -> int:
         text = report.nagios_output(results, verbose=args.verbose)
     sys.stdout.write(text)
     sys.stdout.flush()
-    return nagios.worst(r.state for r in results)
+    return ExitStatus(nagios.worst(r.state for r in results))
 
 
 _QUIET = re.compile(r"^-[vq]*q[vq]*$")

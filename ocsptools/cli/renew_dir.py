@@ -20,22 +20,21 @@ from ..openssl import HASHES, OpenSSL
 from ..policy import RenewOptions
 from ..statecache import StateCache, default_path
 from ..treelock import RenewLock
-from ._common import (ArgumentParser, ExitTable, nonnegative_float, positive_float, run, utcnow,
+from ._common import (ArgumentParser, nonnegative_float, positive_float, run, utcnow,
                       version_string)
+from .status import ExitStatus, ExitTable
 
 PROG = "ocsp-renew-dir"
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
 EXITS = ExitTable(codes=(
-    (UsageError, EXIT_USAGE),
-    (ConfigError, EXIT_USAGE),
-    (InputError, EXIT_USAGE),
-    (LockBusy, EXIT_USAGE),
-    (StoreError, EXIT_FAILED),
-    (OpensslError, EXIT_FAILED),
-    (OSError, EXIT_FAILED),
-), internal=EXIT_FAILED)
+    (UsageError, ExitStatus.USAGE),
+    (ConfigError, ExitStatus.USAGE),
+    (InputError, ExitStatus.USAGE),
+    (LockBusy, ExitStatus.USAGE),
+    (StoreError, ExitStatus.FAILED),
+    (OpensslError, ExitStatus.FAILED),
+    (OSError, ExitStatus.FAILED),
+), internal=ExitStatus.FAILED)
 
 EPILOG = """\
 output (stdout, tab-separated, one line per certificate acted on; nothing
@@ -440,16 +439,16 @@ def main(argv: List[str]) -> int:
                 cache.save()
             if cache.warning and s["verbose"] and not s["question"]:
                 warn("warning: " + cache.warning)
-            status = EXIT_OK if result.ok else EXIT_FAILED
+            status = ExitStatus.OK if result.ok else ExitStatus.FAILED
             if s["question"]:
-                return EXIT_FAILED if (result.pending or not result.ok) else EXIT_OK
+                return ExitStatus.FAILED if (result.pending or not result.ok) else ExitStatus.OK
             if s["dry_run"]:
-                return EXIT_OK
+                return ExitStatus.OK
             if result.changed and s["on_change"]:
                 rc, problem = run_hook(s["on_change"], result.changed, stdout=sys.stderr)
                 if rc != 0:
                     warn(problem)
-                    status = EXIT_FAILED
+                    status = ExitStatus.FAILED
             if s["verbose"]:
                 warn(f"{len(cands)} candidates, {len(result.changed)} renewed, "
                      f"{result.failed} failed, {result.revoked} revoked, "

@@ -12,8 +12,10 @@ from contextlib import contextmanager
 from typing import Iterator, List, Optional, Sequence
 
 from .. import nagios, renewstatus, report, transport
-from ..check import (DEFAULT_CRITICAL, DEFAULT_WARNING, CheckOptions, CheckTimeout,
-                     default_port, default_servername, run_checks, thresholds_inverted)
+from ..check.evaluate import thresholds_inverted
+from ..check.live import default_port, default_servername
+from ..check.model import DEFAULT_CRITICAL, DEFAULT_WARNING, CheckOptions, CheckTimeout
+from ..check.run import run_checks
 from ..durations import parse_duration, parse_threshold
 from ..errors import OcspToolsError, UsageError
 from ..openssl import STARTTLS, OpenSSL

@@ -1,9 +1,12 @@
-"""ocsp-check -H: the staple a real TLS server on 127.0.0.1 sends (`openssl s_server -status_file`),
-TLS 1.3 and 1.2, no staple, expired/revoked/foreign staples, STARTTLS smtp through a minimal SMTP
-front that relays to s_server, refused/non-TLS/silent servers and the -t bound."""
+"""ocsp-check -H (ocsptools/check/live.py): the pure helpers and what s_client said (recorded runs in
+tests/fixtures/check/s_client_*.json, made by record.py), then the staple a real TLS server on 127.0.0.1
+sends (`openssl s_server -status_file`), TLS 1.3 and 1.2, no staple, expired/revoked/foreign staples,
+STARTTLS smtp through a minimal SMTP front that relays to s_server, refused/non-TLS/silent servers and
+the -t bound."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import shutil
@@ -16,6 +19,9 @@ import pytest
 
 import pki as pkimod
 from conftest import command
+from ocsptools.check import live as livemod
+from ocsptools.openssl import (TlsMessage, interpret_s_client, parse_msg_dump, parse_s_client,
+                               server_handshake)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "check"))
 import build  # noqa: E402
@@ -25,6 +31,7 @@ needs_faketime = pytest.mark.skipif(shutil.which("faketime") is None,
                                     reason="faketime not installed (Debian package faketime)")
 DAY = dt.timedelta(days=1)
 UTC = dt.timezone.utc
+FIX = Path(__file__).resolve().parent / "fixtures" / "check"
 
 
 def iso(t: dt.datetime) -> str:
@@ -43,6 +50,152 @@ def human(seconds: int) -> str:
             seconds %= size
     return "".join(out)
 
+
+def recorded(name: str) -> dict:
+    return json.loads((FIX / f"s_client_{name}.json").read_text())
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+@pytest.mark.parametrize("starttls, port", [(None, 443), ("smtp", 25), ("imap", 143), ("postgres", 5432)])
+def test_default_port(starttls, port):
+    assert livemod.default_port(starttls) == port
+
+
+@pytest.mark.parametrize("host, sni", [("127.0.0.1", None), ("::1", None), ("[::1]", None),
+                                       ("mail.example.org", "mail.example.org")])
+def test_default_servername(host, sni):
+    assert livemod.default_servername(host) == sni
+
+
+@pytest.mark.parametrize("host, label", [("::1", "[::1]:443"), ("[::1]", "[::1]:443"),
+                                         ("127.0.0.1", "127.0.0.1:443"), ("a.example", "a.example:443")])
+def test_live_label(host, label):
+    assert livemod.live_label(host, 443) == label
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("tls13_staple", None),
+    ("not_tls", "TLS handshake failed: wrong version number"),
+    ("smtp_no_starttls", "TLS handshake failed: Didn't find STARTTLS in server response, trying "
+                         "anyway... (wrong version number)"),
+])
+def test_handshake_problem(name, problem):
+    rec = recorded(name)
+    hs = interpret_s_client(rec["stdout"], rec["stderr"], rec["msg"])
+    assert livemod.handshake_problem(hs) == problem
+
+
+def test_handshake_problem_after_the_timeout():
+    rec = recorded("not_tls")
+    hs = interpret_s_client(rec["stdout"], rec["stderr"], rec["msg"], timed_out=True, budget=1.5)
+    assert livemod.handshake_problem(hs) == "no complete TLS handshake within 1.5 s"
+
+
+# --------------------------------------------------------------------------- what s_client said (recorded)
+
+@pytest.mark.parametrize("name, protocol, said", [
+    ("tls13_staple", "TLSv1.3", "sent"), ("tls12_staple", "TLSv1.2", "sent"),
+    ("tls13_no_staple", "TLSv1.3", "none"), ("tls12_no_staple", "TLSv1.2", "none"),
+    ("tls13_leaf_only", "TLSv1.3", "sent"), ("smtp_staple", "TLSv1.3", "sent"),
+])
+def test_recorded_handshakes_give_back_the_served_bytes(name, protocol, said):
+    rec = recorded(name)
+    hs = interpret_s_client(rec["stdout"], rec["stderr"], rec["msg"])
+    assert hs.disagreements == ()
+    assert hs.report.connected and hs.report.handshake_ok
+    assert hs.report.protocol == protocol and hs.report.staple_said == said
+    want_staple = base64.b64decode(rec["staple"]) if rec["staple"] else None
+    assert hs.staple == want_staple
+    assert [base64.b64encode(c).decode() for c in hs.chain] == rec["chain"]
+    assert hs.presented.chain == hs.report.chain          # both views of the chain agree
+    assert hs.presented.version == protocol.replace("TLSv", "TLS ")
+
+
+def test_recorded_failures():
+    refused = parse_s_client(**{k: recorded("refused")[k] for k in ("stdout", "stderr")})
+    assert not refused.connected and refused.connect_errno == 111
+    assert refused.errors[0] == "Connection refused"
+    plain = recorded("not_tls")
+    hs = interpret_s_client(plain["stdout"], plain["stderr"], plain["msg"])
+    assert hs.report.connected and not hs.report.handshake_ok and hs.staple is None
+    assert hs.report.errors == ("wrong version number",) and hs.disagreements == ()
+    smtp = parse_s_client(recorded("smtp_no_starttls")["stdout"], recorded("smtp_no_starttls")["stderr"])
+    assert smtp.starttls_error == "Didn't find STARTTLS in server response, trying anyway..."
+    assert not smtp.handshake_ok
+
+
+def test_error_detail_prefers_the_system_message():
+    lookup = ("40C7E1F1B57F0000:error:10080002:BIO routines:BIO_lookup_ex:system lib:"
+              "../crypto/bio/bio_addr.c:738:Name or service not known\nconnect:errno=0\n")
+    assert parse_s_client("", lookup).error_detail == "Name or service not known"
+    refused = recorded("refused")
+    assert parse_s_client(refused["stdout"], refused["stderr"]).error_detail == "Connection refused"
+    assert parse_s_client("", "").error_detail is None
+
+
+def test_an_s_client_that_refuses_our_options():
+    rep = parse_s_client("", "s_client: Unknown option: -msgfile\ns_client: Use -help for summary.\n")
+    assert rep.usage_error == "s_client: Unknown option: -msgfile" and not rep.connected
+
+
+def test_msg_dump_lengths_are_checked():
+    rec = recorded("tls12_staple")
+    lines = rec["msg"].splitlines()
+    idx = next(i for i, l in enumerate(lines) if l.endswith("CertificateStatus"))
+    truncated = "\n".join(lines[:idx + 2] + lines[idx + 3:])        # drop one hex line
+    with pytest.raises(ValueError, match="header says"):
+        parse_msg_dump(truncated)
+    hs = interpret_s_client(rec["stdout"], rec["stderr"], truncated)
+    assert hs.staple is None
+    assert any("unreadable handshake dump" in d for d in hs.disagreements)
+    assert any("missing from the handshake dump" in d for d in hs.disagreements)
+    with pytest.raises(ValueError, match="unexpected token"):
+        parse_msg_dump("<<< TLS 1.2, Handshake [length 0002], Finished\n    14 zz\n")
+
+
+def test_views_that_contradict_each_other_are_reported():
+    staple_rec, none_rec = recorded("tls13_staple"), recorded("tls13_no_staple")
+    hs = interpret_s_client(none_rec["stdout"], none_rec["stderr"], staple_rec["msg"])
+    assert any("no staple was sent, but the handshake carries one" in d for d in hs.disagreements)
+    leaf_only = recorded("tls13_leaf_only")
+    hs = interpret_s_client(leaf_only["stdout"], leaf_only["stderr"], staple_rec["msg"])
+    assert hs.disagreements == ("the -showcerts chain differs from the Certificate message",)
+
+
+def _hs(hs_type: int, body: bytes, version="TLS 1.2") -> TlsMessage:
+    return TlsMessage(True, version, "Handshake", "x", bytes([hs_type]) + len(body).to_bytes(3, "big") + body)
+
+
+def test_certificate_status_of_another_type_is_refused():
+    body = bytes([2]) + (3).to_bytes(3, "big") + b"abc"
+    with pytest.raises(ValueError, match="not ocsp"):
+        server_handshake([_hs(22, body)])
+    ok = bytes([1]) + (3).to_bytes(3, "big") + b"abc"
+    assert server_handshake([_hs(22, ok)]).staple == b"abc"
+    with pytest.raises(ValueError, match="truncated"):
+        server_handshake([_hs(22, ok[:-1])])
+
+
+def test_tls13_staple_only_from_the_leaf_entry():
+    def entry(cert: bytes, staple: bytes | None) -> bytes:
+        exts = b""
+        if staple is not None:
+            status = bytes([1]) + len(staple).to_bytes(3, "big") + staple
+            exts = (5).to_bytes(2, "big") + len(status).to_bytes(2, "big") + status
+        return len(cert).to_bytes(3, "big") + cert + len(exts).to_bytes(2, "big") + exts
+    certs = entry(b"LEAF", None) + entry(b"INTER", b"not-the-leaf's")
+    body = b"\x00" + len(certs).to_bytes(3, "big") + certs
+    hs = server_handshake([_hs(11, body, "TLS 1.3")])
+    assert hs.chain == (b"LEAF", b"INTER") and hs.staple is None
+    certs = entry(b"LEAF", b"STAPLE") + entry(b"INTER", None)
+    body = b"\x00" + len(certs).to_bytes(3, "big") + certs
+    assert server_handshake([_hs(11, body, "TLS 1.3")]).staple == b"STAPLE"
+    sent = TlsMessage(False, "TLS 1.3", "Handshake", "Certificate", _hs(11, body, "TLS 1.3").data)
+    assert server_handshake([sent]).chain == ()            # our own messages never count
+
+
+# --------------------------------------------------------------------------- real servers
 
 class Live:
     def __init__(self, d: Path, p, at: dt.datetime, staples: dict) -> None:
@@ -136,25 +289,19 @@ def test_the_staple_checked_is_exactly_the_file_served(live):
         assert a[key] == b[key], key
 
 
-def test_no_staple(live):
-    with live.server("good1") as srv:
-        rc, out, _, _ = run_check("-H", "127.0.0.1", "-p", srv.port)
-    label = f"127.0.0.1:{srv.port}"
-    assert rc == 2
-    assert out == [f"OCSP CRITICAL - {label}: no staple sent, although the certificate names an OCSP "
-                   f"responder: turn stapling on (or check why the server has no valid staple) | '{label}'=U"]
-
-
-def test_no_staple_without_ocsp_url_is_not_applicable(live):
-    with live.server("nourl") as srv:
-        label = f"127.0.0.1:{srv.port}"
-        rc, out, _, _ = run_check("-H", "127.0.0.1", "-p", srv.port)
-        assert rc == 0
-        assert out == [f"OCSP OK - {label}: no staple sent; not applicable: the certificate names no OCSP "
-                       f"responder"]
-        rc, out, _, _ = run_check("--require-staple", "-H", "127.0.0.1", "-p", srv.port)
-        assert rc == 2
-        assert out == [f"OCSP CRITICAL - {label}: no staple sent (--require-staple) | '{label}'=U"]
+@pytest.mark.parametrize("leaf, args, rc, line", [
+    ("good1", (), 2, "CRITICAL - {label}: no staple sent, although the certificate names an OCSP "
+                     "responder: turn stapling on (or check why the server has no valid staple) | '{label}'=U"),
+    ("nourl", (), 0, "OK - {label}: no staple sent; not applicable: the certificate names no OCSP "
+                     "responder"),
+    ("nourl", ("--require-staple",), 2, "CRITICAL - {label}: no staple sent (--require-staple) | '{label}'=U"),
+    ("muststaple", (), 2, "CRITICAL - {label}: no staple sent, but the certificate is Must-Staple (TLS "
+                          "Feature status_request): clients will refuse the connection | '{label}'=U"),
+], ids=["ocsp-url", "no-ocsp-url", "no-ocsp-url-required", "must-staple"])
+def test_no_staple_sent(live, leaf, args, rc, line):
+    with live.server(leaf) as srv:
+        got, out, _, _ = run_check(*args, "-H", "127.0.0.1", "-p", srv.port)
+    assert (got, out) == (rc, ["OCSP " + line.format(label=f"127.0.0.1:{srv.port}")])
 
 
 @pytest.mark.parametrize("staple", [None, "good"])
@@ -183,15 +330,6 @@ def test_no_ocsp_url_is_decided_before_any_issuer_search(live, staple):
                        f"{live.leaf('good1').serial.lstrip('0')}; the certificate names no OCSP "
                        f"responder, so this staple is left over from an earlier certificate: remove "
                        f"it and turn stapling off | '{label}'=U"]
-
-
-def test_must_staple_certificate_without_staple(live):
-    with live.server("muststaple") as srv:
-        rc, out, _, _ = run_check("-H", "127.0.0.1", "-p", srv.port)
-    label = f"127.0.0.1:{srv.port}"
-    assert rc == 2
-    assert out == [f"OCSP CRITICAL - {label}: no staple sent, but the certificate is Must-Staple (TLS "
-                   f"Feature status_request): clients will refuse the connection | '{label}'=U"]
 
 
 @needs_faketime

@@ -228,7 +228,7 @@ _QUIET = re.compile(r"^-[vq]*q[vq]*$")
 _MACHINE = ("--json", "--prometheus", "--print", "--quiet")
 
 
-def _nagios_output_wanted(argv: Sequence[str]) -> bool:
+def nagios_output_wanted(argv: Sequence[str]) -> bool:
     """Is stdout the Nagios status line (not -q, --json, --prometheus or --print output)?
 
     Decided from the raw arguments because a usage error happens before they are parsed."""
@@ -257,7 +257,7 @@ def _format_error(nagios_line: bool):
 
 def entry(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    return run(PROG, main, EXITS, args, format_error=_format_error(_nagios_output_wanted(args)))
+    return run(PROG, main, EXITS, args, format_error=_format_error(nagios_output_wanted(args)))
 
 
 def console() -> None:

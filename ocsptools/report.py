@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from . import nagios
-from .check import Result
+from .check.model import Result
 from .life import parse_iso
 from .staple import iso
 

@@ -1,6 +1,8 @@
-"""ocsp-check -H: the staple a real TLS server on 127.0.0.1 sends (`openssl s_server -status_file`),
-TLS 1.3 and 1.2, no staple, expired/revoked/foreign staples, STARTTLS smtp through a minimal SMTP
-front that relays to s_server, refused/non-TLS/silent servers and the -t bound."""
+"""ocsp-check -H (ocsptools/check/live.py): the pure helpers and what s_client said (recorded runs in
+tests/fixtures/check/s_client_*.json, made by record.py), then the staple a real TLS server on 127.0.0.1
+sends (`openssl s_server -status_file`), TLS 1.3 and 1.2, no staple, expired/revoked/foreign staples,
+STARTTLS smtp through a minimal SMTP front that relays to s_server, refused/non-TLS/silent servers and
+the -t bound."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ import pytest
 
 import pki as pkimod
 from conftest import command
+from ocsptools.check import live as livemod
+from ocsptools.openssl import interpret_s_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "check"))
 import build  # noqa: E402
@@ -25,6 +29,7 @@ needs_faketime = pytest.mark.skipif(shutil.which("faketime") is None,
                                     reason="faketime not installed (Debian package faketime)")
 DAY = dt.timedelta(days=1)
 UTC = dt.timezone.utc
+FIX = Path(__file__).resolve().parent / "fixtures" / "check"
 
 
 def iso(t: dt.datetime) -> str:
@@ -43,6 +48,53 @@ def human(seconds: int) -> str:
             seconds %= size
     return "".join(out)
 
+
+def recorded(name: str) -> dict:
+    return json.loads((FIX / f"s_client_{name}.json").read_text())
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+@pytest.mark.parametrize("starttls, port", [(None, 443), ("smtp", 25), ("imap", 143), ("postgres", 5432)])
+def test_default_port(starttls, port):
+    assert livemod.default_port(starttls) == port
+
+
+@pytest.mark.parametrize("host, sni", [("127.0.0.1", None), ("::1", None), ("[::1]", None),
+                                       ("mail.example.org", "mail.example.org")])
+def test_default_servername(host, sni):
+    assert livemod.default_servername(host) == sni
+
+
+@pytest.mark.parametrize("host, label", [("::1", "[::1]:443"), ("[::1]", "[::1]:443"),
+                                         ("127.0.0.1", "127.0.0.1:443"), ("a.example", "a.example:443")])
+def test_live_label(host, label):
+    assert livemod.live_label(host, 443) == label
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("tls13_staple", None),
+    ("not_tls", "TLS handshake failed: wrong version number"),
+    ("smtp_no_starttls", "TLS handshake failed: Didn't find STARTTLS in server response, trying "
+                         "anyway... (wrong version number)"),
+])
+def test_handshake_problem(name, problem):
+    rec = recorded(name)
+    hs = interpret_s_client(rec["stdout"], rec["stderr"], rec["msg"])
+    assert livemod.handshake_problem(hs) == problem
+
+
+def test_handshake_problem_after_the_timeout():
+    rec = recorded("not_tls")
+    hs = interpret_s_client(rec["stdout"], rec["stderr"], rec["msg"], timed_out=True, budget=1.5)
+    assert livemod.handshake_problem(hs) == "no complete TLS handshake within 1.5 s"
+
+
+# The recorded s_client runs and the TLS decoding: tests/test_openssl_s_client.py,
+# tests/test_codec_tls.py.
+
+
+# --------------------------------------------------------------------------- real servers
 
 class Live:
     def __init__(self, d: Path, p, at: dt.datetime, staples: dict) -> None:
@@ -136,25 +188,19 @@ def test_the_staple_checked_is_exactly_the_file_served(live):
         assert a[key] == b[key], key
 
 
-def test_no_staple(live):
-    with live.server("good1") as srv:
-        rc, out, _, _ = run_check("-H", "127.0.0.1", "-p", srv.port)
-    label = f"127.0.0.1:{srv.port}"
-    assert rc == 2
-    assert out == [f"OCSP CRITICAL - {label}: no staple sent, although the certificate names an OCSP "
-                   f"responder: turn stapling on (or check why the server has no valid staple) | '{label}'=U"]
-
-
-def test_no_staple_without_ocsp_url_is_not_applicable(live):
-    with live.server("nourl") as srv:
-        label = f"127.0.0.1:{srv.port}"
-        rc, out, _, _ = run_check("-H", "127.0.0.1", "-p", srv.port)
-        assert rc == 0
-        assert out == [f"OCSP OK - {label}: no staple sent; not applicable: the certificate names no OCSP "
-                       f"responder"]
-        rc, out, _, _ = run_check("--require-staple", "-H", "127.0.0.1", "-p", srv.port)
-        assert rc == 2
-        assert out == [f"OCSP CRITICAL - {label}: no staple sent (--require-staple) | '{label}'=U"]
+@pytest.mark.parametrize("leaf, args, rc, line", [
+    ("good1", (), 2, "CRITICAL - {label}: no staple sent, although the certificate names an OCSP "
+                     "responder: turn stapling on (or check why the server has no valid staple) | '{label}'=U"),
+    ("nourl", (), 0, "OK - {label}: no staple sent; not applicable: the certificate names no OCSP "
+                     "responder"),
+    ("nourl", ("--require-staple",), 2, "CRITICAL - {label}: no staple sent (--require-staple) | '{label}'=U"),
+    ("muststaple", (), 2, "CRITICAL - {label}: no staple sent, but the certificate is Must-Staple (TLS "
+                          "Feature status_request): clients will refuse the connection | '{label}'=U"),
+], ids=["ocsp-url", "no-ocsp-url", "no-ocsp-url-required", "must-staple"])
+def test_no_staple_sent(live, leaf, args, rc, line):
+    with live.server(leaf) as srv:
+        got, out, _, _ = run_check(*args, "-H", "127.0.0.1", "-p", srv.port)
+    assert (got, out) == (rc, ["OCSP " + line.format(label=f"127.0.0.1:{srv.port}")])
 
 
 @pytest.mark.parametrize("staple", [None, "good"])
@@ -183,15 +229,6 @@ def test_no_ocsp_url_is_decided_before_any_issuer_search(live, staple):
                        f"{live.leaf('good1').serial.lstrip('0')}; the certificate names no OCSP "
                        f"responder, so this staple is left over from an earlier certificate: remove "
                        f"it and turn stapling off | '{label}'=U"]
-
-
-def test_must_staple_certificate_without_staple(live):
-    with live.server("muststaple") as srv:
-        rc, out, _, _ = run_check("-H", "127.0.0.1", "-p", srv.port)
-    label = f"127.0.0.1:{srv.port}"
-    assert rc == 2
-    assert out == [f"OCSP CRITICAL - {label}: no staple sent, but the certificate is Must-Staple (TLS "
-                   f"Feature status_request): clients will refuse the connection | '{label}'=U"]
 
 
 @needs_faketime

@@ -1,10 +1,11 @@
-"""The YAML configuration: errors that name file, key and line; includes; ocspbot's configuration as is."""
+"""Loading the YAML configuration (ocsptools/config/loader.py): both vocabularies in one file, unknown keys,
+paths relative to the file, includes, and native files end to end through ocsp-renew-dir (ocspbot's
+files: tests/test_config_ocspbot.py; the command line against the file: test_config_settings.py)."""
 
 from __future__ import annotations
 
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -23,18 +24,16 @@ def write(p: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("text, expect", [
-    ("layout: auto\njobs: zero\n", r"cfg\.yaml:2: key 'jobs': expected a whole number"),
-    ("jobs: 2\nrenew-at: 150\n", r"cfg\.yaml:2: key 'renew-at': expected a percentage between 0 and 100"),
-    ("min_validity: 3 fortnights\n", r"cfg\.yaml:1: key 'min_validity': unknown unit"),
-    ("\nparalel_threads: 4\n", r"cfg\.yaml:2: key 'paralel_threads': unknown key \(did you mean 'parallel_threads'\?\)"),
-    ("certificates:\n  - issuer: /x\n", r"cfg\.yaml:2: key 'certificates\[0\]': a certificate entry needs 'cert'"),
-    ("certificates:\n  - cert: a.pem\n    colour: red\n", r"cfg\.yaml:3: key 'certificates\[0\]\.colour': unknown key"),
-    ("url: ftp://x\n", r"cfg\.yaml:1: key 'url': ftp://x: not an http"),
+    # each module's own errors are tested beside it (test_config_yamlfile, _schema, _ocspbot):
+    # here, that load() reaches each of them, and its own (unknown keys, includes)
     ("jobs: 1\njobs: 2\n", r"cfg\.yaml:2: key 'jobs' appears twice"),
-    ("jobs: [1\n", r"cfg\.yaml:2: not valid YAML"),
-    ("- a\n- b\n", r"cfg\.yaml:1: the top level must be a mapping"),
+    ("layout: auto\njobs: zero\n", r"cfg\.yaml:2: key 'jobs': expected a whole number"),
     ("domains:\n  example.com:\n    cert: a.pem\n", r"cfg\.yaml:2: key 'domains\.example\.com': domain 'example\.com' has no 'chain' record"),
-    ("stop_on_error: yes please\n", r"cfg\.yaml:1: key 'stop_on_error': expected true or false"),
+    ("\nparalel_threads: 4\n", r"cfg\.yaml:2: key 'paralel_threads': unknown key \(did you mean 'parallel_threads'\?\)"),
+    ("renew-att: 50\n", r"cfg\.yaml:1: key 'renew-att': unknown key \(did you mean 'renew_at'\?\)"),
+    ("colour: red\n", r"cfg\.yaml:1: key 'colour': unknown key$"),
+    ("ocsp-folder: x\n", r"cfg\.yaml:1: key 'ocsp-folder': unknown key \(did you mean 'ocsp_folder'\?\)"),
+    ("includes: {a: b}\n", r"cfg\.yaml:1: key 'includes': expected a list of directories"),
 ])
 def test_errors_name_file_key_and_line(tmp_path, text, expect):
     path = write(tmp_path / "cfg.yaml", text)
@@ -51,7 +50,7 @@ def test_config_error_exits_2_with_one_line(tmp_path):
     assert f"{path}:1: key 'jobs': must be at least 1" in assert_one_line_error(res.stderr)
 
 
-def test_options_keys_paths_relative_to_the_file_and_command_line_wins(tmp_path):
+def test_options_keys_and_paths_relative_to_the_file(tmp_path):
     path = write(tmp_path / "etc" / "ocsptools.yaml", """\
 dirs: [certs, /abs/certs]
 out-dir: staples
@@ -153,187 +152,6 @@ def test_responder_url_precedence(tmp_path, pki, responder):
     assert lines(res) == []
 
 
-OCSPBOT_README_EXAMPLE = """\
----
-openssl_executable: openssl
-
-minimum_validity: 3d
-minimum_validity_percentage: 42.8
-
-ocsp_folder: /var/www/ocsp/responses
-
-parallel_threads: 1
-
-output_log: /var/www/ocsp/logs/example-{year}{month}{day}-{hour}{minute}{second}.log
-
-make_backups: True
-
-domains:
-  example.com:
-    cert: /var/www/tls/certs/example.com.pem
-    chain: /var/www/tls/certs/example.com-chain.pem
-    rootchain: /var/www/tls/certs/example.com-rootchain.pem
-    ocsp: example.com.ocsp-resp
-  example.org:
-    cert: /var/www/tls/certs/example.org.pem
-    chain: /var/www/tls/certs/example.org-chain.pem
-    rootchain: /var/www/tls/certs/example.org-rootchain.pem
-    ocsp: example.org.ocsp-resp
-"""
-
-
-def test_ocspbot_readme_example_produces_the_documented_files(tmp_path, pki, responder):
-    """ocspbot's README: after some hourly runs /var/www/ocsp/responses holds
-    example.com.ocsp-resp, example.com.ocsp-resp-YYYYmmdd-HHMMSS..., and the same for example.org;
-    the newest backup is the current response."""
-    www = tmp_path / "var" / "www"
-    certs = www / "tls" / "certs"
-    certs.mkdir(parents=True)
-    (www / "ocsp" / "responses").mkdir(parents=True)
-    (www / "ocsp" / "logs").mkdir(parents=True)
-    inter, root = Path(pki.inter_cert).read_text(), Path(pki.root_cert).read_text()
-    for domain, leaf in (("example.com", "good1"), ("example.org", "good2")):
-        shutil.copy(pki.leaves[leaf].cert, certs / f"{domain}.pem")
-        (certs / f"{domain}-chain.pem").write_text(inter)
-        (certs / f"{domain}-rootchain.pem").write_text(inter + root)
-    cfg = write(tmp_path / "ocspbot.yaml", OCSPBOT_README_EXAMPLE.replace("/var/www", str(www)))
-    state = tmp_path / "s.json"
-    for run in range(2):
-        res = run_cmd("ocsp-renew-dir", "--config", cfg, "--state", state)
-        assert res.returncode == 0, res.stderr
-        assert res.stdout == b"" and res.stderr == b""      # output goes to output_log
-        time.sleep(1.1)
-    responses = www / "ocsp" / "responses"
-    files = sorted(p.name for p in responses.iterdir())
-    pattern = re.compile(r"^example\.(com|org)\.ocsp-resp(-\d{8}-\d{6})?$")
-    assert all(pattern.match(f) for f in files), files
-    for domain, leaf in (("example.com", "good1"), ("example.org", "good2")):
-        current = responses / f"{domain}.ocsp-resp"
-        check_good(current, certs / f"{domain}.pem", pki)
-        backups = sorted(responses.glob(f"{domain}.ocsp-resp-*"))
-        # responses live 1 day here, less than minimum_validity 3d: every run renews (as ocspbot)
-        assert len(backups) == 2
-        assert backups[-1].read_bytes() == current.read_bytes()
-    logs = list((www / "ocsp" / "logs").iterdir())
-    assert logs and all(re.match(r"example-\d{8}-\d{6}\.log$", p.name) for p in logs)
-    text = "".join(p.read_text() for p in logs)
-    assert text.count("renewed\t") == 4
-
-
-def test_ocspbot_scan_keys_and_includes_from_elsewhere(tmp_path, pki, responder):
-    tree = tmp_path / "tls"
-    inter, root = Path(pki.inter_cert).read_text(), Path(pki.root_cert).read_text()
-    sub = tree / "shop"
-    sub.mkdir(parents=True)
-    shutil.copy(pki.leaves["good2"].cert, sub / "shop.example.pem")
-    (sub / "shop.example-chain.pem").write_text(inter)
-    (sub / "shop.example-rootchain.pem").write_text(inter + root)
-    (sub / "shop.example.pem.bak").write_text("not matched: masks match whole names")
-    shutil.copy(pki.leaves["good1"].cert, tree / "lonely.pem")         # no chain: not a triple
-    write(tmp_path / "inc" / "extra.yml", f"""\
-domains:
-  extra.example:
-    cert: {pki.leaves['good1'].cert}
-    chain: {pki.inter_cert}
-    rootchain: {pki.root_cert}
-    ocsp: extra.ocsp-resp
-    ocsp_responder_uri: {responder.url}
-""")
-    (tmp_path / "out").mkdir()
-    cfg = write(tmp_path / "ocspbot.yaml", f"""\
-ocsp_folder: out
-minimum_validity_percentage: 50
-scan_keys:
-  - folder: tls
-includes:
-  - {tmp_path / 'inc'}
-""")
-    # ocspbot paths are relative to the current directory (the include is absolute: ocspbot
-    # looked for its files in the current directory instead, a bug not kept)
-    res = run_cmd("ocsp-renew-dir", "--config", cfg, "--state", tmp_path / "s.json", cwd=tmp_path)
-    assert res.returncode == 0, res.stdout.decode()
-    got = sorted(l[2] for l in lines(res))
-    assert got == ["out/extra.ocsp-resp", "out/shop/shop.example.ocsp-resp"]
-    assert (tmp_path / "out" / "shop" / "shop.example.ocsp-resp").stat().st_size > 0
-
-
-def test_ocspbot_config_end_to_end(tmp_path, pki, responder):
-    """error_log, stop_on_error, parallel_threads > 1, custom masks, recursive: false, and a
-    relative include directory (from the current directory, as ocspbot lists it) whose file
-    carries an ocspbot option key (ignored by ocspbot: a warning here, in error_log)."""
-    run_dir, etc = tmp_path / "run", tmp_path / "etc"
-    tls = run_dir / "tls"
-    (tls / "deeper").mkdir(parents=True)
-    etc.mkdir()
-    inter, root = Path(pki.inter_cert).read_text(), Path(pki.root_cert).read_text()
-    for d, domain, leaf in ((tls, "a.example", "good1"), (tls, "b.example", "good2"),
-                            (tls / "deeper", "c.example", "good1")):
-        shutil.copy(pki.leaves[leaf].cert, d / f"{domain}.crt")
-        (d / f"{domain}.issuer").write_text(inter)
-        (d / f"{domain}.root").write_text(inter + root)
-    (tls / "x.example.pem").write_text("default masks are not used")
-    write(run_dir / "conf.d" / "more.yml", f"""\
-minimum_validity: 1h
-domains:
-  broken.example:
-    cert: tls/broken.pem
-    chain: tls/a.example.issuer
-    rootchain: tls/a.example.root
-    ocsp: broken.ocsp-resp
-  d.example:
-    cert: {pki.leaves['good2'].cert}
-    chain: {pki.inter_cert}
-    rootchain: {pki.root_cert}
-    ocsp: d.ocsp-resp
-    ocsp_responder_uri: {responder.url}
-""")
-    (tls / "broken.pem").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
-    (run_dir / "out").mkdir()
-    cfg = write(etc / "ocspbot.yaml", """\
-ocsp_folder: out
-minimum_validity: 3d
-parallel_threads: 3
-stop_on_error: true
-error_log: logs/errors-{year}{month}{day}.log
-scan_keys:
-  - folder: tls
-    recursive: false
-    cert_mask: "{domain}.crt"
-    chain_mask: "{domain}.issuer"
-    rootchain_mask: "{domain}.root"
-    ocsp_mask: "{domain}.der"
-includes:
-  - conf.d
-""")
-    (run_dir / "logs").mkdir()
-    state = tmp_path / "s.json"
-
-    def run(*args):
-        return run_cmd("ocsp-renew-dir", "--config", cfg, "--state", state, *args, cwd=run_dir)
-    # stop_on_error: the certificate that cannot be loaded fails before any fetch starts
-    res = run()
-    assert res.returncode == 1 and res.stderr == b"", res.stderr
-    assert [(l[0], l[2]) for l in lines(res)] == [("failed", "out/broken.ocsp-resp")], lines(res)
-    assert sorted(p.name for p in (run_dir / "out").iterdir()) == []
-    (log,) = (run_dir / "logs").iterdir()
-    assert re.fullmatch(r"errors-\d{8}\.log", log.name)
-    warning = log.read_text()
-    assert "more.yml:1: key 'minimum_validity' is ignored in an included file" in warning, warning
-    # -k on the command line: the others are renewed, three at a time, staples where ocspbot
-    # put them (below ocsp_folder, the path below the folder, the ocsp mask); not the deeper one
-    res = run("-k")
-    assert res.returncode == 1
-    got = sorted((l[0], l[2]) for l in lines(res))
-    assert got == [("failed", "out/broken.ocsp-resp"), ("renewed", "out/a.example.der"),
-                   ("renewed", "out/b.example.der"), ("renewed", "out/d.ocsp-resp")], got
-    check_good(run_dir / "out" / "a.example.der", tls / "a.example.crt", pki)
-    check_good(run_dir / "out" / "d.ocsp-resp", Path(pki.leaves["good2"].cert), pki)
-    # minimum_validity 3d of the main file stands (the include's 1h is ignored): 1-day
-    # responses are due at once
-    res = run("-n", "-k")
-    assert sorted(l[0] for l in lines(res) if l[2] != "out/broken.ocsp-resp") == ["would-renew"] * 3
-
-
 @pytest.mark.parametrize("text, line", [("includes: missing.d\n", 1),
                                         ("jobs: 2\nincludes:\n  - missing.d\n", 3),
                                         ("jobs: 2\nincludes: [a.d,\n  missing.d]\n", 3)])
@@ -344,3 +162,26 @@ def test_a_missing_include_directory_names_its_line(tmp_path, text, line):
     cfg = config.load(str(main))
     assert cfg.warnings == [f"{main}:{line}: include directory {tmp_path / 'missing.d'} does not "
                             f"exist; nothing included from it"]
+
+
+def test_ocspbot_keys_in_an_included_file_are_ignored_with_a_warning(tmp_path):
+    inc = write(tmp_path / "conf.d" / "a.yml", "minimum_validity: 1h\ncertificates:\n  - cert: a.pem\n")
+    main = write(tmp_path / "main.yaml", "includes: [conf.d]\n")
+    cfg = config.load(str(main))
+    assert cfg.warnings == [f"{inc}:1: key 'minimum_validity' is ignored in an included file (as "
+                            f"ocspbot does); set it in {main}"]
+    assert cfg.options == {} and [c.cert for c in cfg.candidates] == [str(tmp_path / "conf.d" / "a.pem")]
+
+
+@pytest.mark.parametrize("ocspbot_file", [False, True])
+def test_includes_are_relative_to_the_file_or_for_ocspbot_the_current_directory(tmp_path, monkeypatch,
+                                                                              ocspbot_file):
+    write(tmp_path / "etc" / "conf.d" / "a.yml", "dirs: [from-etc]\n")
+    write(tmp_path / "run" / "conf.d" / "a.yml", "dirs: [from-run]\n")
+    main = write(tmp_path / "etc" / "main.yaml",
+                 ("ocsp_folder: out\n" if ocspbot_file else "") + "includes: [conf.d]\n")
+    monkeypatch.chdir(tmp_path / "run")
+    cfg = config.load(str(main))
+    assert cfg.ocspbot is ocspbot_file
+    where = "run" if ocspbot_file else "etc"
+    assert cfg.dirs == [str(tmp_path / where / "conf.d" / f"from-{where}")]

@@ -174,29 +174,6 @@ def test_random_bytes(data):
     load_bytes(data)
 
 
-def test_huge_and_endless_files_are_refused(tmp_path):
-    """A configuration is small: /dev/zero or a runaway file must not be read to the end."""
-    with pytest.raises(ConfigError) as info:
-        config.load("/dev/zero")
-    assert str(info.value).startswith("/dev/zero: ") and "\n" not in str(info.value)
-    big = tmp_path / "big.yaml"
-    big.write_bytes(b"# " + b"x" * (config.MAX_CONFIG_SIZE + 10) + b"\n")
-    with pytest.raises(ConfigError, match=r"big\.yaml: larger than"):
-        config.load(str(big))
-
-
-def test_a_mask_may_repeat_its_placeholder(tmp_path):
-    """ocspbot fills every {domain} of a mask; matching must require the same name each time."""
-    for name in ("ab.pem", "abab.pem", "abab-chain.pem", "abab-rootchain.pem", "abac.pem"):
-        (tmp_path / name).write_text("x")
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"ocsp_folder: {tmp_path}\nscan_keys:\n  - folder: {tmp_path}\n"
-                   "    cert_mask: '{domain}{domain}.pem'\n    chain_mask: '{domain}{domain}-chain.pem'\n"
-                   "    rootchain_mask: '{domain}{domain}-rootchain.pem'\n")
-    cands = config.load(str(cfg)).candidates
-    assert [(c.name, os.path.basename(c.cert)) for c in cands] == [("ab", "abab.pem")]
-
-
 def test_aliases_cannot_blow_up():
     msg = load_bytes(BILLION_LAUGHS)
     assert isinstance(msg, str) and "more than 100000 values" in msg, msg

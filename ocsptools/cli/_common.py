@@ -1,4 +1,6 @@
-"""What every command shares: the error-to-exit-status mapping and an argparse that never exits on its own."""
+"""What every command shares: ``run`` (errors to one line and an exit status), argparse, the clock.
+
+The argparse never exits on its own (``UsageError``); the exit statuses are ``.status``."""
 
 from __future__ import annotations
 
@@ -6,14 +8,14 @@ import argparse
 import math
 import os
 import sys
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, List, Optional, Sequence, Tuple, Type
+from typing import Callable, List, Optional, Sequence
 
 from dateutil import tz
 
 from .. import __version__
 from ..errors import OcspToolsError, UsageError
+from .status import ExitTable     # the statuses themselves: .status (ExitStatus, ExitTable)
 
 
 def utcnow() -> datetime:
@@ -43,26 +45,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def version_string(prog: str) -> str:
     return f"{prog} (ocsptools) {__version__}"
-
-
-@dataclass(frozen=True)
-class ExitTable:
-    """How one command maps the exception tree to its documented exit statuses.
-
-    ``codes`` is searched in order; the first class the error is an instance
-    of decides.  ``help`` is the status for --help/--version (0 for most
-    commands, 3 for the Nagios-style ocsp-check)."""
-
-    codes: Tuple[Tuple[Type[BaseException], int], ...]
-    internal: int
-    help: int = 0
-    interrupted: int = 130
-
-    def code_for(self, exc: BaseException) -> int:
-        for cls, code in self.codes:
-            if isinstance(exc, cls):
-                return code
-        return self.internal
 
 
 def run(prog: str, main: Callable[[List[str]], int], table: ExitTable,

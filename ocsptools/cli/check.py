@@ -12,18 +12,22 @@ from contextlib import contextmanager
 from typing import Iterator, List, Optional, Sequence
 
 from .. import nagios, renewstatus, report, transport
-from ..check import (DEFAULT_CRITICAL, DEFAULT_WARNING, CheckOptions, CheckTimeout,
-                     default_port, default_servername, run_checks, thresholds_inverted)
+from ..check.evaluate import thresholds_inverted
+from ..check.live import default_port, default_servername
+from ..check.model import DEFAULT_CRITICAL, DEFAULT_WARNING, CheckOptions, CheckTimeout
+from ..check.run import run_checks
 from ..durations import parse_duration, parse_threshold
 from ..errors import OcspToolsError, UsageError
 from ..openssl import STARTTLS, OpenSSL
-from ._common import ArgumentParser, ExitTable, positive_float, run, utcnow, version_string
+from ._common import ArgumentParser, positive_float, run, utcnow, version_string
+from .status import ExitStatus, ExitTable
 
 PROG = "ocsp-check"
 
-# Monitoring Plugins exit statuses; every failure of the run itself is UNKNOWN.
-EXITS = ExitTable(codes=((OcspToolsError, nagios.UNKNOWN), (OSError, nagios.UNKNOWN)),
-                  internal=nagios.UNKNOWN, help=nagios.UNKNOWN, interrupted=nagios.UNKNOWN)
+# Monitoring Plugins exit statuses (the worst state); every failure of the run itself is UNKNOWN.
+EXITS = ExitTable(codes=((OcspToolsError, ExitStatus.UNKNOWN), (OSError, ExitStatus.UNKNOWN)),
+                  internal=ExitStatus.UNKNOWN, help=ExitStatus.UNKNOWN,
+                  interrupted=ExitStatus.UNKNOWN)
 
 #: Grace after -t before the alarm fires: openssl children are killed at -t already.
 ALARM_GRACE = 1.0
@@ -217,14 +221,14 @@ def main(argv: List[str]) -> int:
         text = report.nagios_output(results, verbose=args.verbose)
     sys.stdout.write(text)
     sys.stdout.flush()
-    return nagios.worst(r.state for r in results)
+    return ExitStatus(nagios.worst(r.state for r in results))
 
 
 _QUIET = re.compile(r"^-[vq]*q[vq]*$")
 _MACHINE = ("--json", "--prometheus", "--print", "--quiet")
 
 
-def _nagios_output_wanted(argv: Sequence[str]) -> bool:
+def nagios_output_wanted(argv: Sequence[str]) -> bool:
     """Is stdout the Nagios status line (not -q, --json, --prometheus or --print output)?
 
     Decided from the raw arguments because a usage error happens before they are parsed."""
@@ -253,7 +257,7 @@ def _format_error(nagios_line: bool):
 
 def entry(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    return run(PROG, main, EXITS, args, format_error=_format_error(_nagios_output_wanted(args)))
+    return run(PROG, main, EXITS, args, format_error=_format_error(nagios_output_wanted(args)))
 
 
 def console() -> None:

@@ -12,22 +12,21 @@ from ..errors import (FetchError, InputError, NotApplicable, OpensslError, Revok
 from ..fetch import FetchOptions, fetch_staple, install, load_target, require_good
 from ..openssl import HASHES, OpenSSL
 from ..staple import FORMATS, encode_staple, iso
-from ._common import ArgumentParser, ExitTable, positive_float, run, utcnow, version_string
+from ._common import ArgumentParser, positive_float, run, utcnow, version_string
+from .status import ExitStatus, ExitTable
 
 PROG = "ocsp-fetch"
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_APPLICABLE, EXIT_REVOKED = 0, 1, 2, 3, 4
-
 EXITS = ExitTable(codes=(
-    (UsageError, EXIT_USAGE),
-    (InputError, EXIT_USAGE),
-    (NotApplicable, EXIT_NOT_APPLICABLE),
-    (Revoked, EXIT_REVOKED),
-    (FetchError, EXIT_FAILED),
-    (StoreError, EXIT_FAILED),
-    (OpensslError, EXIT_FAILED),
-    (OSError, EXIT_FAILED),
-), internal=EXIT_FAILED)
+    (UsageError, ExitStatus.USAGE),
+    (InputError, ExitStatus.USAGE),
+    (NotApplicable, ExitStatus.NOT_APPLICABLE),
+    (Revoked, ExitStatus.REVOKED),
+    (FetchError, ExitStatus.FAILED),
+    (StoreError, ExitStatus.FAILED),
+    (OpensslError, ExitStatus.FAILED),
+    (OSError, ExitStatus.FAILED),
+), internal=ExitStatus.FAILED)
 
 EPILOG = """\
 exit status:
@@ -133,7 +132,7 @@ def main(argv: List[str]) -> int:
     say(_summary(target.label, result.staple, extra))
     if revoked is not None:
         raise revoked
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 def _stdout_is_tty() -> bool:

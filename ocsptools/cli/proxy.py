@@ -19,22 +19,21 @@ from ..fetch import FetchOptions, fetch_staple, load_target
 from ..openssl import HASHES, OpenSSL
 from ..staple import iso
 from ..durations import format_duration, parse_percent
-from ._common import ArgumentParser, ExitTable, positive_float, run, utcnow, version_string
+from ._common import ArgumentParser, positive_float, run, utcnow, version_string
+from .status import ExitStatus, ExitTable
 
 PROG = "ocsp-proxy"
 DEFAULT_CACHE = "sqlite:///var/cache/ocsp-proxy/cache.sqlite"
 DEFAULT_LISTEN = "127.0.0.1:8008"
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REVOKED = 0, 1, 2, 4
-
 EXITS = ExitTable(codes=(
-    (UsageError, EXIT_USAGE),
-    (InputError, EXIT_USAGE),
-    (FetchError, EXIT_FAILED),
-    (StoreError, EXIT_FAILED),
-    (OpensslError, EXIT_FAILED),
-    (OSError, EXIT_FAILED),
-), internal=EXIT_FAILED)
+    (UsageError, ExitStatus.USAGE),
+    (InputError, ExitStatus.USAGE),
+    (FetchError, ExitStatus.FAILED),
+    (StoreError, ExitStatus.FAILED),
+    (OpensslError, ExitStatus.FAILED),
+    (OSError, ExitStatus.FAILED),
+), internal=ExitStatus.FAILED)
 
 EPILOG = """\
 subcommands:
@@ -273,7 +272,7 @@ async def _serve(args, cache, known, ossl, settings, limits, listen, log) -> int
     await asyncio.wait([refresher], timeout=5)
     proxy.executor.shutdown(wait=False, cancel_futures=True)
     cache.close()
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 # --------------------------------------------------------------------------
@@ -345,8 +344,8 @@ def cmd_warm(args) -> int:
     cache.close()
     log.debug(f"{cached} cached, {skipped} not applicable, {failed} failed")
     if failed:
-        return EXIT_FAILED
-    return EXIT_REVOKED if revoked else EXIT_OK
+        return ExitStatus.FAILED
+    return ExitStatus.REVOKED if revoked else ExitStatus.OK
 
 
 def _serials(args, ossl) -> List[str]:
@@ -384,7 +383,7 @@ def cmd_purge(args) -> int:
             raise FetchError(f"{args.via}: purge refused: HTTP {resp.status} {text}")
         if not args.quiet:
             print(f"{', '.join(serials)}: {text}")
-        return EXIT_OK
+        return ExitStatus.OK
     cache = _open_cache(args)
     for serial in serials:
         keys = cache.purge_serial(serial)
@@ -392,7 +391,7 @@ def cmd_purge(args) -> int:
             print(f"{serial}: purged {len(keys)}")
     cache.close()
     log.debug("a running proxy notices within a few seconds")
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 def cmd_stats(args) -> int:
@@ -421,7 +420,7 @@ def cmd_stats(args) -> int:
                   f"refresh={iso(utc(e.due))} "
                   f"failures={e.failures} {e.url}")
     cache.close()
-    return EXIT_OK
+    return ExitStatus.OK
 
 
 def main(argv: List[str]) -> int:

@@ -12,6 +12,7 @@ from typing import IO, Dict, List, Optional, Sequence
 
 from .. import config as configmod
 from .. import discovery, haproxy, renewstatus, transport, treelock, watch
+from ..config import settings
 from ..driver import Driver, Report, RunOptions, run_hook
 from ..durations import parse_duration
 from ..errors import (ConfigError, InputError, LockBusy, OpensslError, StoreError, UsageError)
@@ -20,22 +21,21 @@ from ..openssl import HASHES, OpenSSL
 from ..policy import RenewOptions
 from ..statecache import StateCache, default_path
 from ..treelock import RenewLock
-from ._common import (ArgumentParser, ExitTable, nonnegative_float, positive_float, run, utcnow,
+from ._common import (ArgumentParser, nonnegative_float, positive_float, run, utcnow,
                       version_string)
+from .status import ExitStatus, ExitTable
 
 PROG = "ocsp-renew-dir"
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
 EXITS = ExitTable(codes=(
-    (UsageError, EXIT_USAGE),
-    (ConfigError, EXIT_USAGE),
-    (InputError, EXIT_USAGE),
-    (LockBusy, EXIT_USAGE),
-    (StoreError, EXIT_FAILED),
-    (OpensslError, EXIT_FAILED),
-    (OSError, EXIT_FAILED),
-), internal=EXIT_FAILED)
+    (UsageError, ExitStatus.USAGE),
+    (ConfigError, ExitStatus.USAGE),
+    (InputError, ExitStatus.USAGE),
+    (LockBusy, ExitStatus.USAGE),
+    (StoreError, ExitStatus.FAILED),
+    (OpensslError, ExitStatus.FAILED),
+    (OSError, ExitStatus.FAILED),
+), internal=ExitStatus.FAILED)
 
 EPILOG = """\
 output (stdout, tab-separated, one line per certificate acted on; nothing
@@ -166,66 +166,6 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-DEFAULTS = {
-    "layout": "auto", "recursive": False, "null": False, "url": [], "timeout": 10.0,
-    "method": "auto", "hash_alg": "sha1", "proxy": None, "out_dir": None, "renew_at": 50.0,
-    "min_validity": None, "dry_run": False, "question": False, "jobs": 4, "per_responder": 4,
-    "keep_going": False, "stop_on_error": False, "always_renew": False, "on_change": None,
-    "backup": False, "backup_keep": None, "prune": False, "lock_timeout": 0.0, "state": None,
-    "no_aia": False, "openssl": "openssl", "verbose": False, "haproxy_socket": [],
-    "watch": False, "sweep_interval": timedelta(hours=1), "log_format": "text", "syslog": False,
-    "prometheus_textfile": None,
-}
-WATCH_ONLY = ("sweep_interval", "log_format", "syslog", "prometheus_textfile")
-#: settings key: the options given on the command line (they win over the file, per-certificate
-#: entries included)
-GIVEN = "_given"
-#: command-line options that replace a per-certificate key of the configuration
-CLI_BEATS_ENTRY = (("url", "urls", ()), ("renew_at", "renew_at", None),
-                   ("min_validity", "min_validity", None))
-CONFIG_NAMES = {"hash": "hash_alg"}
-
-
-def _settings(args: argparse.Namespace, cfg: Optional[configmod.Config]) -> dict:
-    """Defaults, then the configuration file, then the command line."""
-    s = dict(DEFAULTS)
-    if cfg is not None:
-        for key, value in cfg.options.items():
-            s[CONFIG_NAMES.get(key, key)] = value
-    given = []
-    for key in DEFAULTS:
-        value = getattr(args, key, None)
-        if value is not None:
-            s[key] = value
-            given.append(key)
-    s[GIVEN] = frozenset(given)
-    if args.keep_going and args.stop_on_error:
-        raise UsageError("-k/--keep-going and -S/--stop-on-error contradict each other")
-    if args.keep_going or (s["keep_going"] and not args.stop_on_error):
-        s["stop_on_error"] = False
-    if s["backup_keep"] is not None:
-        s["backup"] = True
-    if s["dry_run"] and s["question"]:
-        raise UsageError("-n/--dry-run and -q/--question cannot be combined")
-    sockets: List[str] = s["haproxy_socket"]     # type: ignore[assignment]
-    for spec in sockets:
-        try:
-            haproxy.check_spec(spec)
-        except ValueError as exc:
-            raise UsageError(f"--haproxy-socket {exc}") from None
-    if s["watch"]:
-        if s["dry_run"] or s["question"]:
-            raise UsageError("--watch cannot be combined with -n/--dry-run or -q/--question")
-        sweep: timedelta = s["sweep_interval"]    # type: ignore[assignment]
-        if sweep.total_seconds() < 1:
-            raise UsageError("--sweep-interval must be at least 1s")
-    else:
-        given = [k for k in WATCH_ONLY if getattr(args, k, None) is not None]
-        if given:
-            raise UsageError(f"--{given[0].replace('_', '-')} needs --watch")
-    return s
-
-
 def _run_options(s: dict) -> RunOptions:
     http = transport.HttpOptions(timeout=s["timeout"], proxy=s["proxy"])
     return RunOptions(
@@ -265,10 +205,8 @@ def _candidates(dirs: Sequence[str], s: dict, cfg: Optional[configmod.Config],
         if per_dir is not None:
             per_dir.setdefault(d, []).extend(found)
     if cfg is not None:
-        # the command line overrides the file, its per-certificate entries included: -u URL asks
-        # that responder for every certificate, --renew-at/--min-validity apply to every one
-        given = s.get(GIVEN, frozenset())
-        cleared = {field: empty for opt, field, empty in CLI_BEATS_ENTRY if opt in given}
+        # the command line overrides the file, its per-certificate entries included
+        cleared = settings.entry_overrides(s)
         for c in cfg.candidates:
             if not c.staple:
                 c = discovery.with_overrides(c, staple=discovery.staple_path(c.cert, c.name, out_dir))
@@ -373,7 +311,7 @@ def main(argv: List[str]) -> int:
     args = build_parser().parse_args(argv)
     _ram_scratch()
     cfg = configmod.load(args.config) if args.config else None
-    s = _settings(args, cfg)
+    s = settings.merge(args, cfg)
     dirs = list(args.dirs) + (cfg.dirs if cfg is not None else [])
     if not dirs and not (cfg is not None and cfg.candidates):
         raise UsageError("nothing to do: give DIR(s), - for paths on stdin, or --config FILE")
@@ -440,16 +378,16 @@ def main(argv: List[str]) -> int:
                 cache.save()
             if cache.warning and s["verbose"] and not s["question"]:
                 warn("warning: " + cache.warning)
-            status = EXIT_OK if result.ok else EXIT_FAILED
+            status = ExitStatus.OK if result.ok else ExitStatus.FAILED
             if s["question"]:
-                return EXIT_FAILED if (result.pending or not result.ok) else EXIT_OK
+                return ExitStatus.FAILED if (result.pending or not result.ok) else ExitStatus.OK
             if s["dry_run"]:
-                return EXIT_OK
+                return ExitStatus.OK
             if result.changed and s["on_change"]:
                 rc, problem = run_hook(s["on_change"], result.changed, stdout=sys.stderr)
                 if rc != 0:
                     warn(problem)
-                    status = EXIT_FAILED
+                    status = ExitStatus.FAILED
             if s["verbose"]:
                 warn(f"{len(cands)} candidates, {len(result.changed)} renewed, "
                      f"{result.failed} failed, {result.revoked} revoked, "
@@ -539,7 +477,7 @@ def _watch(args: argparse.Namespace, cfg: Optional[configmod.Config], s: dict,
             if loads:
                 return loads.pop()
             cfg2 = configmod.load(args.config) if args.config else None
-            s2 = _settings(args, cfg2)
+            s2 = settings.merge(args, cfg2)
             for url in s2["url"]:
                 transport.check_url(url)
             dirs2 = list(args.dirs) + (cfg2.dirs if cfg2 is not None else [])

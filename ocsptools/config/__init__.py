@@ -1,0 +1,30 @@
+"""The YAML configuration of ocsp-renew-dir (``man 5 ocsptools.yaml``), ocspbot's keys included, and its settings.
+
+Read with ``yaml.safe_load``'s constructors over a composed node tree, so every error names
+the file, the key and the line (``yamlfile``).  Two vocabularies are understood in one file:
+
+* ocsptools' own keys (``schema``: every command-line option has one; ``-`` and ``_`` are
+  interchangeable), ``dirs``, ``certificates`` (per-certificate entries) and ``includes``.
+  Relative paths are relative to the directory of the file that holds them.
+* ocspbot 0.9's keys (``ocspbot``), with ocspbot's meaning: relative paths are relative to
+  the current directory and staples land exactly where ocspbot wrote them.
+
+``loader.load`` reads a file into a ``Config``; ``settings.merge`` makes a run's settings
+from the defaults, the file and the command line.  The names below are re-exported so that
+``from ocsptools import config; config.load(...)`` keeps working.
+"""
+
+from __future__ import annotations
+
+from .loader import Config, load, suggest
+from .ocspbot import INCLUDE_IGNORED, OCSPBOT_KEYS, TARGET_KEYS, log_name
+from .schema import CERT_KEYS, OPTIONS
+from .settings import (CLI_BEATS_ENTRY, CONFIG_NAMES, DEFAULTS, GIVEN, WATCH_ONLY,
+                       entry_overrides, merge)
+from .yamlfile import MAX_CONFIG_SIZE, MAX_NODES, Document, KeyPath
+
+__all__ = [
+    "CERT_KEYS", "CLI_BEATS_ENTRY", "CONFIG_NAMES", "Config", "DEFAULTS", "Document", "GIVEN",
+    "INCLUDE_IGNORED", "KeyPath", "MAX_CONFIG_SIZE", "MAX_NODES", "OCSPBOT_KEYS", "OPTIONS",
+    "TARGET_KEYS", "WATCH_ONLY", "entry_overrides", "load", "log_name", "merge", "suggest",
+]

@@ -24,7 +24,7 @@ from cryptography.x509 import ocsp as x509_ocsp
 
 import pki as pkimod
 from conftest import run_cmd
-from test_watch import watches  # noqa: F401 (fixture)
+from test_watch_daemon import watches  # noqa: F401 (fixture)
 
 from ocsptools import haproxy
 

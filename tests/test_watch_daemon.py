@@ -1,4 +1,4 @@
-"""ocsp-renew-dir --watch as a real process, against real `openssl ocsp` responders with
+"""ocsptools/watch/daemon.py: ocsp-renew-dir --watch as a real process, against real `openssl ocsp` responders with
 1-minute staples (-nmin 1): renewals without a poke, backoff and recovery, new, re-issued and
 deleted certificates, SIGHUP, SIGUSR1, SIGTERM, --on-change batches, syslog, the textfile.
 

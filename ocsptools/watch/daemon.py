@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import Callable, List, Optional, Set
+from typing import Callable, List, Optional, Sequence, Set
 
 from .. import metrics_textfile
 from ..driver import Driver
@@ -46,6 +46,19 @@ SETTLE, SETTLE_MAX = 0.3, 2.0
 HOOK_QUIET, HOOK_MAX = 1.0, 10.0
 #: SIGTERM/SIGINT: be gone within this budget (the issue promises 5 s).
 STOP_BUDGET = 4.0
+
+
+def sleep_for(now: datetime, next_instant: Optional[datetime], mono: float,
+              deadlines: Sequence[Optional[float]]) -> float:
+    """Seconds until the earliest of the scheduler's NEXT_INSTANT (wall clock, against NOW) and
+    the monotonic DEADLINES (against MONO), at most ``MAX_SLEEP``; 0 or less: do not sleep."""
+    timeout = MAX_SLEEP
+    if next_instant is not None:
+        timeout = min(timeout, (next_instant - now).total_seconds())
+    for deadline in deadlines:
+        if deadline is not None:
+            timeout = min(timeout, deadline - mono)
+    return timeout
 
 
 class Daemon:
@@ -102,6 +115,7 @@ class Daemon:
 
     # -- watcher ---------------------------------------------------------------
     def _on_fs_event(self, overflow: bool) -> None:
+        # an overflow needs nothing more: every rescan re-discovers everything
         with self._lock:
             self.events.add(["fs"], self.monotonic())
         self.wake.set()
@@ -195,16 +209,10 @@ class Daemon:
             self._sleep()
 
     def _sleep(self) -> None:
-        now = self.clock()
-        mono = self.monotonic()
-        timeout = MAX_SLEEP
-        nxt = self.sched.next_instant()
-        if nxt is not None:
-            timeout = min(timeout, (nxt - now).total_seconds())
-        deadlines = [self.events.deadline(), self.changes.deadline(), self.next_sweep]
-        for deadline in deadlines + self.out.deadlines():
-            if deadline is not None:
-                timeout = min(timeout, deadline - mono)
+        deadlines: List[Optional[float]] = [self.events.deadline(), self.changes.deadline(),
+                                            self.next_sweep, *self.out.deadlines()]
+        timeout = sleep_for(self.clock(), self.sched.next_instant(), self.monotonic(),
+                            deadlines)
         if timeout > 0:
             self.wake.wait(timeout)
 

@@ -8,12 +8,16 @@ here does I/O or reads the clock: ``now`` is passed in and randomness injected.
 
 * A good staple is looked at again at its due instant (``Decision.renew_at``)
   moved up to 10 % of the time left until then *earlier*
-  (``life.renewal_instant``), never later, nor later than a safety margin
-  before the staple stops being usable.
+  (``life.renewal_instant``), so a fleet started together does not hit a
+  responder at once; never after the one-shot rule's due instant (a ``-q`` run
+  always agrees with the daemon) nor later than a safety margin before the
+  staple stops being usable.  When that instant comes the target is renewed
+  (``plan(force=...)``: the jittered instant stands in for the due one).
 * Failures (``life.retry_delay``): 1 minute doubling up to 1 hour; ``tryLater``
-  waits at least 5 minutes and an HTTP ``Retry-After`` is honoured; never past
-  the point where the installed staple lapses.  Revoked and unknown answers
-  stay on this schedule (and are reported every time).
+  waits at least 5 minutes and an HTTP ``Retry-After`` is honoured; but never
+  past the point where the installed staple lapses: the retries tighten to a
+  quarter of the time left.  Revoked and unknown answers stay on this schedule
+  and are reported every time (ocsprenewer dropped such certificates).
 """
 
 from __future__ import annotations

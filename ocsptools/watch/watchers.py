@@ -108,7 +108,7 @@ class WatcherUnavailable(Exception):
     """inotify cannot be used here (no module, no kernel support, limits reached): poll."""
 
 
-def walk_dirs(root: str, recursive: bool) -> List[str]:
+def _walk_dirs(root: str, recursive: bool) -> List[str]:
     if not os.path.isdir(root):
         return []
     if not recursive:
@@ -144,7 +144,7 @@ class InotifyWatcher(Watcher):
         self._r, self._w = os.pipe()
         try:
             for root, recursive in self.roots:
-                for d in walk_dirs(root, recursive):
+                for d in _walk_dirs(root, recursive):
                     self._add(d, recursive)
         except WatcherUnavailable:
             self.close()
@@ -204,7 +204,7 @@ class InotifyWatcher(Watcher):
                     path = os.path.join(d, ev.name) if ev.name else d
                     if ev.mask & f.ISDIR and ev.mask & (f.CREATE | f.MOVED_TO) and recursive:
                         try:
-                            for sub in walk_dirs(path, True):
+                            for sub in _walk_dirs(path, True):
                                 self._add(sub, True)
                         except WatcherUnavailable:
                             overflow = True
@@ -240,7 +240,7 @@ class PollWatcher(Watcher):
     def snapshot(self) -> Dict[str, tuple]:
         snap: Dict[str, tuple] = {}
         for root, recursive in self.roots:
-            for d in walk_dirs(root, recursive):
+            for d in _walk_dirs(root, recursive):
                 try:
                     names = os.listdir(d)
                 except OSError:
@@ -249,9 +249,9 @@ class PollWatcher(Watcher):
                     p = os.path.join(d, n)
                     if self.ignore(p):
                         continue
-                    snap[p] = stat_sig(p)
+                    snap[p] = _stat_sig(p)
         for p in self.extra():
-            snap.setdefault(p, stat_sig(p))
+            snap.setdefault(p, _stat_sig(p))
         return snap
 
     def _run(self) -> None:
@@ -262,7 +262,7 @@ class PollWatcher(Watcher):
                 self.notify(False)
 
 
-def stat_sig(path: str) -> tuple:
+def _stat_sig(path: str) -> tuple:
     try:
         st = os.stat(path)
     except OSError:

@@ -216,6 +216,10 @@ class Driver:
         if self.emit is not None:
             self.emit(rep)
 
+    def stop(self) -> None:
+        """Start no new fetch (those in flight finish; see ``gate`` for installs)."""
+        self._stop.set()
+
     # -- the run -------------------------------------------------------------
     def run(self, candidates: Sequence[Candidate], *, forget: bool = True) -> RunResult:
         """One run over CANDIDATES.  FORGET drops the state cache's entries for pairs not among

@@ -14,7 +14,9 @@ any certificate``, ``OCSP single response: ... no longer valid``,
 ``push(socket, der)`` returns a ``PushResult``; it never raises for a refusal
 or an unreachable socket (the caller reports it as part of the staple's
 line), so one bad HAProxy cannot hide the other staples' results.  This is
-the built-in form of ``contrib/haproxy/haproxy-ocsp-push``.
+the built-in form of ``contrib/haproxy/haproxy-ocsp-push``.  ``pusher(sockets,
+timeout)`` is ``--haproxy-socket``: the driver's ``after_install`` hook, the same
+for a one-shot run and for ``--watch``.
 
 SOCKET is a unix socket path (``unix@/path`` also accepted) or ``HOST:PORT``
 (``ipv4@``/``ipv6@`` prefixes accepted) of a TCP stats socket.
@@ -27,7 +29,10 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from .staple import Staple
 
 UPDATED = "OCSP Response updated"
 #: HAProxy answers in well under a kilobyte; anything longer is not its runtime API.
@@ -121,3 +126,24 @@ def push(spec: str, der: bytes, *, timeout: float = 10.0) -> PushResult:
     if "Permission denied" in text:
         text += " (the stats socket needs 'level admin')"
     return PushResult(spec, False, f"refused: {text}")
+
+
+def pusher(sockets: Sequence[str], timeout: float,
+           on_result: Optional[Callable[[PushResult], None]] = None
+           ) -> Callable[[object, "Staple"], Optional[str]]:
+    """The driver's ``after_install`` hook for ``--haproxy-socket``: push each installed staple
+    to every socket in turn; return why HAProxy did not take it (one clause per socket that
+    refused, ``; ``-joined), or None.  ON_RESULT sees every push (the daemon counts them); the
+    hook runs in the driver's worker threads."""
+    specs = tuple(sockets)
+
+    def after_install(_item: object, staple: "Staple") -> Optional[str]:
+        problems: List[str] = []
+        for spec in specs:
+            res = push(spec, staple.der, timeout=timeout)
+            if on_result is not None:
+                on_result(res)
+            if not res.ok:
+                problems.append(res.describe())
+        return "; ".join(problems) or None
+    return after_install

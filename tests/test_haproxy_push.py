@@ -24,7 +24,7 @@ from cryptography.x509 import ocsp as x509_ocsp
 
 import pki as pkimod
 from conftest import run_cmd
-from test_watch import watches  # noqa: F401 (fixture)
+from test_watch_daemon import watches  # noqa: F401 (fixture)
 
 from ocsptools import haproxy
 
@@ -125,6 +125,27 @@ def test_unreachable_and_silent_sockets(tmp_path, api):
     assert time.monotonic() - start < 3
     with pytest.raises(ValueError):
         haproxy.check_spec("not-a-socket")
+
+
+# ---------------------------------------------------------------------------
+# the driver's after_install hook (one-shot and --watch use the same one)
+
+class _Staple:
+    der = b"\x30\x03\x0a\x01\x00"
+
+
+def test_pusher_pushes_to_every_socket_and_says_which_refused(tmp_path, api):
+    ok, no = api(), api(NO_MATCH)
+    gone = str(tmp_path / "gone.sock")
+    seen: list = []
+    hook = haproxy.pusher([ok.spec, no.spec, gone], 2.0, on_result=seen.append)
+    detail = hook(None, _Staple())
+    assert [r.socket for r in seen] == [ok.spec, no.spec, gone]
+    assert [r.ok for r in seen] == [True, False, False]
+    assert detail == "; ".join(r.describe() for r in seen[1:])
+    assert len(ok.commands) == len(no.commands) == 1
+    assert haproxy.pusher([ok.spec], 2.0)(None, _Staple()) is None      # taken: nothing to say
+    assert len(ok.commands) == 2
 
 
 # ---------------------------------------------------------------------------

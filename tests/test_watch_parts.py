@@ -1,23 +1,18 @@
-"""--watch's parts on their own: the Prometheus textfile, the event log (stderr, json, syslog),
-the inotify watcher and the polling fallback."""
+"""--watch's parts that live outside ocsptools/watch/: the Prometheus textfile (metrics_textfile),
+the configuration keys (config), the driver's write gate.  (The watch package's own parts are tested
+in tests/test_watch_<module>.py.)"""
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import socket
 import stat
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ocsptools import metrics_textfile as mt
-from ocsptools.errors import UsageError
-from ocsptools.watch import EventLog, InotifyWatcher, PollWatcher, make_watcher
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -104,151 +99,6 @@ def test_textfile_write_is_atomic_and_readable(tmp_path):
     mt.write(str(fresh), "x 1\n")
     assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o644
     assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]
-
-
-# ---------------------------------------------------------------------------
-# the event log
-
-def test_json_lines_carry_an_iso_utc_time_and_fields():
-    out = io.StringIO()
-    log = EventLog("ocsp-renew-dir", "json", stream=out, clock=lambda: T0.replace(microsecond=250000))
-    log.event("failed", "/c/a.pem: connection refused; retry 2 in 2m", cert="/c/a.pem",
-              next=T0 + timedelta(minutes=2), failures=2, empty="", nothing=None)
-    rec = json.loads(out.getvalue())
-    assert rec == {"time": "2026-11-28T12:00:00.250Z", "event": "failed",
-                   "message": "/c/a.pem: connection refused; retry 2 in 2m", "cert": "/c/a.pem",
-                   "next": "2026-11-28T12:02:00Z", "failures": 2}
-
-
-def test_text_lines_are_one_line_with_a_time_unless_under_the_journal(monkeypatch):
-    out = io.StringIO()
-    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
-    EventLog("p", "text", stream=out, clock=lambda: T0).event("renewed", "a\nb")
-    assert out.getvalue() == "2026-11-28T12:00:00Z renewed a b\n"
-    monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
-    out = io.StringIO()
-    EventLog("p", "text", stream=out, clock=lambda: T0).event("renewed", "x")
-    assert out.getvalue() == "renewed x\n"
-
-
-def test_syslog_receives_each_event(tmp_path, monkeypatch):
-    path = str(tmp_path / "log.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    server.bind(path)
-    server.settimeout(5)
-    monkeypatch.setenv("OCSPTOOLS_SYSLOG_SOCKET", path)
-    try:
-        log = EventLog("ocsp-renew-dir", "text", syslog=True, stream=io.StringIO())
-        log.event("renewed", "/c/a.pem: good until X")
-        import logging
-        log.event("revoked", "/c/b.pem: REVOKED", level=logging.ERROR)
-        first = server.recv(4096).decode()
-        second = server.recv(4096).decode()
-        log.close()
-    finally:
-        server.close()
-    # facility daemon (3): info = <30>, err = <27>
-    assert first.startswith(f"<30>ocsp-renew-dir[{os.getpid()}]: renewed /c/a.pem: good until X"), first
-    assert second.startswith("<27>") and "revoked /c/b.pem: REVOKED" in second, second
-
-
-def test_a_syslog_daemon_that_falls_behind_never_blocks_the_log(tmp_path, monkeypatch):
-    path = str(tmp_path / "slow.sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    server.bind(path)                       # bound, never read: its queue fills up
-    monkeypatch.setenv("OCSPTOOLS_SYSLOG_SOCKET", path)
-    try:
-        log = EventLog("ocsp-renew-dir", "text", syslog=True, stream=io.StringIO())
-        start = time.monotonic()
-        for i in range(300):
-            log.event("renewed", f"/c/{i}.pem")
-        assert time.monotonic() - start < 2.0
-        assert log.syslog is not None and 0 < log.syslog.dropped < 300
-        log.close()
-    finally:
-        server.close()
-
-
-def test_syslog_unreachable_is_a_usage_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("OCSPTOOLS_SYSLOG_SOCKET", str(tmp_path / "none.sock"))
-    with pytest.raises(UsageError, match="cannot reach the syslog socket"):
-        EventLog("ocsp-renew-dir", "text", syslog=True)
-
-
-# ---------------------------------------------------------------------------
-# watchers
-
-class Hits:
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.count = 0
-
-    def __call__(self, overflow: bool) -> None:
-        self.count += 1
-        self.event.set()
-
-    def wait(self, timeout: float = 3.0) -> bool:
-        ok = self.event.wait(timeout)
-        self.event.clear()
-        return ok
-
-
-def _exercise(watcher_cls, tmp_path, **kw):
-    root = tmp_path / "tree"
-    (root / "live" / "a").mkdir(parents=True)
-    (root / "archive" / "a").mkdir(parents=True)
-    hits = Hits()
-    ignore = lambda p: p.endswith(".ocsp")  # noqa: E731
-    w = watcher_cls([(str(root), True)], hits, ignore, **kw).start()
-    try:
-        time.sleep(0.2)
-        (root / "live" / "a" / "cert.pem").write_text("one")          # a new file, deep down
-        assert hits.wait(), "new file not seen"
-        (root / "archive" / "a" / "cert2.pem").write_text("two")       # certbot: new archive file,
-        os.symlink("../../archive/a/cert2.pem", root / "live" / "a" / ".tmp-link")
-        os.replace(root / "live" / "a" / ".tmp-link", root / "live" / "a" / "cert.pem")  # swap
-        assert hits.wait(), "symlink swap not seen"
-        (root / "new").mkdir()                                          # a new directory...
-        time.sleep(0.3)
-        hits.wait(0.5)
-        (root / "new" / "site.pem").write_text("x")                      # ...is watched too
-        assert hits.wait(), "file in a new directory not seen"
-        (root / "live" / "a" / "cert.pem").unlink()
-        assert hits.wait(), "deletion not seen"
-        before = hits.count
-        (root / "live" / "a" / "x.ocsp").write_text("ours")              # ignored
-        time.sleep(1.0 if watcher_cls is InotifyWatcher else 0.6)
-        assert hits.count == before, "an ignored file woke the watcher"
-        os.utime(root / "new" / "site.pem", (1, 1))                      # touch: attributes
-        assert hits.wait(), "touch not seen"
-    finally:
-        w.stop()
-
-
-def test_inotify_watcher_sees_creates_swaps_new_dirs_deletes_touches(tmp_path):
-    _exercise(InotifyWatcher, tmp_path)
-
-
-def test_polling_watcher_sees_the_same(tmp_path):
-    _exercise(PollWatcher, tmp_path, interval=0.2)
-
-
-def test_make_watcher_prefers_inotify_and_polls_on_request(tmp_path):
-    w, why = make_watcher([(str(tmp_path), True)], lambda o: None, lambda p: False, lambda: ())
-    assert w.mode == "inotify" and why == ""
-    w.start()
-    w.stop()
-    w, why = make_watcher([(str(tmp_path), True)], lambda o: None, lambda p: False, lambda: (),
-                          force_poll=True)
-    assert w.mode == "poll"
-
-
-def test_inotify_watcher_stops_at_once(tmp_path):
-    w = InotifyWatcher([(str(tmp_path), True)], lambda o: None, lambda p: False).start()
-    start = time.monotonic()
-    w.stop()
-    assert time.monotonic() - start < 1.0
-    assert w._thread is not None and not w._thread.is_alive()
 
 
 # ---------------------------------------------------------------------------

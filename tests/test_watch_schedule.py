@@ -1,4 +1,4 @@
-"""--watch scheduling with a controllable clock: the scheduler fed with the planner's decisions.
+"""ocsptools/watch/schedule.py: the scheduler fed with the planner's decisions, with a controllable clock.
 
 The rules themselves (jitter, safety margin, backoff) are ``ocsptools.life``'s: tests/test_life.py.
 
@@ -16,7 +16,7 @@ from ocsptools.discovery import Candidate
 from ocsptools.driver import FAILED, RENEWED, REVOKED, Item, RunOptions
 from ocsptools.policy import CertFacts, RenewOptions, StapleFacts
 from ocsptools.statecache import pair_key
-from ocsptools.watch import Batch, Scheduler
+from ocsptools.watch.schedule import Scheduler
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 MIN = 60.0
@@ -128,20 +128,19 @@ def test_failures_back_off_and_keep_the_old_staple_in_view():
     assert slot.next_at < st.next_update
 
 
-def test_retry_after_from_the_responder_and_try_later():
+@pytest.mark.parametrize("retry_after,try_later,wait", [
+    (900, False, 900),                  # HTTP 503 with Retry-After: honoured
+    (None, True, 5 * MIN),              # tryLater: at least 5 minutes
+])
+def test_retry_after_from_the_responder_and_try_later(retry_after, try_later, wait):
     s = scheduler()
     c = cand("a")
     s.sync([c], {})
     st = good_staple(at(-13 * HOUR))
-    it = item_for(c, st, T0, outcome=FAILED, detail="HTTP 503 Service Unavailable", retry_after=900)
+    it = item_for(c, st, T0, outcome=FAILED, detail="busy", retry_after=retry_after)
+    it.try_later = try_later            # as the driver sets it from the fetch error
     s.update([it], T0, RunOptions())
-    assert s.slots[it.key].next_at == at(900)
-    s2 = scheduler()
-    s2.sync([c], {})
-    it = item_for(c, st, T0, outcome=FAILED, detail="the responder says try later")
-    it.try_later = True                     # as the driver sets it from the fetch error
-    s2.update([it], T0, RunOptions())
-    assert s2.slots[it.key].next_at == at(5 * MIN)
+    assert s.slots[it.key].next_at == at(wait)
 
 
 @pytest.mark.parametrize("outcome,cert_status,status", [
@@ -219,16 +218,13 @@ def test_sync_reports_new_changed_and_removed():
     assert [r.key for r in removed] == [kb] and list(s.slots) == [ka]
 
 
-def test_batch_runs_once_after_quiet_or_at_the_latest():
-    b = Batch(quiet=1.0, longest=10.0)
-    assert b.deadline() is None and not b.ready(100.0)
-    b.add(["/a.ocsp"], 0.0)
-    b.add(["/b.ocsp", "/a.ocsp"], 0.5)
-    assert not b.ready(1.4) and b.ready(1.5)
-    assert b.take() == ["/a.ocsp", "/b.ocsp"] and b.deadline() is None
-    # a steady trickle still completes a batch after `longest`
-    for t in range(0, 20):
-        b.add([f"/{t}.ocsp"], t * 0.9)
-        if b.ready(t * 0.9):
-            break
-    assert b.first == 0.0 and b.deadline() == 10.0
+def test_a_pass_that_failed_as_a_whole_postpones_its_targets_by_one_base():
+    s = scheduler(base=7.0)
+    a, b = cand("a"), cand("b")
+    s.sync([a, b], {})
+    ka = pair_key(a.cert, a.staple)
+    s.postpone([s.slots[ka]], T0)
+    assert s.slots[ka].next_at == at(7.0) and s.next_instant() == at(7.0)
+    assert s.slots[pair_key(b.cert, b.staple)].next_at is None
+    assert s.due(at(6.4)) == [] and s.due(at(6.5)) == [ka]      # COALESCE: 0.5 s early
+    assert s.not_in_backoff() == [ka, pair_key(b.cert, b.staple)]

@@ -178,14 +178,6 @@ def _run_options(s: dict) -> RunOptions:
         use_aia=not s["no_aia"])
 
 
-def _haproxy_pusher(sockets: Sequence[str], timeout: float):
-    """The driver's after_install hook for --haproxy-socket: why HAProxy did not take it, or None."""
-    def push(item, staple) -> Optional[str]:
-        results = [haproxy.push(spec, staple.der, timeout=timeout) for spec in sockets]
-        return "; ".join(r.describe() for r in results if not r.ok) or None
-    return push
-
-
 def _candidates(dirs: Sequence[str], s: dict, cfg: Optional[configmod.Config],
                 stdin, per_dir: Optional[Dict[str, List[discovery.Candidate]]] = None
                 ) -> List[discovery.Candidate]:
@@ -362,7 +354,7 @@ def main(argv: List[str]) -> int:
             driver.emit = printer.line
             driver.progress = printer.progress
             if s["haproxy_socket"] and not (s["dry_run"] or s["question"]):
-                driver.after_install = _haproxy_pusher(s["haproxy_socket"], s["timeout"])
+                driver.after_install = haproxy.pusher(s["haproxy_socket"], s["timeout"])
             result = driver.run(cands)
             printer.clear()
             if lock is not None:                # what monitoring reads (ocsp-check --renew-state)

@@ -1,4 +1,4 @@
-"""ocsp-renew-dir --watch as a real process, against real `openssl ocsp` responders with
+"""ocsptools/watch/daemon.py: ocsp-renew-dir --watch as a real process, against real `openssl ocsp` responders with
 1-minute staples (-nmin 1): renewals without a poke, backoff and recovery, new, re-issued and
 deleted certificates, SIGHUP, SIGUSR1, SIGTERM, --on-change batches, syslog, the textfile.
 
@@ -17,7 +17,7 @@ import socket
 import subprocess
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,7 @@ from fake_responder import Answer, FakeResponder, status_only
 from ocsptools import verify
 from ocsptools.certs import load_file
 from ocsptools.openssl import OpenSSL
+from ocsptools.watch.daemon import MAX_SLEEP, sleep_for
 
 BASE_ENV = {"OCSPTOOLS_WATCH_BACKOFF_BASE": "1"}
 
@@ -170,6 +171,25 @@ class NeverExpires:
         self._stop.set()
         self._t.join(2)
         return self.problems
+
+
+# ---------------------------------------------------------------------------
+# how long the loop sleeps (pure: both clocks passed in)
+
+NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("next_in,mono,deadlines,timeout", [
+    (None, 0.0, [], MAX_SLEEP),                             # nothing due: re-read the clock anyway
+    (None, 0.0, [None, None, 5000.0], MAX_SLEEP),
+    (30.0, 100.0, [None, None, 5000.0], 30.0),              # the scheduler's next instant
+    (30.0, 100.0, [100.3, None, 5000.0], pytest.approx(0.3)),   # a watcher batch settling
+    (-2.0, 100.0, [], -2.0),                                # overdue: no sleep at all
+    (None, 100.0, [float("-inf")], float("-inf")),          # a write never done yet
+])
+def test_sleep_for(next_in, mono, deadlines, timeout):
+    nxt = None if next_in is None else NOW + timedelta(seconds=next_in)
+    assert sleep_for(NOW, nxt, mono, deadlines) == timeout
 
 
 # ---------------------------------------------------------------------------

@@ -397,7 +397,7 @@ def cmd_purge(args) -> int:
 
 def cmd_stats(args) -> int:
     import time
-    from ..proxy.cache import describe
+    from ..proxy.entry import describe
     from ..proxy.upstream import utc
     cache = _open_cache(args)
     now = time.time()

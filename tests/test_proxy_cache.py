@@ -232,6 +232,7 @@ def test_the_redis_lock_lets_one_of_two_proxies_refresh(pki, redis_server, tmp_p
     from fake_responder import FakeResponder
     from ocsptools.openssl import OpenSSL
     from ocsptools.proxy import issuers
+    from ocsptools.proxy.refresher import Refresher
     from ocsptools.proxy.service import Proxy, Settings
     redis_server.client.flushdb()
     issuer_dir = tmp_path / "issuer"
@@ -255,7 +256,7 @@ def test_the_redis_lock_lets_one_of_two_proxies_refresh(pki, redis_server, tmp_p
                 proxies = [Proxy(c, known, ossl, Settings(refresh_pct=1.0), logging.getLogger("test"))
                            for c in caches]
                 try:
-                    return await asyncio.gather(*(p.refresh_one(entry.key) for p in proxies))
+                    return await asyncio.gather(*(Refresher(p).refresh_one(entry.key) for p in proxies))
                 finally:
                     for p in proxies:
                         p.executor.shutdown()

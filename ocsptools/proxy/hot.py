@@ -37,7 +37,7 @@ class Hot:
 
     def fresh(self, now: float, mono: float) -> bool:
         """Servable at NOW without reading the shared cache (valid, checked within MEMO_TTL)."""
-        return now < self.valid_until and mono < self.recheck
+        return rules.usable(self.valid_until, now) and mono < self.recheck
 
     def _headers(self, now: float, status: str = "200 OK", body: bool = True) -> Tuple[bytes, bytes]:
         common = (f"Server: ocsp-proxy\r\nDate: {rules.http_date(now)}\r\n"

@@ -29,7 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Awaitable, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import transport
 from ..errors import FetchError
@@ -53,6 +53,8 @@ Outcome = Union[Hot, Relay, None]
 
 @dataclass
 class Settings:
+    """What ``ocsp-proxy serve``'s options set."""
+
     refresh_pct: float = 50.0
     http: transport.HttpOptions = transport.HttpOptions()
     admin_token: Optional[str] = None
@@ -115,7 +117,8 @@ class Proxy:
         return refusal.render()
 
     # -- the request handler ---------------------------------------------------
-    def handle(self, req: Request):
+    def handle(self, req: Request) -> Union[bytes, Awaitable[bytes]]:
+        """The answer: bytes at once (a fresh cached answer, a 405), else an awaitable of them."""
         method = req.method
         if method not in ("GET", "POST", "HEAD"):
             return render(405, b"use GET or POST (RFC 6960 A.1)\n", keep_alive=req.keep_alive,
@@ -125,7 +128,8 @@ class Proxy:
         if key is not None:
             hot = self.hot.get(key)
             if hot is not None:
-                # Hot.fresh and Hot.answer, inlined: this is the path every cached answer takes
+                # Hot.fresh and Hot.answer inlined (rules.usable: now < valid_until): every
+                # cached answer takes this path, at tens of thousands a second
                 now = self.clock()
                 if now < hot.valid_until and self.monotonic() < hot.recheck:
                     self.metrics.hits += 1

@@ -1,4 +1,5 @@
-"""The cache backends (sqlite file, real redis-server) and two proxies sharing Redis."""
+"""proxy/cache/: the backends (sqlite file, real redis-server) keep one contract; each migrates
+what the previous version stored; open_cache's URLs."""
 
 from __future__ import annotations
 
@@ -15,30 +16,9 @@ import pytest
 import pki as pkimod
 from ocsptools.errors import UsageError
 from ocsptools.proxy import rules
-from ocsptools.proxy.cache import (SCHEMA_VERSION, CacheError, Entry, RedisCache, SqliteCache,
-                                   describe, open_cache)
-from conftest import run_cmd
-from test_proxy_support import ProxyProc, RedisServer, received, request_der, wait_for
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
-def make_entry(key="k1", serial="AB12", this_update=None, next_update=None, produced_at=None, due=None,
-               valid_until=None):
-    now = time.time()
-    tu = now - 60 if this_update is None else this_update
-    nu = now + 3600 if next_update is None else next_update
-    return Entry(key=key, url="http://127.0.0.1:1/", hash_alg="sha1", name_hash="00" * 20,
-                 key_hash="11" * 20, serial=serial, request=b"\x30\x00", response=b"\x30\x03\x0a\x01\x00",
-                 cert_status="good", this_update=tu, next_update=nu,
-                 produced_at=tu if produced_at is None else produced_at, fetched_at=now,
-                 valid_until=nu if valid_until is None else valid_until,
-                 due=now + 1800 if due is None else due)
+from ocsptools.proxy.cache import SCHEMA_VERSION, CacheError, RedisCache, open_cache
+from ocsptools.proxy.entry import describe
+from test_proxy_support import entries_around_keep, make_entry, redis_server  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -107,7 +87,8 @@ def test_sqlite_survives_reopen_and_uses_wal(tmp_path):
     c.close()
     again = open_cache(url)
     assert again.get("k1") == e
-    assert again._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with sqlite3.connect(tmp_path / "c.sqlite") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     now = time.time()
     again.put(make_entry("old", next_update=now - rules.KEEP_EXPIRED - 1, this_update=now - 2 * rules.KEEP_EXPIRED))
     assert again.sweep(now) == 1 and again.get("old") is None and again.get("k1") is not None
@@ -146,14 +127,14 @@ def test_a_database_written_by_the_previous_version_is_migrated_in_place(tmp_pat
     before.close()
     assert len(old_rows) == 3 and all('"issuer"' in data for _, data in old_rows)
     started = time.time()
-    c = open_cache(f"sqlite:///{path}")
+    c = open_cache(f"sqlite:///{path}", now=started)
     entries = {e.key: e for e in c.entries()}
     assert len(entries) == 3
     for key, data in old_rows:
         old, new = json.loads(data), entries[key]
         assert new.response == base64.b64decode(old["response"]) and new.serial == old["serial"]
         assert new.valid_until == old["next_update"]            # until a refresh learns better
-        assert new.due <= started + 1                           # ... which is due at once
+        assert new.due == min(old["due"], started)              # ... which is due at once
         assert new.failures == old["failures"]
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -189,138 +170,19 @@ def test_redis_entries_written_by_the_previous_version_are_migrated(redis_server
     assert c.summary(now)["entries"] == 1
 
 
-def test_cache_urls_and_errors(tmp_path):
-    for bad in ("sqlite://relative", "memcached://x", "redis://", "sqlite:///"):
-        with pytest.raises(UsageError):
-            open_cache(bad)
+@pytest.mark.parametrize("url", ["sqlite://relative", "memcached://x", "redis://", "sqlite:///"])
+def test_unusable_cache_urls(url):
+    with pytest.raises(UsageError):
+        open_cache(url)
+
+
+def test_a_missing_directory_and_an_unreachable_redis_are_cache_errors(tmp_path):
     with pytest.raises(CacheError, match="does not exist"):
         open_cache(f"sqlite:///{tmp_path}/missing/dir/c.sqlite")
     port = pkimod.free_port()
     c = open_cache(f"redis://127.0.0.1:{port}/0")
     with pytest.raises(CacheError, match=f"127.0.0.1:{port}"):
         c.get("x")
-
-
-def test_describe_counts():
-    now = time.time()
-    entries = [make_entry("a"), make_entry("b", next_update=now - 1)]
-    d = describe(entries, now)
-    assert d["entries"] == 2 and d["valid"] == 1 and d["expired"] == 1 and d["by_status"] == {"good": 2}
-
-
-def slow_relay_to(upstream, delay: float):
-    """A FakeResponder handler that relays to the real responder UPSTREAM, answering DELAY s late."""
-    import urllib.request
-    from fake_responder import Answer
-
-    def relay(r):
-        if r.method == "GET":
-            real = urllib.request.Request(upstream.url + r.path.lstrip("/"))
-        else:
-            real = urllib.request.Request(upstream.url, data=r.body,
-                                          headers={"Content-Type": "application/ocsp-request"})
-        body = urllib.request.urlopen(real, timeout=10).read()
-        return Answer(body=body, delay=delay)
-    return relay
-
-
-def test_the_redis_lock_lets_one_of_two_proxies_refresh(pki, redis_server, tmp_path):
-    """Two proxies (two Redis connections) refresh the same due entry at the same instant, with a
-    responder that takes 1 s: without SET NX PX both would fetch it."""
-    import asyncio
-    import logging
-    from fake_responder import FakeResponder
-    from ocsptools.openssl import OpenSSL
-    from ocsptools.proxy import issuers
-    from ocsptools.proxy.service import Proxy, Settings
-    redis_server.client.flushdb()
-    issuer_dir = tmp_path / "issuer"
-    issuer_dir.mkdir()
-    shutil.copy(pki.inter_cert, issuer_dir / "inter.pem")
-    with FakeResponder() as slow:
-        leaf = pki.make_leaf(f"locked{slow.port}", ocsp_urls=[slow.url])
-        upstream = pkimod.Responder(pki, port=0, nmin=5).start()
-        try:
-            slow.set(handler=slow_relay_to(upstream, 1.0))
-            res = run_cmd("ocsp-proxy", "warm", "--cache", redis_server.url, leaf.fullchain)
-            assert res.returncode == 0, res.stderr
-            assert len(slow.requests) == 1
-            caches = [open_cache(redis_server.url) for _ in range(2)]
-            (entry,) = list(caches[0].entries())
-            caches[0].reschedule(entry.key, time.time() - 1, 0)         # due now
-            ossl = OpenSSL("openssl", timeout=10)
-            known = issuers.load([slow.url], [str(issuer_dir)], ossl)
-
-            async def both():
-                proxies = [Proxy(c, known, ossl, Settings(refresh_pct=1.0), logging.getLogger("test"))
-                           for c in caches]
-                try:
-                    return await asyncio.gather(*(p.refresh_one(entry.key) for p in proxies))
-                finally:
-                    for p in proxies:
-                        p.executor.shutdown()
-            outcomes = asyncio.run(both())
-            assert sorted(outcomes, key=str) == [None, "ok"]             # one refreshed, one skipped
-            assert len(slow.requests) == 2                               # one upstream request
-            assert caches[1].get(entry.key).this_update >= entry.this_update
-            assert caches[1].get(entry.key).due > time.time()
-            for c in caches:
-                c.close()
-        finally:
-            upstream.stop()
-
-
-def test_two_proxies_share_redis_with_one_refresher(pki, redis_server, tmp_path):
-    """Two `serve` processes on one Redis behind a slow responder (1.5 s, longer than the
-    refresher's 1 s tick): B answers from what A stored, both refresh under one lock (the lock
-    itself is proven deterministically by test_the_redis_lock_lets_one_of_two_proxies_refresh),
-    and both serve the refreshed answer."""
-    from fake_responder import FakeResponder
-    redis_server.client.flushdb()
-    issuer_dir = tmp_path / "issuer"
-    issuer_dir.mkdir()
-    shutil.copy(pki.inter_cert, issuer_dir / "inter.pem")
-    leaf = pki.leaves["good1"]
-    req = request_der(pki, leaf, tmp=tmp_path)
-    upstream = pkimod.Responder(pki, port=0, nmin=5).start()     # 5-minute answers
-    try:
-        with FakeResponder() as slow:
-            slow.set(handler=slow_relay_to(upstream, 1.5))
-            args = ("--allow", slow.url, "--allow-from", str(issuer_dir), "--refresh-at", "1%")
-            with ProxyProc(*args, cache=redis_server.url) as a, ProxyProc(*args, cache=redis_server.url) as b:
-                status, _, body = a.post(req, target=slow.url)
-                assert status == 200 and len(slow.requests) == 1
-                status, _, body_b = b.post(req, target=slow.url)
-                assert status == 200 and body_b == body and len(slow.requests) == 1   # B: from Redis
-                assert b.metrics()["ocsp_proxy_cache_hits_total"] == 1
-                key = next(iter(redis_server.client.scan_iter(RedisCache.PREFIX + "entry:*")))
-                pttl = redis_server.client.pttl(key) / 1000
-                assert 300 + rules.KEEP_EXPIRED - 30 < pttl <= 300 + rules.KEEP_EXPIRED   # nextUpdate-bound
-                time.sleep(9)               # refresh due 3 s after each thisUpdate: two rounds at least
-                ma, mb = a.metrics(), b.metrics()
-                ok = ma["ocsp_proxy_refreshes_total{result=ok}"] + mb["ocsp_proxy_refreshes_total{result=ok}"]
-                dup = (ma["ocsp_proxy_refreshes_total{result=unchanged}"]
-                       + mb["ocsp_proxy_refreshes_total{result=unchanged}"])
-                assert ok >= 2
-                assert dup == 0                             # never two proxies on one refresh
-                assert len(slow.requests) - 1 <= ok + 1     # one upstream request per refresh (+1 in flight)
-                fresh = wait_for(lambda: a.post(req, target=slow.url)[2] != body, timeout=5)
-                assert fresh                                # both serve the refreshed answer
-                # the same answer from both (a refresh may land between two reads, and each
-                # proxy trusts its in-memory copy for MEMO_TTL: ask until one read agrees)
-                assert wait_for(lambda: b.post(req, target=slow.url)[2] == a.post(req, target=slow.url)[2],
-                                timeout=10)
-    finally:
-        upstream.stop()
-
-
-def entries_around_keep(now):
-    """A valid entry, one past nextUpdate (kept, never served) and one whose keep ends in 1 s
-    (Redis drops it by itself: PXAT); the dying one is also the oldest."""
-    return [make_entry("live", serial="01", this_update=now - 600),
-            make_entry("kept", serial="02", this_update=now - 7200, next_update=now - 60),
-            make_entry("dying", serial="03", this_update=now - 3 * rules.KEEP_EXPIRED,
-                       next_update=now - rules.KEEP_EXPIRED + 1.0)]
 
 
 def test_summary_leaves_out_entries_past_their_keep(cache):
@@ -337,32 +199,3 @@ def test_summary_leaves_out_entries_past_their_keep(cache):
         assert cache.get("dying") is None                               # Redis dropped it (PXAT)
         assert cache.client.zcard(cache.age_key) == 3                   # its index rows wait for the sweep
         assert cache.sweep(later) == 1 and cache.summary(later)["entries"] == 2
-
-
-def test_redis_metrics_stats_and_healthz(tmp_path):
-    """/metrics and `stats` on Redis count only what Redis still holds; /healthz is 503 (and
-    /metrics still answers) once Redis is gone."""
-    server = RedisServer(tmp_path)
-    try:
-        with ProxyProc("--allow", "http://127.0.0.1:9/", cache=server.url) as proxy:
-            time.sleep(1.5)                   # its first sweep is done; the next one in 10 minutes
-            c = open_cache(server.url)
-            for e in entries_around_keep(time.time()):
-                c.put(e)
-            c.close()
-            time.sleep(1.2)
-            assert server.client.zcard(RedisCache.PREFIX + "this_update") == 3     # not swept
-            m = proxy.metrics()
-            assert m["ocsp_proxy_cache_entries"] == 2 and m["ocsp_proxy_cache_expired_entries"] == 1
-            assert 7200 <= m["ocsp_proxy_oldest_entry_age_seconds"] < 7300
-            stats = run_cmd("ocsp-proxy", "stats", "--cache", server.url).stdout.decode()
-            assert "entries: 2" in stats and "valid: 1" in stats and "expired: 1" in stats
-            assert proxy.request("GET", "/healthz")[0] == 200
-            server.stop()
-            status, _, body = proxy.request("GET", "/healthz")
-            assert status == 503 and b"cache unreachable" in body and f"127.0.0.1:{server.port}".encode() in body
-            m = proxy.metrics()
-            assert m["ocsp_proxy_cache_errors_total"] >= 1 and m["ocsp_proxy_cache_entries"] == 0
-            assert proxy.alive()
-    finally:
-        server.stop()

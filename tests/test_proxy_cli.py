@@ -1,14 +1,94 @@
-"""ocsp-proxy warm / purge / stats / usage errors, run as the installed console script."""
+"""cli/proxy.py and the work of its subcommands (proxy/warm.py, proxy/purge.py, proxy/stats.py;
+serve is tests/test_proxy_serve.py): pure parts on tables, then warm / purge / stats / usage
+errors run as the installed console script."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pytest
 
 import pki as pkimod
 from conftest import assert_one_line_error, run_cmd
-from test_proxy_support import ProxyProc, received, request_der
+from ocsptools.cli.proxy import parse_listen, read_token
+from ocsptools.errors import InputError, UsageError
+from ocsptools.proxy import stats
+from ocsptools.proxy.purge import normal_serial
+from ocsptools.proxy.warm import expand
+from test_proxy_support import ProxyProc, make_entry, received, request_der
+
+NOW = 1_800_000_000.0          # 2027-01-15T08:00:00Z
+
+
+@pytest.mark.parametrize("text, address", [
+    ("127.0.0.1:8008", ("127.0.0.1", 8008)), ("[::1]:8008", ("::1", 8008)), (":80", ("0.0.0.0", 80)),
+    ("localhost:0", ("localhost", 0)), ("nonsense", None), ("x:99999", None), ("x:-1", None), ("x:", None)])
+def test_parse_listen(text, address):
+    if address is None:
+        with pytest.raises(UsageError, match=f"--listen {text}: use ADDR:PORT"):
+            parse_listen(text)
+    else:
+        assert parse_listen(text) == address
+
+
+#: (token file's text, mode, the error, or "": read, a warning when readable by everyone)
+TOKENS = [
+    ("0123456789abcdef0123456789abcdef\n", 0o600, ""),
+    ("0123456789abcdef0123456789abcdef", 0o644, "readable by everyone; chmod 600 it"),
+    ("short\n", 0o600, "one word of at least 16 characters"),
+    ("0123456789abcdef 0123456789abcdef", 0o600, "one word of at least 16 characters"),
+    (b"\xff" * 20, 0o600, "must be text"),
+]
+
+
+@pytest.mark.parametrize("text, mode, said", TOKENS)
+def test_read_token(tmp_path, caplog, text, mode, said):
+    path = tmp_path / "token"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    path.chmod(mode)
+    if said and "readable" not in said:
+        with pytest.raises(InputError, match=said):
+            read_token(str(path))
+        return
+    with caplog.at_level(logging.WARNING, logger="test-token"):
+        assert read_token(str(path), logging.getLogger("test-token")) == text.strip()
+    assert (said in caplog.text) if said else caplog.text == ""
+
+
+@pytest.mark.parametrize("text, serial", [("abc", "ABC"), ("0x00ab:cd", "ABCD"), (" 0XFF ", "FF"), ("00", "0")])
+def test_normal_serial(text, serial):
+    assert normal_serial(text) == serial
+
+
+@pytest.mark.parametrize("text", ["xyz", "", "0x"])
+def test_not_a_serial(text):
+    with pytest.raises(ValueError):
+        normal_serial(text)
+
+
+def test_expand_finds_certificates_not_chains_or_keys(tmp_path):
+    for name in ("a/cert.pem", "a/chain.pem", "a/fullchain.pem", "a/privkey.pem", "b/site.crt", "b/README",
+                 "b/c/deep.der", "z.pem"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    explicit = str(tmp_path / "a" / "chain.pem")
+    assert expand([str(tmp_path / "a"), str(tmp_path / "b"), explicit]) == [
+        str(tmp_path / "a" / "cert.pem"), str(tmp_path / "b" / "site.crt"), str(tmp_path / "b" / "c" / "deep.der"),
+        explicit]
+
+
+def test_stats_lines():
+    entries = [make_entry("a", serial="0A", now=NOW, this_update=NOW - 90061),
+               make_entry("b", serial="0B", now=NOW, next_update=NOW - 1)]
+    assert stats.lines("sqlite:///c.sqlite", entries, NOW) == [
+        "cache: sqlite:///c.sqlite", "entries: 2", "valid: 1", "expired: 1", "status good: 2",
+        "oldest: 1d1h1m1s", "next expiry: 2027-01-15T09:00:00Z"]
+    listed = stats.lines("sqlite:///c.sqlite", entries[:1], NOW, listing=True)[-1]
+    assert listed == ("0A sha1 good this-update=2027-01-14T06:58:59Z next-update=2027-01-15T09:00:00Z "
+                      "valid-until=2027-01-15T09:00:00Z refresh=2027-01-15T08:30:00Z failures=0 "
+                      "http://127.0.0.1:1/")
+    assert stats.lines("redis://h/0", [], NOW)[-2:] == ["oldest: -", "next expiry: -"]
 
 
 @pytest.fixture
@@ -79,7 +159,7 @@ def test_usage_errors_are_one_line(args, needle, tmp_path):
     assert needle in assert_one_line_error(res.stderr)
 
 
-def test_listen_conflict_and_token_checks(tmp_path, cache_url):
+def test_a_busy_address_and_a_short_token_are_one_line_errors(tmp_path, cache_url):
     with ProxyProc(cache=cache_url) as proxy:
         res = run_cmd("ocsp-proxy", "serve", "--cache", cache_url, "--listen", f"127.0.0.1:{proxy.port}",
                       "--allow", "http://127.0.0.1:9/")

@@ -1,20 +1,16 @@
-"""The proxy's DER walker against openssl's own reading, the pure rules, and the GET path splitter."""
+"""The proxy's DER walker (ocsptools/codec/der.py) against openssl's own reading: OCSP requests,
+issuer hashes, the canonical request; malformed and hostile input is refused in bounded work."""
 
 from __future__ import annotations
 
 import base64
 import re
-import urllib.parse
-from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import pki as pkimod
 from ocsptools.codec import der
-from ocsptools.proxy import rules
-from ocsptools.proxy import paths
-from ocsptools.proxy.paths import split_get_path
 from test_proxy_support import request_der
 
 
@@ -165,107 +161,3 @@ def test_encode_parse_round_trip(alg, serial):
     size = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}[alg]
     cid = der.CertID(alg, b"\xaa" * size, b"\xbb" * size, serial)
     assert der.parse_request(der.encode_request(cid)).cert_ids[0] == cid
-
-
-def test_split_get_path(pki, tmp_path):
-    data = request_der(pki, pki.leaves["good1"], tmp=tmp_path)
-    b64 = base64.b64encode(data).decode()
-    assert split_get_path("/" + urllib.parse.quote(b64, safe=""))[:2] == ("/", data)
-    assert split_get_path("/ocsp/sub/" + urllib.parse.quote(b64, safe=""))[:2] == ("/ocsp/sub/", data)
-    assert split_get_path("/ocsp/" + b64)[:2] == ("/ocsp/", data)           # '/' and '+' unencoded
-    assert split_get_path("/ocsp/" + b64[:-4]) is None
-    assert split_get_path("/metrics") is None
-
-
-def naive_split(path):
-    """The splitter before issue 15: every '/' from the left, its whole suffix decoded (quadratic);
-    now also refusing more than two '=' (b64decode took ``AAAA=====``)."""
-    for i, ch in enumerate(path):
-        if ch != "/":
-            continue
-        candidate = urllib.parse.unquote(path[i + 1:])
-        if len(candidate) < 8 or candidate.endswith("==="):
-            continue
-        try:
-            data = base64.b64decode(candidate, validate=True)
-            parsed = der.parse_request(data)
-        except ValueError:
-            continue
-        return path[:i + 1], data, parsed
-    return None
-
-
-_PIECES = st.sampled_from(["/", "/", "%2F", "%2f", "%3D", "=", "==", "+", "%2B", "A", "M", "MEIw", "ocsp",
-                           "AAA/", "%", "%4", "%zz", "-", ".", "%C3%A9", "%41", "\u00e9", "?"])
-
-
-@st.composite
-def get_paths(draw):
-    prefix = "".join(draw(st.lists(_PIECES, max_size=12)))
-    cid = der.CertID(draw(st.sampled_from(["sha1", "sha256"])), draw(st.binary(min_size=20, max_size=32)),
-                     draw(st.binary(min_size=20, max_size=32)), draw(st.integers(1, 2 ** 128)))
-    b64 = base64.b64encode(der.encode_request(cid)).decode()
-    suffix = draw(st.sampled_from([b64, urllib.parse.quote(b64, safe=""), urllib.parse.quote(b64, safe="/"),
-                                   b64[:-4], b64 + "/", ""]))
-    tail = "".join(draw(st.lists(_PIECES, max_size=3))) if draw(st.booleans()) else ""
-    return "/" + prefix + ("/" if draw(st.booleans()) else "") + suffix + tail
-
-
-@settings(max_examples=600, deadline=None)
-@given(get_paths())
-def test_split_get_path_agrees_with_the_naive_splitter(path):
-    assert split_get_path(path) == naive_split(path)
-
-
-#: (pathological GET path of about N characters): the old splitter decoded every suffix.
-PATHOLOGICAL = [
-    ("slashes", lambda n: "/" * n),
-    ("base64 groups between slashes", lambda n: "/" + "AAA/" * (n // 4)),
-    ("SEQUENCE headers between slashes", lambda n: "/" + "MAAA/" * (n // 5)),
-    ("encoded slashes", lambda n: "/" + "%2F/" * (n // 4)),
-    ("slashes, then a real request", lambda n: "/" * n + "MAMwATA="),
-]
-
-
-@pytest.mark.parametrize("name, make", PATHOLOGICAL, ids=[p[0] for p in PATHOLOGICAL])
-def test_split_get_path_work_is_bounded(name, make, monkeypatch):
-    """At most three base64 decodes (one per padding class) of at most MAX_GET_TAIL characters and
-    MAX_SPLIT_PARSES DER parses, whatever the path's length (the old splitter: one of each per '/')."""
-    decoded, parses = [], []
-    real_decode, real_parse = base64.b64decode, der.parse_request
-
-    def decode(text, *args, **kw):
-        decoded.append(len(text))
-        return real_decode(text, *args, **kw)
-
-    def parse(data):
-        parses.append(len(data))
-        return real_parse(data)
-    monkeypatch.setattr(paths.base64, "b64decode", decode)
-    monkeypatch.setattr(paths.der, "parse_request", parse)
-    for n in (1600, 16000):
-        path = make(n)
-        assert split_get_path(path) is None
-        assert len(decoded) <= 3 and max(decoded, default=0) <= paths.MAX_GET_TAIL, (n, decoded)
-        assert len(parses) <= paths.MAX_SPLIT_PARSES, (n, parses)
-        del decoded[:], parses[:]
-
-
-def test_rules():
-    """The proxy's settings of ocsptools.life, as POSIX seconds."""
-    from ocsptools.staple import ResponseInfo, SingleResponse, Staple
-    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    single = SingleResponse("sha1", "AA", "BB", 1, "good", t0, t0 + timedelta(days=4))
-    s = Staple(der=b"0", info=ResponseInfo("successful", responses=(single,)), single=single,
-               signer_not_after=t0 + timedelta(days=1))
-    assert rules.valid_until(s) == (t0 + timedelta(days=1)).timestamp()       # the signer's end
-    assert rules.refresh_due(s, 50) == (t0 + timedelta(hours=12)).timestamp()
-    assert rules.refresh_due(s, 100) == rules.valid_until(s)
-    now = 10_000.0
-    assert rules.retry_at(1, now, now + 100_000) == now + rules.BACKOFF.base
-    assert rules.retry_at(2, now, now + 100_000) == now + 2 * rules.BACKOFF.base
-    assert rules.retry_at(30, now, now + 100_000) == now + rules.BACKOFF.cap
-    assert rules.retry_at(10, now, now + 600) == now + 150            # a quarter of the time left
-    assert rules.retry_at(1, now, now - 5) == now + rules.BACKOFF.base  # expired: keep trying
-    assert rules.max_age(now + 90.5, now) == 90 and rules.max_age(now - 1, now) == 0
-    assert rules.usable(now + 1, now) and not rules.usable(now, now)

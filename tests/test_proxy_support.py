@@ -1,10 +1,13 @@
 """Helpers for the ocsp-proxy tests (no tests here): a real `ocsp-proxy serve` process, a real
-`redis-server`, HTTP and metrics helpers.  Only 127.0.0.1 is used."""
+`redis-server`, HTTP and metrics helpers; for in-process tests, a clock the test moves, a
+``Proxy`` on a sqlite cache, requests, entries and response parsing.  Only 127.0.0.1 is used."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
+import logging
 import os
 import re
 import shutil
@@ -14,7 +17,7 @@ import threading
 import time
 import urllib.parse
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -155,6 +158,14 @@ def wait_for(predicate, timeout: float = 10.0, step: float = 0.05):
     return predicate()
 
 
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    """A redis-server on 127.0.0.1 for the test module (import this fixture to use it)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
 class RedisServer:
     def __init__(self, workdir: Path) -> None:
         binary = shutil.which("redis-server")
@@ -188,3 +199,160 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+# -- fixtures of the tests against a running proxy (import them to use them) -------------------
+
+@pytest.fixture
+def allow_dir(tmp_path, pki):
+    d = tmp_path / "allow"
+    d.mkdir()
+    shutil.copy(pki.leaves["good1"].fullchain, d / "good1.pem")
+    shutil.copy(pki.leaves["revoked1"].fullchain, d / "revoked1.pem")
+    return d
+
+
+@pytest.fixture
+def issuer_dir(tmp_path, pki):
+    """Only the issuing CA: its answers can be verified, but no leaf names a responder."""
+    d = tmp_path / "issuer-only"
+    d.mkdir()
+    shutil.copy(pki.inter_cert, d / "inter.pem")
+    return d
+
+
+@pytest.fixture
+def start_proxy(tmp_path):
+    procs = []
+
+    def start(*args, cache=None, **kw):
+        p = ProxyProc(*args, cache=cache or f"sqlite:///{tmp_path}/cache.sqlite", **kw)
+        procs.append(p)
+        return p
+    yield start
+    for p in procs:
+        p.stop()
+
+
+def openssl_via(pki, leaf, url, *extra):
+    return pkimod.openssl("ocsp", "-issuer", pki.inter_cert, "-cert", leaf.cert, "-url", url,
+                          "-CAfile", pki.root_cert, "-no-CApath", "-no-CAstore", "-timeout", "10",
+                          *extra, check=False)
+
+
+# -- in-process helpers ------------------------------------------------------------------------
+
+class FakeClock:
+    """A wall clock and a monotonic clock that move only when the test says so."""
+
+    def __init__(self, wall: float = 1_800_000_000.0, mono: float = 1_000.0) -> None:
+        self.now, self.mono = wall, mono
+
+    def wall(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.mono += seconds
+
+
+def make_entry(key="k1", serial="AB12", this_update=None, next_update=None, produced_at=None, due=None,
+               valid_until=None, *, now=None, url="http://127.0.0.1:1/", request=b"\x30\x00",
+               response=b"\x30\x03\x0a\x01\x00", hash_alg="sha1", name_hash="00" * 20,
+               key_hash="11" * 20, failures=0):
+    """An Entry valid for an hour from NOW (default: the wall clock), refresh due in 30 minutes."""
+    from ocsptools.proxy.entry import Entry
+    now = time.time() if now is None else now
+    tu = now - 60 if this_update is None else this_update
+    nu = now + 3600 if next_update is None else next_update
+    return Entry(key=key, url=url, hash_alg=hash_alg, name_hash=name_hash, key_hash=key_hash,
+                 serial=serial, request=request, response=response, cert_status="good",
+                 this_update=tu, next_update=nu, produced_at=tu if produced_at is None else produced_at,
+                 fetched_at=now, valid_until=nu if valid_until is None else valid_until,
+                 due=now + 1800 if due is None else due, failures=failures)
+
+
+def entries_around_keep(now):
+    """A valid entry, one past nextUpdate (kept, never served) and one whose keep ends in 1 s
+    (Redis drops it by itself: PXAT); the dying one is also the oldest."""
+    from ocsptools.proxy.rules import KEEP_EXPIRED
+    return [make_entry("live", serial="01", this_update=now - 600),
+            make_entry("kept", serial="02", this_update=now - 7200, next_update=now - 60),
+            make_entry("dying", serial="03", this_update=now - 3 * KEEP_EXPIRED,
+                       next_update=now - KEEP_EXPIRED + 1.0)]
+
+
+def entry_for(cid, **kw):
+    """An Entry cached under CertID CID (its key, hashes, serial and canonical request)."""
+    from ocsptools.codec import der
+    return make_entry(cid.key, cid.serial_hex, hash_alg=cid.hash_alg, name_hash=cid.name_hash.hex(),
+                      key_hash=cid.key_hash.hex(), request=der.encode_request(cid), **kw)
+
+
+def http_request(method: str = "POST", target: str = "/", body: bytes = b"",
+                 headers: Optional[Dict[str, str]] = None, *, keep_alive: bool = True,
+                 peer: str = "127.0.0.1:40000"):
+    """A parsed request as the front end hands it to ``Proxy.handle`` (header names lower-case)."""
+    from ocsptools.proxy.server import Request
+    hdrs = {"content-type": "application/ocsp-request"} if method == "POST" else {}
+    hdrs.update({k.lower(): v for k, v in (headers or {}).items()})
+    return Request(method, target, "HTTP/1.1", hdrs, body, keep_alive, peer)
+
+
+async def answer(proxy, req) -> bytes:
+    """PROXY's answer to REQ, from the fast path (bytes) or the slow one (awaited)."""
+    result = proxy.handle(req)
+    return result if isinstance(result, bytes) else await result
+
+
+def parse_http(raw: bytes) -> Tuple[int, Dict[str, str], bytes]:
+    """(status, headers with lower-case names, body) of one HTTP/1.1 response."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(lines[0].split(" ")[1]), headers, body
+
+
+@contextlib.contextmanager
+def in_process(tmp_path: Path, *, known=None, clock: Optional[FakeClock] = None, cache=None,
+               ossl=None, **settings) -> Iterator:
+    """A ``Proxy`` on a sqlite cache under TMP_PATH (or CACHE), the allow-list KNOWN (default:
+    nothing allowed) and CLOCK's time."""
+    from ocsptools.openssl import OpenSSL
+    from ocsptools.proxy.cache import open_cache
+    from ocsptools.proxy.issuers import Known
+    from ocsptools.proxy.service import Proxy, Settings
+    clock = clock or FakeClock()
+    own = cache is None
+    cache = cache or open_cache(f"sqlite:///{tmp_path}/inproc.sqlite", now=clock.wall())
+    proxy = Proxy(cache, known or Known(), ossl or OpenSSL("openssl", timeout=10), Settings(**settings),
+                  logging.getLogger("test-proxy"), clock=clock.wall, monotonic=clock.monotonic)
+    try:
+        yield proxy
+    finally:
+        proxy.executor.shutdown(wait=True)
+        if own:
+            cache.close()
+
+
+class BrokenCache:
+    """A cache backend whose every read and write fails (as ``proxy.cache.Cache`` says: CacheError)."""
+
+    url = "broken://"
+
+    def _fail(self, *args):
+        from ocsptools.proxy.cache import CacheError
+        raise CacheError("broken://: cannot read: it is broken; check the cache (--cache)", path=self.url)
+
+    get = put = summary = ping = purge_serial = due = lock = unlock = reschedule = delete = sweep = _fail
+
+
+def dead_url() -> str:
+    """A loopback URL nothing listens on (connection refused at once)."""
+    return f"http://127.0.0.1:{pkimod.free_port()}/"

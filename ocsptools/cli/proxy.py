@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
-import signal
 import stat
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple, cast
+import time
+from typing import List, Optional, Sequence, Tuple
 
 from .. import transport
-from ..certs import CERT_SUFFIXES
-from ..errors import (FetchError, InputError, NotApplicable, OcspToolsError, OpensslError, StoreError,
-                      UsageError)
-from ..fetch import FetchOptions, fetch_staple, load_target
+from ..errors import FetchError, InputError, OpensslError, StoreError, UsageError
 from ..openssl import HASHES, OpenSSL
-from ..staple import iso
-from ..durations import format_duration, parse_percent
+from ..staple import Staple, iso
+from ..durations import parse_percent
 from ._common import ArgumentParser, positive_float, run, utcnow, version_string
 from .status import ExitStatus, ExitTable
 
 PROG = "ocsp-proxy"
 DEFAULT_CACHE = "sqlite:///var/cache/ocsp-proxy/cache.sqlite"
 DEFAULT_LISTEN = "127.0.0.1:8008"
+
 
 EXITS = ExitTable(codes=(
     (UsageError, ExitStatus.USAGE),
@@ -179,17 +176,21 @@ def _refresh_pct(text: str) -> float:
         raise UsageError(f"--refresh-at: {exc}") from None
 
 
+def _cache_url(args) -> str:
+    return args.cache or _env_cache()
+
+
 def _open_cache(args):
     from ..proxy.cache import open_cache
-    return open_cache(args.cache or _env_cache())
+    return open_cache(_cache_url(args))
 
 
 # --------------------------------------------------------------------------
-# serve
+# the subcommands
 # --------------------------------------------------------------------------
 
 def cmd_serve(args) -> int:
-    from ..proxy import issuers, server
+    from ..proxy import serve, server
     from ..proxy.service import Settings
     log = _logger(args)
     listen = [parse_listen(x) for x in (args.listen or [DEFAULT_LISTEN])]
@@ -198,164 +199,41 @@ def cmd_serve(args) -> int:
         raise UsageError("--max-request-size must be at least 256 bytes")
     token = read_token(args.admin_token_file, log) if args.admin_token_file else None
     ossl = OpenSSL(args.openssl, timeout=args.timeout)
-    known = issuers.load(args.allow, args.allow_from, ossl)
-    cache = _open_cache(args)
-    cache.ping()
-    for warning in known.warnings:
-        log.warning(warning)
-    if known.not_applicable:
-        log.debug(f"{known.not_applicable} certificate(s) under --allow-from without an OCSP URL: "
-                  f"not applicable")
-    if not known.prefixes and known.not_applicable and not args.allow:
-        log.info("no certificate under --allow-from has an OCSP URL (not applicable): only cached "
-                 "answers can be served, every other request gets 403")
-    elif not known.prefixes:
-        log.warning("no responder is allowed (give --allow URL or --allow-from DIR): only cached "
-                    "answers can be served, every other request gets 403")
     settings = Settings(refresh_pct=pct, http=transport.HttpOptions(timeout=args.timeout),
                         admin_token=token, own=listen)
     limits = server.Limits(max_body=args.max_request_size, request_timeout=args.request_timeout,
                            idle_timeout=args.idle_timeout)
-    return asyncio.run(_serve(args, cache, known, ossl, settings, limits, listen, log))
-
-
-async def _serve(args, cache, known, ossl, settings, limits, listen, log) -> int:
-    from ..proxy import issuers, server
-    from ..proxy.service import Proxy
-    proxy = Proxy(cache, known, ossl, settings, log)
-    try:
-        servers = await server.start(proxy.handle, listen, limits, proxy.http_stats, log)
-    except OSError as exc:
-        detail = exc.strerror or str(exc)
-        if "address already in use" in str(exc).lower():
-            detail = "address already in use (another ocsp-proxy? choose another --listen)"
-        raise OcspToolsError(f"cannot listen on {', '.join(f'{h}:{p}' for h, p in listen)}: "
-                             f"{detail}") from None
-    bound = []
-    own = []
-    for srv in servers:
-        for sock in srv.sockets:
-            addr = sock.getsockname()
-            host = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
-            bound.append(f"http://{host}:{addr[1]}/")
-            own.append((addr[0], addr[1]))
-    settings.own = tuple(own) + tuple(settings.own)
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-
-    def reload() -> None:
-        async def do() -> None:
-            try:
-                new = await loop.run_in_executor(proxy.executor, issuers.load, args.allow,
-                                                 args.allow_from, ossl)
-            except OcspToolsError as exc:
-                log.error(f"reload failed, keeping the old allow-list: {exc}")
-                return
-            proxy.known = new
-            proxy.memo.clear()
-            log.info(f"reloaded: {len({c.der for c in new.issuers.values()})} issuer(s), "
-                     f"{len(new.prefixes)} responder prefix(es) allowed")
-        loop.create_task(do())
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload)
-    n_issuers = len({c.der for c in known.issuers.values()})
-    log.info(f"listening on {' '.join(bound)} (cache {cache.url}; {n_issuers} issuer(s), "
-             f"{len(known.prefixes)} responder prefix(es) allowed; refresh at {settings.refresh_pct:g}%)")
-    refresher = loop.create_task(proxy.refresh_loop())
-    await stop.wait()
-    log.info("stopping")
-    proxy.stop()
-    for srv in servers:
-        srv.close()
-    await asyncio.wait([refresher], timeout=5)
-    proxy.executor.shutdown(wait=False, cancel_futures=True)
-    cache.close()
+    serve.run(args.allow, args.allow_from, _cache_url(args), ossl, settings, limits, listen, log)
     return ExitStatus.OK
 
 
-# --------------------------------------------------------------------------
-# warm / purge / stats
-# --------------------------------------------------------------------------
-
-def _expand(targets: Sequence[str]) -> List[str]:
-    files: List[str] = []
-    for target in targets:
-        if os.path.isdir(target):
-            for root, dirs, names in os.walk(target):
-                dirs.sort()
-                for name in sorted(names):
-                    low = name.lower()
-                    if low.endswith(CERT_SUFFIXES) and low not in ("chain.pem", "fullchain.pem") \
-                            and "key" not in low:
-                        files.append(os.path.join(root, name))
-        else:
-            files.append(target)
-    return files
-
-
 def cmd_warm(args) -> int:
-    from ..codec import der
-    from ..proxy.upstream import make_entry
+    from ..proxy.warm import warm
     log = _logger(args)
     pct = _refresh_pct(args.refresh_at)
     ossl = OpenSSL(args.openssl, timeout=args.timeout)
     cache = _open_cache(args)
-    http = transport.HttpOptions(timeout=args.timeout)
-    hashes = list(dict.fromkeys(args.hashes or ["sha1"]))
-    explicit = set(t for t in args.targets if not os.path.isdir(t))
-    failed = revoked = cached = skipped = 0
-    seen = set()
-    for path in _expand(args.targets):
-        try:
-            target = load_target(path, ossl, http=http)
-        except InputError as exc:
-            if path in explicit:
-                log.error(str(exc))
-                failed += 1
-            else:
-                log.debug(f"skipped {path}: {exc}")
-            continue
-        if target.leaf.der in seen:
-            continue
-        seen.add(target.leaf.der)
-        if not target.leaf.ocsp_urls:
-            skipped += 1
-            log.debug(f"{path}: not applicable (no OCSP URL)")
-            continue
-        for alg in hashes:
-            try:
-                result = fetch_staple(target, FetchOptions(hash_alg=alg, http=http), ossl, utcnow)
-                name_hash, key_hash = der.issuer_hashes(target.issuer.der, alg)
-                cid = der.CertID(alg, name_hash, key_hash, target.leaf.serial)
-                entry = make_entry(result.staple, cid, result.url, utcnow(), pct)
-                stored = cache.put(entry)
-            except (FetchError, NotApplicable) as exc:
-                log.error(str(exc))
-                failed += 1
-                continue
-            status = result.staple.cert_status
-            revoked += status == "revoked"
-            cached += 1
-            if not args.quiet:
-                print(f"{path}: {status}, next update {iso(result.staple.next_update)}, "
-                      f"{'cached' if stored else 'already cached (as new)'} ({alg})")
+
+    def said(path: str, alg: str, staple: Staple, stored: bool) -> None:
+        if not args.quiet:
+            print(f"{path}: {staple.cert_status}, next update {iso(staple.next_update)}, "
+                  f"{'cached' if stored else 'already cached (as new)'} ({alg})")
+    done = warm(args.targets, list(dict.fromkeys(args.hashes or ["sha1"])), cache, ossl,
+                transport.HttpOptions(timeout=args.timeout), pct, utcnow, log, said)
     cache.close()
-    log.debug(f"{cached} cached, {skipped} not applicable, {failed} failed")
-    if failed:
+    log.debug(f"{done.cached} cached, {done.skipped} not applicable, {done.failed} failed")
+    if done.failed:
         return ExitStatus.FAILED
-    return ExitStatus.REVOKED if revoked else ExitStatus.OK
+    return ExitStatus.REVOKED if done.revoked else ExitStatus.OK
 
 
 def _serials(args, ossl) -> List[str]:
     from ..certs import load_file
+    from ..proxy.purge import normal_serial
     serials = []
     for text in args.serial:
-        t = text.strip().upper()
-        t = t[2:] if t.startswith("0X") else t
         try:
-            serials.append(format(int(t.replace(":", ""), 16), "X"))
+            serials.append(normal_serial(text))
         except ValueError:
             raise UsageError(f"--serial {text}: not a hexadecimal serial number") from None
     for path in args.certs:
@@ -366,59 +244,32 @@ def _serials(args, ossl) -> List[str]:
 
 
 def cmd_purge(args) -> int:
+    from ..proxy import purge
     log = _logger(args)
     ossl = OpenSSL(args.openssl)
     serials = _serials(args, ossl)
     if args.via:
         if not args.admin_token_file:
             raise UsageError("--via needs --admin-token-file")
-        token = read_token(args.admin_token_file)
-        base = args.via if args.via.endswith("/") else args.via + "/"
-        query = "&".join(f"serial={s}" for s in serials)
-        resp = transport.request("POST", f"{base}admin/purge?{query}", body=b"",
-                                 headers={"Authorization": f"Bearer {token}"},
-                                 opts=transport.HttpOptions(timeout=10, proxy=""))
-        text = resp.body.decode("utf-8", "replace").strip()
-        if resp.status != 200:
-            raise FetchError(f"{args.via}: purge refused: HTTP {resp.status} {text}")
+        text = purge.via(args.via, read_token(args.admin_token_file), serials)
         if not args.quiet:
             print(f"{', '.join(serials)}: {text}")
         return ExitStatus.OK
     cache = _open_cache(args)
-    for serial in serials:
-        keys = cache.purge_serial(serial)
+    for serial, count in purge.in_cache(cache, serials):
         if not args.quiet:
-            print(f"{serial}: purged {len(keys)}")
+            print(f"{serial}: purged {count}")
     cache.close()
     log.debug("a running proxy notices within a few seconds")
     return ExitStatus.OK
 
 
 def cmd_stats(args) -> int:
-    import time
-    from ..proxy.cache import describe
-    from ..proxy.upstream import utc
+    from ..proxy.stats import lines
     cache = _open_cache(args)
     now = time.time()
-    entries = list(cache.entries())
-    info = describe(entries, now)
-    print(f"cache: {cache.url}")
-    print(f"entries: {info['entries']}")
-    print(f"valid: {info['valid']}")
-    print(f"expired: {info['expired']}")
-    by_status = cast(Dict[str, int], info["by_status"])
-    oldest_age = cast(float, info["oldest_age"])
-    next_expiry = cast(Optional[float], info["next_expiry"])
-    for status, count in by_status.items():
-        print(f"status {status}: {count}")
-    print(f"oldest: {format_duration(utc(now) - utc(now - oldest_age))}" if entries else "oldest: -")
-    print(f"next expiry: {iso(utc(next_expiry)) if next_expiry else '-'}")
-    if args.list:
-        for e in entries:
-            print(f"{e.serial} {e.hash_alg} {e.cert_status} this-update={iso(utc(e.this_update))} "
-                  f"next-update={iso(utc(e.next_update))} valid-until={iso(utc(e.valid_until))} "
-                  f"refresh={iso(utc(e.due))} "
-                  f"failures={e.failures} {e.url}")
+    for line in lines(cache.url, list(cache.entries()), now, listing=args.list):
+        print(line)
     cache.close()
     return ExitStatus.OK
 

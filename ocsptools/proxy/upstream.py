@@ -16,7 +16,7 @@ from ..openssl import OpenSSL
 from ..staple import Certificate, Staple
 from ..codec import der
 from . import rules
-from .cache import Entry
+from .entry import Entry
 
 
 class Unverifiable(ResponseError):

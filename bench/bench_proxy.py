@@ -89,7 +89,7 @@ def counters(base: str) -> dict:
     """The proxy's cache hit and miss counters from /metrics (the wrk runs must raise the hits
     by the requests they made: an HTTP 200 alone could be a tryLater or a pass-through)."""
     metrics = urllib.request.urlopen(base + "/metrics", timeout=10).read().decode()
-    return {name: int(re.search(rf"^ocsp_proxy_cache_{name}_total (\d+)", metrics, re.M).group(1))
+    return {name: int(float(re.search(rf"^ocsp_proxy_cache_{name}_total (\S+)", metrics, re.M).group(1)))
             for name in ("hits", "misses")}
 
 

@@ -1,6 +1,7 @@
 """``ocsp-renew-dir --watch --prometheus-textfile PATH``: gauges for node_exporter's textfile collector.
 
-``render`` is pure (a snapshot and ``now`` in, the exposition text out);
+``render`` is pure (a snapshot and ``now`` in, the exposition text out, through
+``ocsptools.metrics``);
 ``write`` replaces the file atomically (``store.atomic_write``: the collector
 never reads half a file).  The daemon rewrites it after every change (a
 renewal, a failure, a certificate added or removed) and at every sweep.
@@ -38,9 +39,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Dict, Iterable, List, Optional
+from typing import Iterable, List, Optional
 
-from . import store
+from . import metrics, store
 
 PREFIX = "ocsp_renew_dir"
 #: good: a good staple is installed; failed: the last attempt failed (revoked/unknown have their
@@ -77,111 +78,86 @@ class ProcessMetrics:
     hook_failures: int = 0
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _num(value: float) -> str:
-    if value == int(value):
-        return str(int(value))
-    return repr(float(value))
-
-
 def _ts(dt: Optional[datetime]) -> Optional[float]:
     return None if dt is None else dt.timestamp()
 
 
-class _Family:
-    def __init__(self, name: str, kind: str, help_text: str) -> None:
-        self.name = f"{PREFIX}_{name}"
-        self.kind = kind
-        self.help = help_text
-        self.samples: List[str] = []
-
-    def add(self, value: Optional[float], **labels: str) -> None:
-        if value is None:
-            return
-        sample = self.name + ("_total" if self.kind == "counter" else "")
-        if labels:
-            sample += "{" + ",".join(f'{k}="{_label(v)}"' for k, v in labels.items()) + "}"
-        self.samples.append(f"{sample} {_num(value)}")
-
-    def text(self) -> str:
-        name = self.name + ("_total" if self.kind == "counter" else "")
-        head = f"# HELP {name} {self.help}\n# TYPE {name} {self.kind}\n"
-        return head + "".join(s + "\n" for s in self.samples)
-
-
 def render(staples: Iterable[StapleMetrics], proc: ProcessMetrics, now: datetime) -> str:
-    """The text exposition format for STAPLES and PROC as of NOW (pure)."""
+    """The text exposition format for STAPLES and PROC as of NOW (pure; ``metrics.exposition``)."""
     rows = sorted(staples, key=lambda s: s.staple)
-    fams: Dict[str, _Family] = {}
+    fams: List[metrics.Family] = []
 
-    def fam(name: str, kind: str, help_text: str) -> _Family:
-        return fams.setdefault(name, _Family(name, kind, help_text))
+    def gauge(name: str, help_text: str, *labels: str) -> metrics.Family:
+        fams.append(metrics.gauge(f"{PREFIX}_{name}", help_text, labels))
+        return fams[-1]
 
-    nu = fam("staple_next_update_timestamp_seconds", "gauge",
-             "nextUpdate of the installed staple (Unix time).")
-    left = fam("staple_seconds_to_next_update", "gauge",
-               "Seconds from when this file was written to the installed staple's nextUpdate.")
-    vu = fam("staple_valid_until_timestamp_seconds", "gauge",
-             "When the installed staple stops being usable: min(nextUpdate, responder and "
-             "certificate notAfter).")
-    ok = fam("staple_last_success_timestamp_seconds", "gauge",
-             "Last renewal attempt that installed or confirmed a good staple (0: none since start).")
-    bad = fam("staple_last_failure_timestamp_seconds", "gauge",
-              "Last renewal attempt that failed (0: none since start).")
-    fails = fam("staple_consecutive_failures", "gauge", "Failed renewal attempts in a row.")
-    nxt = fam("staple_next_attempt_timestamp_seconds", "gauge",
-              "When the daemon next looks at this staple (absent: only on a file change).")
-    status = fam("staple_status", "gauge",
-                 "1 for the staple's current status (" + ", ".join(STATUSES) + ").")
-    failing = fam("staple_failing_since_timestamp_seconds", "gauge",
-                  "When renewal started failing, for a staple whose renewal fails (Unix time; "
-                  "absent while it succeeds).")
-    revoked = fam("staple_responder_revoked", "gauge",
-                  "1 when the responder's last answer said revoked (the old staple is kept and "
-                  "may still say good), else 0.")
+    def counter(name: str, help_text: str, value: float) -> None:
+        fams.append(metrics.counter(f"{PREFIX}_{name}_total", help_text).add(value))
+
+    nu = gauge("staple_next_update_timestamp_seconds",
+               "nextUpdate of the installed staple (Unix time).", "staple")
+    left = gauge("staple_seconds_to_next_update",
+                 "Seconds from when this file was written to the installed staple's nextUpdate.",
+                 "staple")
+    vu = gauge("staple_valid_until_timestamp_seconds",
+               "When the installed staple stops being usable: min(nextUpdate, responder and "
+               "certificate notAfter).", "staple")
+    ok = gauge("staple_last_success_timestamp_seconds",
+               "Last renewal attempt that installed or confirmed a good staple (0: none since "
+               "start).", "staple")
+    bad = gauge("staple_last_failure_timestamp_seconds",
+                "Last renewal attempt that failed (0: none since start).", "staple")
+    fails = gauge("staple_consecutive_failures", "Failed renewal attempts in a row.", "staple")
+    nxt = gauge("staple_next_attempt_timestamp_seconds",
+                "When the daemon next looks at this staple (absent: only on a file change).",
+                "staple")
+    status = gauge("staple_status", "1 for the staple's current status (" + ", ".join(STATUSES)
+                   + ").", "staple", "status")
+    failing = gauge("staple_failing_since_timestamp_seconds",
+                    "When renewal started failing, for a staple whose renewal fails (Unix time; "
+                    "absent while it succeeds).", "staple")
+    revoked = gauge("staple_responder_revoked",
+                    "1 when the responder's last answer said revoked (the old staple is kept and "
+                    "may still say good), else 0.", "staple")
     for s in rows:
-        nu.add(_ts(s.next_update), staple=s.staple)
+        nu.add(_ts(s.next_update), s.staple)
         if s.next_update is not None:
-            left.add(round((s.next_update - now).total_seconds(), 3), staple=s.staple)
-        vu.add(_ts(s.valid_until), staple=s.staple)
-        ok.add(_ts(s.last_success) or 0, staple=s.staple)
-        bad.add(_ts(s.last_failure) or 0, staple=s.staple)
-        fails.add(s.failures, staple=s.staple)
-        nxt.add(_ts(s.next_attempt), staple=s.staple)
-        status.add(1, staple=s.staple, status=s.status if s.status in STATUSES else "error")
-        failing.add(_ts(s.failing_since), staple=s.staple)
-        revoked.add(int(s.responder_revoked), staple=s.staple)
+            left.add(round((s.next_update - now).total_seconds(), 3), s.staple)
+        vu.add(_ts(s.valid_until), s.staple)
+        ok.add(_ts(s.last_success) or 0, s.staple)
+        bad.add(_ts(s.last_failure) or 0, s.staple)
+        fails.add(s.failures, s.staple)
+        nxt.add(_ts(s.next_attempt), s.staple)
+        status.add(1, s.staple, s.status if s.status in STATUSES else "error")
+        failing.add(_ts(s.failing_since), s.staple)
+        revoked.add(int(s.responder_revoked), s.staple)
 
     counts = Counter(s.status for s in rows)
-    certs = fam("certificates", "gauge", "Managed certificates by status.")
+    certs = gauge("certificates", "Managed certificates by status.", "status")
     for st in STATUSES:
-        certs.add(counts.get(st, 0), status=st)
+        certs.add(counts.get(st, 0), st)
     served = [s.valid_until for s in rows if s.valid_until is not None and s.status != "not-applicable"]
     if served:
-        fam("earliest_valid_until_timestamp_seconds", "gauge",
-            "When the first installed staple stops being usable (Unix time).").add(
+        gauge("earliest_valid_until_timestamp_seconds",
+              "When the first installed staple stops being usable (Unix time).").add(
             min(served).timestamp())
-    fam("start_time_seconds", "gauge", "When the daemon started (Unix time).").add(_ts(proc.started))
-    fam("last_write_timestamp_seconds", "gauge", "When this file was written (Unix time).").add(
+    gauge("start_time_seconds", "When the daemon started (Unix time).").add(_ts(proc.started))
+    gauge("last_write_timestamp_seconds", "When this file was written (Unix time).").add(
         round(now.timestamp(), 3))
-    fam("last_sweep_timestamp_seconds", "gauge", "When the last full sweep ran (Unix time).").add(
+    gauge("last_sweep_timestamp_seconds", "When the last full sweep ran (Unix time).").add(
         _ts(proc.last_sweep))
-    fam("watcher", "gauge", "1 for the change watcher in use (inotify, or poll where inotify "
-                            "is unavailable).").add(1, mode=proc.watcher)
-    fam("renewals", "counter", "Staples renewed since start.").add(proc.renewals)
-    fam("failures", "counter", "Failed renewal attempts (revoked and unknown included) since "
-                               "start.").add(proc.failures)
-    fam("haproxy_pushes", "counter", "Staples HAProxy took over its runtime API since start.").add(
-        proc.pushes)
-    fam("haproxy_push_failures", "counter", "Pushes HAProxy refused or could not be asked, since "
-                                            "start.").add(proc.push_failures)
-    fam("on_change_runs", "counter", "--on-change command runs since start.").add(proc.hook_runs)
-    fam("on_change_failures", "counter", "--on-change command runs that failed since start.").add(
-        proc.hook_failures)
-    return "".join(f.text() for f in fams.values())
+    gauge("watcher", "1 for the change watcher in use (inotify, or poll where inotify is "
+                     "unavailable).", "mode").add(1, proc.watcher)
+    counter("renewals", "Staples renewed since start.", proc.renewals)
+    counter("failures", "Failed renewal attempts (revoked and unknown included) since start.",
+            proc.failures)
+    counter("haproxy_pushes", "Staples HAProxy took over its runtime API since start.", proc.pushes)
+    counter("haproxy_push_failures", "Pushes HAProxy refused or could not be asked, since start.",
+            proc.push_failures)
+    counter("on_change_runs", "--on-change command runs since start.", proc.hook_runs)
+    counter("on_change_failures", "--on-change command runs that failed since start.",
+            proc.hook_failures)
+    return metrics.exposition(fams).decode("utf-8")
 
 
 def write(path: str, text: str) -> None:

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from . import nagios
+from . import metrics, nagios
 from .check.model import Result
 from .life import parse_iso
 from .staple import iso
@@ -191,18 +191,8 @@ def json_lines(results: Sequence[Result]) -> str:
 
 
 # --------------------------------------------------------------------------
-# Prometheus text exposition (node_exporter textfile collector)
+# Prometheus text exposition (node_exporter textfile collector), through ocsptools.metrics
 # --------------------------------------------------------------------------
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _sample(name: str, labels: Dict[str, str], value: float) -> str:
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-    number = repr(float(value)) if isinstance(value, float) and not value.is_integer() else str(int(value))
-    return f"{name}{{{inner}}} {number}" if inner else f"{name} {number}"
-
 
 def _ts(dt: Optional[datetime]) -> Optional[int]:
     return None if dt is None else int(dt.timestamp())
@@ -249,30 +239,29 @@ def _failing(r: Result) -> Optional[int]:
 
 
 def prometheus(results: Sequence[Result], now: datetime) -> str:
-    """Text exposition format with HELP/TYPE lines; a value that does not exist is left out."""
-    lines: List[str] = []
+    """Text exposition format with HELP/TYPE lines (``metrics.exposition``); a value that does
+    not exist is left out, and so is a family without any."""
     # one series per staple: a path given twice must not make duplicate series (node_exporter
     # rejects the whole file), so repeated paths get #2, #3 ... as in the perfdata
-    labels = [{"path": path} for path in nagios.unique_labels((r.label for r in results), str)]
+    paths = nagios.unique_labels((r.label for r in results), str)
+    families = []
     for name, help_text, get in METRICS:
-        samples = []
-        for lab, r in zip(labels, results):
-            value = get(r)
-            if value is not None:
-                samples.append(_sample(name, lab, value))
-        if samples:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", *samples]
-    name = "ocsp_staple_cert_status"
-    lines += [f"# HELP {name} Certificate status the staple gives (1 for the status it says).",
-              f"# TYPE {name} gauge"]
-    for lab, r in zip(labels, results):
+        family = metrics.gauge(name, help_text, ("path",))
+        for path, r in zip(paths, results):
+            family.add(get(r), path)
+        if family.samples:
+            families.append(family)
+    status = metrics.gauge("ocsp_staple_cert_status",
+                           "Certificate status the staple gives (1 for the status it says).",
+                           ("path", "status"))
+    for path, r in zip(paths, results):
         said = r.staple.cert_status if r.staple is not None else None
-        for status in CERT_STATUSES:
-            lines.append(_sample(name, {**lab, "status": status}, int(said == status)))
-    name = "ocsp_check_timestamp_seconds"
-    lines += [f"# HELP {name} When ocsp-check ran, Unix time.", f"# TYPE {name} gauge",
-              _sample(name, {}, int(now.timestamp()))]
-    return "\n".join(lines) + "\n"
+        for cert_status in CERT_STATUSES:
+            status.add(int(said == cert_status), path, cert_status)
+    families.append(status)
+    families.append(metrics.gauge("ocsp_check_timestamp_seconds", "When ocsp-check ran, Unix time.")
+                    .add(int(now.timestamp())))
+    return metrics.exposition(families).decode("utf-8")
 
 
 # --------------------------------------------------------------------------

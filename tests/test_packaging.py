@@ -47,7 +47,7 @@ MONITORING = {d: sorted(p.name for p in (ROOT / "contrib" / d).iterdir())
 DEB_TOOLS = ("make", "git", "dpkg", "dpkg-deb", "dpkg-buildpackage", "dh", "dh_python3", "lintian",
              "man", "systemd-analyze", "openssl")
 DEB_PACKAGES = ("pybuild-plugin-pyproject", "python3-all", "python3-setuptools", "python3-wheel",
-                "python3-plumbum", "python3-yaml", "python3-dateutil")
+                "python3-plumbum", "python3-yaml", "python3-dateutil", "python3-prometheus-client")
 # Where an installation could leave a trace, compared before and after dpkg -i and --purge;
 # what any dpkg run changes (its database and logs, the man-db index its trigger rebuilds) is
 # left out.
@@ -224,7 +224,8 @@ def test_deb_package_contents_lintian_and_maintainer_scripts(built_deb, tmp_path
 
     # Debian's own dependencies; inotify_simple (not in Debian 12) none; the extras suggested
     depends = {d.strip().split()[0] for d in deb_field(deb, "Depends").split(",")}
-    assert {"python3-plumbum", "python3-yaml", "python3-dateutil", "openssl"} <= depends, depends
+    assert {"python3-plumbum", "python3-yaml", "python3-dateutil", "python3-prometheus-client",
+            "openssl"} <= depends, depends
     assert not [d for d in depends if "inotify" in d], depends
     suggests = {d.strip().split()[0] for d in deb_field(deb, "Suggests").split(",")}
     assert {"python3-redis", "python3-openssl"} <= suggests, suggests

@@ -1,11 +1,24 @@
-"""Prometheus text exposition (format 0.0.4) for /metrics; no client library needed."""
+"""ocsp-proxy's counters and its ``GET /metrics`` exposition (through ``ocsptools.metrics``).
+
+The request path only increments plain integers of ``Metrics``; the families
+are built from them, and from the gauges the service passes in, when
+Prometheus scrapes (``Metrics.render``).
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, List
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from .. import metrics
+
+CONTENT_TYPE = metrics.CONTENT_TYPE
+
+#: Label values always exposed (0 until counted), in this order; others follow, sorted.
+PASSTHROUGH_REASONS = ("nonce", "several certificates", "unknown issuer", "unverifiable")
+UPSTREAM_ERROR_KINDS = ("connect", "timeout", "http", "responder_status", "verify", "times",
+                        "unknown", "other")
+REFRESH_RESULTS = ("ok", "failed", "unchanged", "not allowed")
 
 
 class Metrics:
@@ -22,63 +35,54 @@ class Metrics:
         self.bad_requests = 0
         self.cache_errors = 0
 
+    def families(self, gauges: Dict[str, float], http: Dict[str, float]) -> List[metrics.Family]:
+        """The families of /metrics from these counters, the cache's GAUGES (entries, expired,
+        oldest_age, issuers) and the HTTP server's counts (open, timeouts, refused)."""
+        def total(name: str, help_text: str, value: float) -> metrics.Family:
+            return metrics.counter(name, help_text).add(value)
+
+        def by(name: str, help_text: str, label: str, values: Dict[str, int],
+               known: Iterable[str]) -> metrics.Family:
+            family = metrics.counter(name, help_text, (label,))
+            for key in dict.fromkeys(list(known) + sorted(values)):
+                family.add(values.get(key, 0), key)
+            return family
+
+        def level(name: str, help_text: str, value: float) -> metrics.Family:
+            return metrics.gauge(name, help_text).add(value)
+
+        return [
+            total("ocsp_proxy_cache_hits_total", "Answers served from the cache.", self.hits),
+            total("ocsp_proxy_cache_misses_total",
+                  "Cacheable requests that had to ask the responder.", self.misses),
+            by("ocsp_proxy_passthrough_total",
+               "Requests passed to the responder and answered uncached, by reason.", "reason",
+               self.passthrough, PASSTHROUGH_REASONS),
+            by("ocsp_proxy_upstream_errors_total", "Failed or unusable responder answers, by kind.",
+               "kind", self.upstream_errors, UPSTREAM_ERROR_KINDS),
+            by("ocsp_proxy_refreshes_total", "Background refreshes, by result.", "result",
+               self.refreshes, REFRESH_RESULTS),
+            total("ocsp_proxy_expired_total", "Requests for an expired entry the responder could "
+                  "not renew (answered tryLater).", self.expired),
+            total("ocsp_proxy_forbidden_total", "Requests refused with 403 (responder not allowed).",
+                  self.forbidden),
+            total("ocsp_proxy_bad_requests_total", "Malformed requests (400).", self.bad_requests),
+            total("ocsp_proxy_cache_errors_total", "Cache backend failures.", self.cache_errors),
+            level("ocsp_proxy_cache_entries", "Entries in the cache.", gauges.get("entries", 0)),
+            level("ocsp_proxy_cache_expired_entries",
+                  "Entries past nextUpdate (kept to retry, never served).", gauges.get("expired", 0)),
+            level("ocsp_proxy_oldest_entry_age_seconds",
+                  "Seconds since the thisUpdate of the oldest cached answer.",
+                  gauges.get("oldest_age", 0)),
+            level("ocsp_proxy_known_issuers", "Issuers learned from --allow-from.",
+                  gauges.get("issuers", 0)),
+            level("ocsp_proxy_connections", "Open client connections.", http.get("open", 0)),
+            total("ocsp_proxy_client_timeouts_total",
+                  "Client connections closed for being idle or too slow.", http.get("timeouts", 0)),
+            total("ocsp_proxy_connections_refused_total",
+                  "Connections refused at the connection limit.", http.get("refused", 0)),
+        ]
+
     def render(self, gauges: Dict[str, float], http: Dict[str, float]) -> bytes:
-        out = []
-
-        def metric(name: str, kind: str, help_: str, samples: Iterable[Tuple[str, float]]) -> None:
-            out.append(f"# HELP {name} {help_}")
-            out.append(f"# TYPE {name} {kind}")
-            for labels, value in samples:
-                out.append(f"{name}{labels} {_num(value)}")
-
-        def labelled(label: str, values: Dict[str, int], known: Iterable[str]):
-            keys = list(dict.fromkeys(list(known) + sorted(values)))
-            return [(f'{{{label}="{_esc(k)}"}}', values.get(k, 0)) for k in keys]
-
-        metric("ocsp_proxy_cache_hits_total", "counter", "Answers served from the cache.", [("", self.hits)])
-        metric("ocsp_proxy_cache_misses_total", "counter",
-               "Cacheable requests that had to ask the responder.", [("", self.misses)])
-        metric("ocsp_proxy_passthrough_total", "counter",
-               "Requests passed to the responder and answered uncached, by reason.",
-               labelled("reason", self.passthrough, ("nonce", "several certificates", "unknown issuer",
-                                                     "unverifiable")))
-        metric("ocsp_proxy_upstream_errors_total", "counter",
-               "Failed or unusable responder answers, by kind.",
-               labelled("kind", self.upstream_errors, ("connect", "timeout", "http", "responder_status",
-                                                       "verify", "times", "unknown", "other")))
-        metric("ocsp_proxy_refreshes_total", "counter", "Background refreshes, by result.",
-               labelled("result", self.refreshes, ("ok", "failed", "unchanged", "not allowed")))
-        metric("ocsp_proxy_expired_total", "counter",
-               "Requests for an expired entry the responder could not renew (answered tryLater).",
-               [("", self.expired)])
-        metric("ocsp_proxy_forbidden_total", "counter",
-               "Requests refused with 403 (responder not allowed).", [("", self.forbidden)])
-        metric("ocsp_proxy_bad_requests_total", "counter", "Malformed requests (400).",
-               [("", self.bad_requests)])
-        metric("ocsp_proxy_cache_errors_total", "counter", "Cache backend failures.",
-               [("", self.cache_errors)])
-        metric("ocsp_proxy_cache_entries", "gauge", "Entries in the cache.",
-               [("", gauges.get("entries", 0))])
-        metric("ocsp_proxy_cache_expired_entries", "gauge",
-               "Entries past nextUpdate (kept to retry, never served).", [("", gauges.get("expired", 0))])
-        metric("ocsp_proxy_oldest_entry_age_seconds", "gauge",
-               "Seconds since the thisUpdate of the oldest cached answer.",
-               [("", gauges.get("oldest_age", 0))])
-        metric("ocsp_proxy_known_issuers", "gauge", "Issuers learned from --allow-from.",
-               [("", gauges.get("issuers", 0))])
-        metric("ocsp_proxy_connections", "gauge", "Open client connections.", [("", http.get("open", 0))])
-        metric("ocsp_proxy_client_timeouts_total", "counter",
-               "Client connections closed for being idle or too slow.", [("", http.get("timeouts", 0))])
-        metric("ocsp_proxy_connections_refused_total", "counter",
-               "Connections refused at the connection limit.", [("", http.get("refused", 0))])
-        return ("\n".join(out) + "\n").encode("utf-8")
-
-
-def _num(value: float) -> str:
-    if float(value).is_integer():
-        return str(int(value))
-    return repr(float(value))
-
-
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        """The body of ``GET /metrics`` (``CONTENT_TYPE``)."""
+        return metrics.exposition(self.families(gauges, http))

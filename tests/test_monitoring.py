@@ -626,9 +626,10 @@ def exports(pki, _session_responder, tmp_path_factory) -> Exports:
                                  "--prometheus-textfile", str(textfile), str(tree)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=fh)
     try:
+        # values as prometheus_client writes them (floats: 1.0)
         wanted = (f'ocsp_renew_dir_staple_failing_since_timestamp_seconds{{staple="{failing}"}} ',
-                  f'ocsp_renew_dir_staple_responder_revoked{{staple="{revoked}"}} 1\n',
-                  f'ocsp_renew_dir_staple_status{{staple="{good}",status="good"}} 1\n')
+                  f'ocsp_renew_dir_staple_responder_revoked{{staple="{revoked}"}} 1.0\n',
+                  f'ocsp_renew_dir_staple_status{{staple="{good}",status="good"}} 1.0\n')
 
         def settled() -> str:
             text = textfile.read_text() if textfile.exists() else ""

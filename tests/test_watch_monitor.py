@@ -15,7 +15,7 @@ from ocsptools.renewstatus import StapleStatus, StatusFile
 from ocsptools.statecache import StateCache
 from ocsptools.watch.eventlog import EventLog
 from ocsptools.watch.monitor import CACHE_EVERY, METRICS_EVERY, Monitor, staple_rows
-from ocsptools.watch.schedule import Slot
+from ocsptools.watch.schedule import IGNORED, Slot
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -45,6 +45,13 @@ def test_staple_rows_join_the_scheduler_and_the_status_file(tmp_path):
     rows = staple_rows([a, b], status)
     assert rows[0].failing_since is None and not rows[0].responder_revoked
     assert rows[1].failing_since == T0 - timedelta(hours=1) and rows[1].responder_revoked
+
+
+def test_files_that_hold_no_leaf_certificate_are_not_exported():
+    """A bundle tree's keys and CA certificates were exported as staples in status "error"."""
+    rows = staple_rows([slot("site", status="good"), slot("site.key", status=IGNORED),
+                        slot("ca", status=IGNORED)], None)
+    assert [r.staple for r in rows] == ["/c/site.pem.ocsp"]
 
 
 def test_counters():

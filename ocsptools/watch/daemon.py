@@ -80,6 +80,7 @@ class Daemon:
         self.wake = threading.Event()
         self.setup: Optional[Setup] = None
         self.watcher: Optional[Watcher] = None
+        self.watcher_mode = "inotify"           # the last watcher's (the textfile says it at exit too)
         self.hooks: Optional[HookRunner] = None
         self.changes = Batch(HOOK_QUIET, HOOK_MAX)      # staples changed, for --on-change
         self.events = Batch(SETTLE, SETTLE_MAX)         # the watcher's wake-ups
@@ -129,6 +130,7 @@ class Daemon:
             roots_for(setup.roots, cands), self._on_fs_event, self._ignored,
             lambda: input_files(s.cand for s in list(self.sched.slots.values())),
             force_poll=self.wopts.force_poll)
+        self.watcher_mode = self.watcher.mode
         self.watcher.start()
         if why and not self.wopts.force_poll:
             self.log.event("watcher", f"inotify unavailable ({why}); polling every "
@@ -320,7 +322,7 @@ class Daemon:
     def _write_metrics(self) -> None:
         proc = metrics_textfile.ProcessMetrics(
             started=self.started, last_sweep=self.last_sweep,
-            watcher=self.watcher.mode if self.watcher else "none", renewals=self.out.renewals,
+            watcher=self.watcher_mode, renewals=self.out.renewals,
             failures=self.out.failures, pushes=self.out.pushes,
             push_failures=self.out.push_failures,
             hook_runs=self.hooks.runs if self.hooks else 0,

@@ -26,7 +26,7 @@ from ..errors import OcspToolsError
 from ..haproxy import PushResult
 from ..statecache import StateCache
 from .eventlog import EventLog
-from .schedule import Slot
+from .schedule import IGNORED, Slot
 
 #: The textfile is rewritten at most this often; the state cache saved at most this often.
 METRICS_EVERY, CACHE_EVERY = 1.0, 60.0
@@ -38,6 +38,8 @@ def staple_rows(slots: Iterable[Slot], status: Optional[renewstatus.StatusFile]
     and revocation."""
     rows = []
     for s in slots:
+        if s.status == IGNORED:
+            continue
         rec = status.get(s.cand.staple) if status is not None else None
         rows.append(metrics_textfile.StapleMetrics(
             staple=s.cand.staple, status=s.status, next_update=s.next_update,

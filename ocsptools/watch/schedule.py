@@ -38,6 +38,10 @@ BACKOFF = life.Backoff(base=60.0, cap=3600.0)
 COALESCE = 0.5
 
 
+#: The status of a file that holds no leaf certificate (left out of the textfile).
+IGNORED = "ignored"
+
+
 @dataclass
 class Slot:
     """One target (a certificate and its staple): when it is looked at next, and what is known
@@ -133,7 +137,8 @@ class Scheduler:
     def _update(self, slot: Slot, item: Item, now: datetime, opts: RunOptions) -> List[Outcome]:
         events: List[Outcome] = []
         if item.kind == "ignore":
-            slot.status, slot.next_at, slot.why = "error", None, "not a leaf certificate"
+            # a key, a CA certificate, a README: no staple of its own, nothing to report
+            slot.status, slot.next_at, slot.why = IGNORED, None, "not a leaf certificate"
             slot.failures = slot.unchanged = 0
             slot.next_update = slot.valid_until = None
             return events

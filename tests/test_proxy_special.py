@@ -112,7 +112,7 @@ def test_metrics_and_healthz_when_the_cache_fails(tmp_path):
         (hs, _, hbody), (ms, mheaders, mbody), (ps, _, _) = asyncio.run(scenario())
     assert hs == 503 and hbody.startswith(b"cache unreachable: broken://: cannot read")
     assert ms == 200 and mheaders["content-type"].startswith("text/plain; version=0.0.4")
-    assert b"\nocsp_proxy_cache_errors_total 1\n" in mbody and b"\nocsp_proxy_cache_entries 0\n" in mbody
+    assert b"\nocsp_proxy_cache_errors_total 1.0\n" in mbody and b"\nocsp_proxy_cache_entries 0.0\n" in mbody
     assert ps == 404 and proxy.metrics.cache_errors == 1
 
 

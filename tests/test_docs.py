@@ -76,3 +76,36 @@ def test_setup_cfg_installs_every_man_page():
     cfg = (ROOT / "setup.cfg").read_text()
     for page in (ROOT / "man").glob("*.[15]"):
         assert f"man/{page.name}" in cfg, f"{page.name} is not installed by setup.cfg"
+
+
+DOCS = ["README.md", "DEVELOPERS.md", "BENCHMARKS.md", *sorted(p.relative_to(ROOT).as_posix()
+                                                        for p in (ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_the_tests_and_modules_the_docs_cite_exist(doc):
+    """A document that cites `tests/test_x.py::test_y` (or `::test_z` after it) or a module path
+    `ocsptools/...` must name things that exist: the tests move with the code."""
+    import re
+    text = (ROOT / doc).read_text()
+    missing = []
+    current = None
+    for m in re.finditer(r"(?<![\w/])(tests/[\w/]+\.py)|(?<![\w/\[])::([A-Za-z_]\w*)"
+                         r"|(?<![\w/])(ocsptools/[\w/]+(?:\.py|/))", text):
+        path, name, module = m.groups()
+        if path:
+            current = ROOT / path
+            if not current.exists():
+                missing.append(path)
+                current = None
+            tail = text[m.end():m.end() + 2 + 80]
+            follow = re.match(r"::([A-Za-z_]\w*)", tail)
+            if follow and current is not None and \
+                    not re.search(rf"def {follow.group(1)}\b", current.read_text()):
+                missing.append(f"{path}::{follow.group(1)}")
+        elif name and current is not None:
+            if not re.search(rf"def {name}\b", current.read_text()):
+                missing.append(f"{current.relative_to(ROOT)}::{name}")
+        elif module and not (ROOT / module).exists():
+            missing.append(module)
+    assert not missing, f"{doc} cites what does not exist: {sorted(set(missing))}"

@@ -225,7 +225,7 @@ def renew(paths: Sequence[PathLike], *, layout: str = "auto", recursive: bool = 
     Returns the reports instead of printing them.  Raises ``UsageError`` for
     bad arguments and ``LockBusy`` when another run holds the lock."""
     from .discovery import discover
-    from .driver import Driver, RunOptions
+    from .renewal import Driver, RunOptions
     from .statecache import StateCache, default_path
     from . import renewstatus
     from .treelock import RenewLock

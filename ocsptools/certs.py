@@ -139,6 +139,12 @@ def parse_many(ders: Sequence[bytes], ossl: OpenSSL, workers: int) -> Dict[bytes
     return parsed
 
 
+def plausible_issuers(leaf: Certificate, candidates: Iterable[Certificate]) -> List[Certificate]:
+    """CANDIDATES in order, less those that cannot have issued LEAF (itself; a name or key
+    identifier that does not match): only these are worth an ``openssl verify``."""
+    return [c for c in candidates if c.der != leaf.der and c.may_have_issued(leaf)]
+
+
 @dataclass(frozen=True)
 class IssuerMatch:
     issuer: Certificate
@@ -155,9 +161,7 @@ class IssuerFinder:
         self.use_aia = use_aia
 
     def _first_verifying(self, leaf: Certificate, candidates: Iterable[Certificate]) -> Optional[Certificate]:
-        for cand in candidates:
-            if cand.der == leaf.der or not cand.may_have_issued(leaf):
-                continue
+        for cand in plausible_issuers(leaf, candidates):
             ok, _ = self.ossl.verify_issued(leaf, cand)
             if ok:
                 return cand

@@ -4,7 +4,7 @@ Discovery only looks at names and directory structure (no file is read
 here): it yields ``Candidate``s, each a certificate file, the places its
 issuer may be, and its staple path.  Whether a candidate really holds a
 leaf (and not a private key or a CA certificate) is decided when it is
-loaded (``ocsptools.driver``), where the answer is cached by file identity.
+loaded (``ocsptools.renewal``), where the answer is cached by file identity.
 
 Layouts:
 
@@ -24,7 +24,6 @@ or to ``OUT_DIR/<name>.ocsp``.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import BinaryIO, Iterable, List, Optional, Tuple
@@ -250,7 +249,3 @@ def from_paths(paths: Iterable[str], out_dir: Optional[str] = None) -> List[Cand
 
 def with_overrides(c: Candidate, **changes) -> Candidate:
     return replace(c, **changes)
-
-
-def stdin_stream() -> BinaryIO:
-    return sys.stdin.buffer

@@ -21,14 +21,13 @@ import hashlib
 import json
 import os
 from datetime import datetime, timezone
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 from . import store
 from .errors import StoreError
 
 VERSION = 1
 MAX_SIZE = 256 * 1024 * 1024        # about 500 bytes per certificate: far beyond any real tree
-Identity = Tuple[int, int, int, int]
 
 
 def identity(path: Optional[str]) -> Optional[List[int]]:
@@ -132,7 +131,3 @@ class StateCache:
 
 def pair_key(cert_path: str, staple_path: str) -> str:
     return os.path.abspath(cert_path) + "\n" + os.path.abspath(staple_path)
-
-
-def identities(paths: Iterable[Optional[str]]) -> List[Optional[List[int]]]:
-    return [identity(p) for p in paths]

@@ -15,10 +15,11 @@ import base64
 import http.client
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from typing import Dict, Optional, Tuple
 
@@ -93,6 +94,27 @@ def _proxy_for(url: str, opts: HttpOptions) -> Optional[str]:
     if urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]
         return None
     return urllib.request.getproxies_environment().get(parts.scheme)
+
+
+class ProxyChoice:
+    """BASE's options for each URL with the environment's proxy choice made once per
+    scheme://host:port (http_proxy/no_proxy are read once, not on every request of a run)."""
+
+    def __init__(self, base: HttpOptions) -> None:
+        self.base = base
+        self._chosen: Dict[str, HttpOptions] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, url: str) -> HttpOptions:
+        if self.base.proxy is not None:
+            return self.base
+        parts = urllib.parse.urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        with self._lock:
+            chosen = self._chosen.get(key)
+            if chosen is None:
+                chosen = self._chosen[key] = replace(self.base, proxy=_proxy_for(url, self.base) or "")
+        return chosen
 
 
 def request(method: str, url: str, *, body: Optional[bytes] = None,

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ocsptools.discovery import Candidate
-from ocsptools.driver import FAILED, RENEWED, REVOKED
+from ocsptools.renewal import FAILED, RENEWED, REVOKED
 from ocsptools.watch.messages import in_words, outcome_line
 from ocsptools.watch.schedule import Outcome, Slot
 

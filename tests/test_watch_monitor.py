@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 from ocsptools import metrics_textfile as mt
 from ocsptools.discovery import Candidate
-from ocsptools.driver import FAILED, RENEWED, REVOKED
+from ocsptools.renewal import FAILED, RENEWED, REVOKED
 from ocsptools.haproxy import PushResult
 from ocsptools.renewstatus import StapleStatus, StatusFile
 from ocsptools.statecache import StateCache

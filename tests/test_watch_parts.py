@@ -125,7 +125,7 @@ def test_config_keys_for_watch_mode(tmp_path):
 # the driver's write gate: at shutdown, installs in progress finish and none starts afterwards
 
 def test_write_gate_waits_for_installs_in_progress_and_refuses_later_ones():
-    from ocsptools.driver import WriteGate
+    from ocsptools.renewal import WriteGate
     from ocsptools.errors import StoreError
     gate = WriteGate()
     inside, release, done = threading.Event(), threading.Event(), []

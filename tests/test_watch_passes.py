@@ -7,7 +7,7 @@ import threading
 from datetime import datetime, timezone
 
 from ocsptools.discovery import Candidate
-from ocsptools.driver import RunOptions
+from ocsptools.renewal import RunOptions
 from ocsptools.openssl import OpenSSL
 from ocsptools.statecache import StateCache
 from ocsptools.watch.options import Setup

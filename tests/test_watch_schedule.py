@@ -13,7 +13,7 @@ import pytest
 
 from ocsptools import life, policy
 from ocsptools.discovery import Candidate
-from ocsptools.driver import FAILED, RENEWED, REVOKED, Item, RunOptions
+from ocsptools.renewal import FAILED, RENEWED, REVOKED, Item, RunOptions
 from ocsptools.policy import CertFacts, RenewOptions, StapleFacts
 from ocsptools.statecache import pair_key
 from ocsptools.watch.schedule import Scheduler
@@ -74,7 +74,7 @@ def test_a_fresh_staple_is_scheduled_at_its_jittered_due_instant():
 def test_a_staple_decided_from_the_state_cache_keeps_its_facts():
     """The driver's fast path decides a fresh staple from the cache entry alone (no facts
     loaded): the slot still knows its status and nextUpdate (for the textfile and backoff)."""
-    from ocsptools.driver import _staple_json
+    from ocsptools.renewal.facts import staple_json
     from ocsptools.statecache import to_epoch
     s = scheduler(rand=0.0)             # no jitter: exactly the due instant
     c = cand("a")
@@ -82,7 +82,7 @@ def test_a_staple_decided_from_the_state_cache_keeps_its_facts():
     st = good_staple(at(-HOUR))
     it = Item(c, pair_key(c.cert, c.staple), kind="leaf")
     it.entry = {"kind": "leaf", "serial": CERT.serial, "nb": to_epoch(CERT.not_before),
-                "na": to_epoch(CERT.not_after), "urls": list(CERT.ocsp_urls), "staple": _staple_json(st)}
+                "na": to_epoch(CERT.not_after), "urls": list(CERT.ocsp_urls), "staple": staple_json(st)}
     it.decision = policy.Decision(policy.FRESH, "fresh (state cache)", renew_at=at(11 * HOUR),
                                   valid_until=at(23 * HOUR))
     s.update([it], T0, RunOptions())

@@ -6,23 +6,37 @@ import argparse
 import os
 import sys
 import tempfile
-from dataclasses import replace
 from datetime import timedelta
 from typing import IO, Dict, List, Optional, Sequence
 
 from .. import config as configmod
-from .. import discovery, haproxy, renewstatus, transport, treelock, watch
+from .. import discovery, haproxy, renewstatus, transport, treelock
 from ..config import settings
-from ..driver import Driver, Report, RunOptions, run_hook
 from ..durations import parse_duration
-from ..errors import (ConfigError, InputError, LockBusy, OpensslError, StoreError, UsageError)
-from ..fetch import FetchOptions
+from ..errors import (
+    ConfigError,
+    InputError,
+    LockBusy,
+    OpensslError,
+    StoreError,
+    UsageError,
+)
+from ..hooks import run_on_change
 from ..openssl import HASHES, OpenSSL
-from ..policy import RenewOptions
+from ..renewal import Driver
 from ..statecache import StateCache, default_path
 from ..treelock import RenewLock
-from ._common import (ArgumentParser, nonnegative_float, positive_float, run, utcnow,
-                      version_string)
+from . import renew_watch
+from ._common import (
+    ArgumentParser,
+    nonnegative_float,
+    positive_float,
+    run,
+    utcnow,
+    version_string,
+)
+from .renew_inputs import candidates, empty_inputs, run_options
+from .renew_output import LazyFile, Printer
 from .status import ExitStatus, ExitTable
 
 PROG = "ocsp-renew-dir"
@@ -166,126 +180,6 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-def _run_options(s: dict) -> RunOptions:
-    http = transport.HttpOptions(timeout=s["timeout"], proxy=s["proxy"])
-    return RunOptions(
-        fetch=FetchOptions(urls=tuple(s["url"]), method=s["method"], hash_alg=s["hash_alg"], http=http),
-        renew=RenewOptions(renew_at=s["renew_at"], min_validity=s["min_validity"],
-                           always=s["always_renew"]),
-        jobs=s["jobs"], per_responder=s["per_responder"], stop_on_error=s["stop_on_error"],
-        dry_run=s["dry_run"], question=s["question"], backup=s["backup"],
-        backup_keep=s["backup_keep"], prune=s["prune"], verbose=s["verbose"],
-        use_aia=not s["no_aia"])
-
-
-def _candidates(dirs: Sequence[str], s: dict, cfg: Optional[configmod.Config],
-                stdin, per_dir: Optional[Dict[str, List[discovery.Candidate]]] = None
-                ) -> List[discovery.Candidate]:
-    """Every candidate of DIRS and the configuration; PER_DIR (if given) gets each DIR's own."""
-    out_dir = s["out_dir"]
-    cands: List[discovery.Candidate] = []
-    used_stdin = False
-    for d in dirs:
-        if d == "-":
-            if used_stdin:
-                raise UsageError("- (standard input) may be given only once")
-            used_stdin = True
-            found = discovery.from_paths(discovery.read_paths(stdin, nul=s["null"]), out_dir)
-        else:
-            found = discovery.discover(d, s["layout"], recursive=s["recursive"], out_dir=out_dir)
-        cands += found
-        if per_dir is not None:
-            per_dir.setdefault(d, []).extend(found)
-    if cfg is not None:
-        # the command line overrides the file, its per-certificate entries included
-        cleared = settings.entry_overrides(s)
-        for c in cfg.candidates:
-            if not c.staple:
-                c = discovery.with_overrides(c, staple=discovery.staple_path(c.cert, c.name, out_dir))
-            if cleared:
-                c = discovery.with_overrides(c, **cleared)
-            cands.append(c)
-    return cands
-
-
-def _empty_inputs(per_dir: Dict[str, List[discovery.Candidate]], items: Sequence,
-                  layout: str) -> List[str]:
-    """The DIRs (and stdin) in which the run found no certificate at all: a cron job pointed
-    at the wrong directory must not stay silent."""
-    leaves = {id(it.cand) for it in items if it.kind in ("leaf", "failed")}
-    problems = []
-    for d, found in per_dir.items():
-        if any(id(c) in leaves for c in found):
-            continue
-        where = "standard input" if d == "-" else d
-        what = (f"{len(found)} file{'s' if len(found) != 1 else ''} looked at, none a leaf "
-                f"certificate" if found else "nothing that looks like a certificate")
-        problems.append(f"{where}: no certificate found ({what}; layout {layout}); check the "
-                        f"path{'' if d == '-' else ' and --layout'}")
-    return problems
-
-
-class Printer:
-    """TSV lines to stdout (or ocspbot's output_log); progress on a terminal's stderr only."""
-
-    def __init__(self, out: IO[str], quiet: bool) -> None:
-        self.out = out
-        self.quiet = quiet
-        self.tty = _isatty(sys.stderr)
-        self._progress_shown = False
-
-    def line(self, rep: Report) -> None:
-        if self.quiet:
-            return
-        self.clear()
-        self.out.write(rep.tsv() + "\n")
-        self.out.flush()
-
-    def progress(self, done: int, total: int) -> None:
-        if not self.tty or total < 10:
-            return
-        sys.stderr.write(f"\r{PROG}: {done}/{total} renewed or tried ")
-        sys.stderr.flush()
-        self._progress_shown = True
-
-    def clear(self) -> None:
-        if self._progress_shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-            self._progress_shown = False
-
-
-def _isatty(stream) -> bool:
-    try:
-        return os.isatty(stream.fileno())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-class _LazyFile:
-    """ocspbot's output_log/error_log: opened (append) only when something is written."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fh: Optional[IO[str]] = None
-
-    def write(self, text: str) -> None:
-        if self.fh is None:
-            try:
-                self.fh = open(self.path, "a")
-            except OSError as exc:
-                raise ConfigError(f"{self.path}: cannot open the log file: {exc.strerror}") from None
-        self.fh.write(text)
-
-    def flush(self) -> None:
-        if self.fh is not None:
-            self.fh.flush()
-
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-
-
 def _ram_scratch() -> None:
     """openssl's input files (certificates, responses: public data) are small and short-lived:
     unless TMPDIR says otherwise, keep them in RAM ($XDG_RUNTIME_DIR or /dev/shm), in a private
@@ -312,14 +206,14 @@ def main(argv: List[str]) -> int:
     if s["out_dir"] and not os.path.isdir(s["out_dir"]):
         raise UsageError(f"{s['out_dir']}: --out-dir is not an existing directory")
     if s["watch"]:
-        return _watch(args, cfg, s, dirs)
+        return renew_watch.serve(PROG, args, cfg, s, dirs)
     now = utcnow()
     out: IO[str] = sys.stdout
-    err_log: Optional[_LazyFile] = None
+    err_log: Optional[LazyFile] = None
     if cfg is not None and cfg.output_log:
-        out = _LazyFile(configmod.log_name(cfg.output_log, now))  # type: ignore[assignment]
+        out = LazyFile(configmod.log_name(cfg.output_log, now))  # type: ignore[assignment]
     if cfg is not None and cfg.error_log:
-        err_log = _LazyFile(configmod.log_name(cfg.error_log, now))
+        err_log = LazyFile(configmod.log_name(cfg.error_log, now))
 
     def warn(text: str) -> None:
         line = f"{PROG}: {text}\n"
@@ -331,14 +225,14 @@ def main(argv: List[str]) -> int:
             for w in (cfg.warnings if cfg is not None else []):
                 warn("warning: " + w)
         per_dir: Dict[str, List[discovery.Candidate]] = {}
-        cands = _candidates(dirs, s, cfg, sys.stdin.buffer, per_dir)
+        cands = candidates(dirs, s, cfg, sys.stdin.buffer, per_dir)
         inputs = sorted(os.path.abspath(d) if d != "-" else "-" for d in dirs)
         if args.config:
             inputs.append("config:" + os.path.abspath(args.config))
         state_path = s["state"] or default_path(inputs)
-        opts = _run_options(s)
+        opts = run_options(s)
         ossl = OpenSSL(s["openssl"], timeout=s["timeout"])
-        printer = Printer(out, quiet=s["question"])
+        printer = Printer(PROG, out, quiet=s["question"])
         lock = None
         if not (s["dry_run"] or s["question"]):
             # keyed on the real paths renewed (any spelling, any state file), and the state
@@ -364,7 +258,7 @@ def main(argv: List[str]) -> int:
                 if status_file.warning and not s["question"]:
                     warn("warning: " + status_file.warning)
             if not s["question"]:
-                for problem in _empty_inputs(per_dir, driver.items, s["layout"]):
+                for problem in empty_inputs(per_dir, driver.items, s["layout"]):
                     warn("warning: " + problem)
             if lock is not None:
                 cache.save()
@@ -376,7 +270,7 @@ def main(argv: List[str]) -> int:
             if s["dry_run"]:
                 return ExitStatus.OK
             if result.changed and s["on_change"]:
-                rc, problem = run_hook(s["on_change"], result.changed, stdout=sys.stderr)
+                rc, problem = run_on_change(s["on_change"], result.changed, stdout=sys.stderr.fileno())
                 if rc != 0:
                     warn(problem)
                     status = ExitStatus.FAILED
@@ -389,96 +283,10 @@ def main(argv: List[str]) -> int:
             if lock is not None:
                 lock.release()
     finally:
-        if isinstance(out, _LazyFile):
+        if isinstance(out, LazyFile):
             out.close()
         if err_log is not None:
             err_log.close()
-
-
-def _watch_roots(dirs: Sequence[str], s: dict) -> List[watch.WatchRoot]:
-    """What to watch for DIRS: trees recursively (certbot, lego, acme.sh, bundle with -r),
-    a plain bundle directory by itself, a certificate file through its directory."""
-    roots: List[watch.WatchRoot] = []
-    for d in dirs:
-        if os.path.isfile(d):
-            roots.append((os.path.dirname(os.path.abspath(d)), False))
-            continue
-        layout = s["layout"] if s["layout"] != "auto" else discovery.detect_layout(d)
-        roots.append((d, bool(s["recursive"]) if layout == "bundle" else True))
-    return roots
-
-
-def _watch_setup(args: argparse.Namespace, cfg: Optional[configmod.Config],
-                 s: dict, dirs: List[str]) -> watch.Setup:
-    def discover():
-        cands: List[discovery.Candidate] = []
-        problems: List[str] = []
-        for d in dirs:
-            try:
-                cands += discovery.discover(d, s["layout"], recursive=s["recursive"],
-                                            out_dir=s["out_dir"])
-            except UsageError as exc:
-                problems.append(f"{exc}; its certificates are not renewed until it is back")
-        if cfg is not None:
-            cands += _candidates([], s, cfg, None)
-        return cands, problems
-    warnings = list(cfg.warnings) if cfg is not None else []
-    if cfg is not None and (cfg.output_log or cfg.error_log):
-        warnings.append(f"{cfg.path}: output_log and error_log are not used with --watch "
-                        f"(events go to stderr{' and syslog' if s['syslog'] else ''})")
-    return watch.Setup(opts=replace(_run_options(s), stop_on_error=False),
-                       ossl=OpenSSL(s["openssl"], timeout=s["timeout"]), discover=discover,
-                       roots=_watch_roots(dirs, s), on_change=s["on_change"],
-                       sockets=tuple(s["haproxy_socket"]), warnings=warnings)
-
-
-def _watch(args: argparse.Namespace, cfg: Optional[configmod.Config], s: dict,
-           dirs: List[str]) -> int:
-    """--watch: the same configuration and decisions as a one-shot run, kept running."""
-    if "-" in dirs:
-        raise UsageError("--watch needs directories (or --config), not - (standard input)")
-    first = _watch_setup(args, cfg, s, dirs)
-    _, problems = first.discover()
-    if problems:
-        raise UsageError(problems[0].split("; its certificates")[0])
-    for d in dirs:
-        if not discovery.discover(d, s["layout"], recursive=s["recursive"], out_dir=s["out_dir"]):
-            first.warnings.append(f"{d}: no certificate found (layout {s['layout']}); watching it "
-                                  f"anyway: check the path and --layout")
-    inputs = sorted(os.path.abspath(d) for d in dirs)
-    if args.config:
-        inputs.append("config:" + os.path.abspath(args.config))
-    state_path = s["state"] or default_path(inputs)
-    log = watch.EventLog(PROG, s["log_format"], syslog=s["syslog"])
-    cands, _ = first.discover()
-    lock = RenewLock(treelock.for_run(dirs, (c.cert for c in cands), s["out_dir"]),
-                     state_path).acquire(s["lock_timeout"], what=f"another {PROG}")
-    try:
-        cache = StateCache(state_path).load()
-        wopts = watch.WatchOptions(
-            sweep_interval=s["sweep_interval"].total_seconds(), textfile=s["prometheus_textfile"],
-            backoff=watch.backoff_from_env(),
-            force_poll=os.environ.get("OCSPTOOLS_WATCH_POLL", "") not in ("", "0"),
-            status_file=renewstatus.path_for(state_path),
-            state_files=tuple(os.path.abspath(p) for p in
-                              (state_path, state_path + ".lock", renewstatus.path_for(state_path),
-                               s["prometheus_textfile"]) if p))
-        loads = [first]
-
-        def load() -> watch.Setup:           # the first time as checked above; then SIGHUP
-            if loads:
-                return loads.pop()
-            cfg2 = configmod.load(args.config) if args.config else None
-            s2 = settings.merge(args, cfg2)
-            for url in s2["url"]:
-                transport.check_url(url)
-            dirs2 = list(args.dirs) + (cfg2.dirs if cfg2 is not None else [])
-            return _watch_setup(args, cfg2, s2, dirs2)
-        daemon = watch.Daemon(PROG, load, cache, log, wopts)
-        daemon.install_signals()
-        return daemon.serve()
-    finally:
-        lock.release()
 
 
 def entry(argv: Optional[Sequence[str]] = None) -> int:

@@ -99,7 +99,8 @@ def register(stapler: Observable, registry: Any = None, *,
     try:
         import prometheus_client
     except ImportError:
-        raise UsageError("Stapler metrics need prometheus_client: pip install 'ocsptools[metrics]'") from None
+        raise UsageError("Stapler metrics need prometheus_client, an ocsptools dependency: "
+                         "reinstall ocsptools (pip install ocsptools) to get it back") from None
     collector = metrics.SnapshotCollector(watched.families, describe=watched.names)
     target = prometheus_client.REGISTRY if registry is None else registry
     try:

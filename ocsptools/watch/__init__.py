@@ -1,8 +1,8 @@
 """``ocsp-renew-dir --watch``: one long-running process that never lets a staple lapse.
 
 The daemon makes exactly the one-shot run's decisions: every pass over a set
-of certificates is an ``ocsptools.driver.Driver`` run (the same facts, the same
-pure ``plan()``/``policy.renewal_decision``, the same verification and atomic
+of certificates is an ``ocsptools.renewal.Driver`` run (the same facts, the same
+pure ``renewal.plan.decide``/``policy.renewal_decision``, the same verification and atomic
 install).  What this package adds is *when* to run it, and what it tells:
 
 ========================  ==================================================================

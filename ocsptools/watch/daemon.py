@@ -4,9 +4,9 @@ The process sleeps until the earliest instant (``schedule.Scheduler``), the
 watcher's wake-up or a signal (an Event wait): no polling, no fixed tick; it
 re-reads the wall clock at least every ``MAX_SLEEP`` so a suspended machine or
 a stepped clock cannot make it oversleep.  Every pass is an
-``ocsptools.driver.Driver`` run over the targets whose instant came (forced)
+``ocsptools.renewal.Driver`` run over the targets whose instant came (forced)
 or whose files changed (re-planned only).  SIGTERM/SIGINT start no new fetch,
-let the installs in progress finish (``driver.WriteGate``) and exit 0 within
+let the installs in progress finish (``renewal.WriteGate``) and exit 0 within
 5 s, abandoning fetches still waiting for a responder (the gate is closed, so
 an abandoned fetch can never write).  Both clocks (``clock``: wall,
 ``monotonic``: deadlines) are passed in; the decisions are the pure parts'.
@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Callable, List, Optional, Sequence, Set
 
 from .. import metrics_textfile
-from ..driver import Driver
+from ..renewal import Driver
 from ..errors import OcspToolsError
 from ..statecache import StateCache, pair_key
 from .eventlog import EventLog, sd_notify

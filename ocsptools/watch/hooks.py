@@ -8,12 +8,11 @@ the runner never holds up renewals, and what the command did is logged.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 import sys
 import threading
 from typing import List
 
+from ..hooks import run_on_change
 from .eventlog import EventLog
 
 
@@ -63,24 +62,13 @@ class HookRunner:
                     self._cond.notify_all()
 
     def _run(self, paths: List[str]) -> None:
-        env = dict(os.environ)
-        env["OCSP_CHANGED"] = "\n".join(paths)
         self.runs += 1
-        try:
-            proc = subprocess.run(self.command, shell=True, env=env, stdin=subprocess.DEVNULL,
-                                  stdout=sys.stderr.fileno(), start_new_session=True)
-        except OSError as exc:
+        status, problem = run_on_change(self.command, paths, stdout=sys.stderr.fileno(),
+                                        new_session=True)
+        if status != 0:
             self.failures += 1
-            self.log.event("on-change-failed", f"cannot run the --on-change command: {exc.strerror}",
-                           level=logging.ERROR, staples=len(paths))
-            return
-        if proc.returncode != 0:
-            self.failures += 1
-            how = (f"was killed by signal {-proc.returncode}" if proc.returncode < 0
-                   else f"exited with status {proc.returncode}")
-            self.log.event("on-change-failed", f"the --on-change command {how} "
-                                               f"({len(paths)} changed staples)",
-                           level=logging.ERROR, staples=len(paths), status=proc.returncode)
+            self.log.event("on-change-failed", f"{problem} ({len(paths)} changed staples)",
+                           level=logging.ERROR, staples=len(paths), status=status)
         else:
             self.log.event("on-change", f"ran the --on-change command for {len(paths)} changed "
                                         f"staples", staples=len(paths))

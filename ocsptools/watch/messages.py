@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Dict, Optional
 
-from ..driver import FAILED, REVOKED
+from ..renewal import FAILED, REVOKED
 from ..durations import format_duration
 from ..staple import iso
 from .schedule import Outcome

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Iterable, List, Optional, Sequence
 
 from .. import life, metrics_textfile, renewstatus
-from ..driver import FAILED, RENEWED, REVOKED, Item
+from ..renewal import FAILED, RENEWED, REVOKED, Item
 from ..errors import OcspToolsError
 from ..haproxy import PushResult
 from ..statecache import StateCache

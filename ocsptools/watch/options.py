@@ -10,7 +10,7 @@ from typing import Callable, List, Optional, Tuple
 
 from .. import durations, life
 from ..discovery import Candidate
-from ..driver import RunOptions
+from ..renewal import RunOptions
 from ..errors import UsageError
 from ..openssl import OpenSSL
 from .schedule import BACKOFF

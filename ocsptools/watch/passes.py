@@ -1,6 +1,6 @@
 """One pass of the driver over some --watch targets, in a thread the loop can stop or leave behind.
 
-The pass is an ``ocsptools.driver.Driver`` run: the one-shot run's facts,
+The pass is an ``ocsptools.renewal.Driver`` run: the one-shot run's facts,
 decisions, verification and atomic install.  The targets whose instant came
 are FORCED (renewed as with ``-B``: the jittered instant stands in for the due
 one; the installed file is still replaced only by a verified, newer answer);
@@ -16,7 +16,7 @@ import threading
 from typing import Callable, Collection, Optional, Sequence
 
 from .. import haproxy
-from ..driver import Driver
+from ..renewal import Driver
 from ..statecache import StateCache
 from .options import Clock, Setup
 from .schedule import Slot

@@ -2,7 +2,7 @@
 
 Every rule comes from ``ocsptools.life`` (the renewal instant with its jitter,
 the backoff after failures, the margin before a staple lapses) through the
-one-shot planner (``driver.plan``/``policy.renewal_decision``): the daemon
+one-shot planner (``renewal.plan.decide``/``policy.renewal_decision``): the daemon
 decides exactly what a one-shot run decides, only *when* is its own.  Nothing
 here does I/O or reads the clock: ``now`` is passed in and randomness injected.
 
@@ -12,7 +12,7 @@ here does I/O or reads the clock: ``now`` is passed in and randomness injected.
   responder at once; never after the one-shot rule's due instant (a ``-q`` run
   always agrees with the daemon) nor later than a safety margin before the
   staple stops being usable.  When that instant comes the target is renewed
-  (``plan(force=...)``: the jittered instant stands in for the due one).
+  (``decide(force=...)``: the jittered instant stands in for the due one).
 * Failures (``life.retry_delay``): 1 minute doubling up to 1 hour; ``tryLater``
   waits at least 5 minutes and an HTTP ``Retry-After`` is honoured; but never
   past the point where the installed staple lapses: the retries tighten to a
@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .. import life, policy
 from ..discovery import Candidate
-from ..driver import FAILED, RENEWED, REVOKED, Item, RunOptions, cached_facts, plan
+from ..renewal import FAILED, RENEWED, REVOKED, Item, RunOptions, cached_facts, decide
 from ..statecache import pair_key
 
 #: Backoff after failures: 1 minute doubling up to 1 hour (``life.retry_delay``).
@@ -172,7 +172,7 @@ class Scheduler:
             slot.failures = slot.unchanged = 0
             slot.last_success = now
             self._staple_facts(slot, item)
-            plan([item], now, opts)                 # fresh until when?  the one-shot rule
+            decide([item], now, opts)                 # fresh until when?  the one-shot rule
             nd = item.decision
             if nd is not None and nd.action == policy.FRESH:
                 self._plan_renewal(slot, nd, now)
@@ -182,7 +182,7 @@ class Scheduler:
         elif item.outcome == "unchanged":
             # the responder handed out the installed answer again
             slot.last_success = now
-            plan([item], now, opts)
+            decide([item], now, opts)
             nd = item.decision
             if nd is not None and nd.action == policy.FRESH:
                 slot.failures = slot.unchanged = 0

@@ -14,8 +14,8 @@ Start-up waits until every Must-Staple certificate has a valid staple (from
 the staple directory or the responder) and exits with status 1 and one line
 on stderr if it cannot get one: a Must-Staple certificate is never served
 unstapled.  SIGHUP asks the responders again at once; SIGTERM or Ctrl-C stop
-cleanly (exit 0).  ``--metrics-port`` serves Prometheus metrics (needs
-prometheus_client: ``pip install 'ocsptools[metrics]'``).
+cleanly (exit 0).  ``--metrics-port`` serves Prometheus metrics (prometheus_client is
+installed with ocsptools).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Callable, List, Optional, Sequence, Union
 
 from dateutil import tz
 
-from . import life, policy, store, transport, treelock, verify
+from . import life, policy, store, transport, verify
 from .errors import InputError, UsageError
 from .fetch import FetchOptions, Target
 from .fetch import fetch_staple as _fetch_staple
@@ -226,9 +226,8 @@ def renew(paths: Sequence[PathLike], *, layout: str = "auto", recursive: bool = 
     bad arguments and ``LockBusy`` when another run holds the lock."""
     from .discovery import discover
     from .renewal import Driver, RunOptions
-    from .statecache import StateCache, default_path
-    from . import renewstatus
-    from .treelock import RenewLock
+    from .renewal.held import Held
+    from .statecache import default_path
 
     for url in urls:
         transport.check_url(url)
@@ -244,23 +243,13 @@ def renew(paths: Sequence[PathLike], *, layout: str = "auto", recursive: bool = 
                                                 always=always),
                       jobs=jobs, per_responder=per_responder, dry_run=dry_run, verbose=verbose)
     # A dry run takes no lock, so it must not write the shared state either.
-    lock = None if dry_run else RenewLock(
-        treelock.for_run([os.fspath(p) for p in paths], (c.cert for c in cands), out),
-        state_path).acquire(lock_timeout)
-    try:
-        # Read the state only while holding the lock: a run that waited for another one must
-        # see what that run saved, or saving its own stale copy would undo it.
-        cache = StateCache(state_path).load()
-        driver = Driver(opts, OpenSSL(openssl, timeout=timeout), cache, _now)
+    with Held.take([os.fspath(p) for p in paths], (c.cert for c in cands), out, state_path,
+                   writes=not dry_run, lock_timeout=lock_timeout, what="another run") as held:
+        driver = Driver(opts, OpenSSL(openssl, timeout=timeout), held.cache, _now)
         result = driver.run(cands)
-        if not dry_run:
-            cache.save()
-            status_file = renewstatus.StatusFile(renewstatus.path_for(state_path))
-            status_file.update(driver.items, _now())
-            status_file.save(_now())
-    finally:
-        if lock is not None:
-            lock.release()
+        warnings = held.finish(driver.items, _now)
+    if held.cache.warning:
+        warnings.append(held.cache.warning)
     return RenewResult(reports=[RenewReport(r.action, r.cert, r.staple, r.detail) for r in result.reports],
                        changed=list(result.changed), failed=result.failed, revoked=result.revoked,
-                       pending=result.pending, warnings=[cache.warning] if cache.warning else [])
+                       pending=result.pending, warnings=warnings)

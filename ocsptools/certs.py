@@ -139,10 +139,10 @@ def parse_many(ders: Sequence[bytes], ossl: OpenSSL, workers: int) -> Dict[bytes
     return parsed
 
 
-def plausible_issuers(leaf: Certificate, candidates: Iterable[Certificate]) -> List[Certificate]:
-    """CANDIDATES in order, less those that cannot have issued LEAF (itself; a name or key
-    identifier that does not match): only these are worth an ``openssl verify``."""
-    return [c for c in candidates if c.der != leaf.der and c.may_have_issued(leaf)]
+def plausible_issuer(leaf: Certificate, candidate: Certificate) -> bool:
+    """Could CANDIDATE have issued LEAF?  Not itself, and its name and key identifier must
+    match: only such a candidate is worth an ``openssl verify``."""
+    return candidate.der != leaf.der and candidate.may_have_issued(leaf)
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,9 @@ class IssuerFinder:
         self.use_aia = use_aia
 
     def _first_verifying(self, leaf: Certificate, candidates: Iterable[Certificate]) -> Optional[Certificate]:
-        for cand in plausible_issuers(leaf, candidates):
+        for cand in candidates:
+            if not plausible_issuer(leaf, cand):
+                continue
             ok, _ = self.ossl.verify_issued(leaf, cand)
             if ok:
                 return cand

@@ -1,6 +1,6 @@
 """The renewal driver's pure parts, tested directly: ``renewal.plan`` (decisions and steps),
 ``renewal.facts`` (the state cache's entries and the fast path), and the small shared pieces the
-driver uses (``transport.ProxyChoice``, ``hooks.run_on_change``, ``certs.plausible_issuers``)."""
+driver uses (``transport.ProxyChoice``, ``hooks.run_on_change``, ``certs.plausible_issuer``)."""
 
 from __future__ import annotations
 
@@ -242,3 +242,16 @@ def test_run_on_change_passes_names_only_in_the_environment(tmp_path):
     assert run_on_change("exit 3", ["x"]) == (3, "the --on-change command exited with status 3")
     rc, problem = run_on_change("kill -TERM $$", ["x"])
     assert rc == -15 and problem == "the --on-change command was killed by signal 15"
+
+
+def test_a_command_that_cannot_be_started_has_no_exit_status():
+    """Too many changed staples for the environment (E2BIG): not confused with the shell's 127."""
+    rc, problem = run_on_change("true", ["/t/" + "x" * 200 + ".ocsp"] * 3000)
+    assert rc is None and problem.startswith("cannot run the --on-change command: ")
+    assert run_on_change("no-such-command-here 2>/dev/null", ["x"])[0] == 127
+
+
+def test_the_hook_output_goes_to_the_stream_given(tmp_path):
+    with open(tmp_path / "log", "w") as log:
+        assert run_on_change("echo hello", ["x"], stdout=log) == (0, "")
+    assert (tmp_path / "log").read_text() == "hello\n"

@@ -63,3 +63,22 @@ def test_a_failing_command_is_logged_and_counted(command, how, status):
                    "message": f"the --on-change command {how} (2 changed staples)",
                    "staples": 2, "status": status}
     assert (hooks.runs, hooks.failures) == (1, 1)
+
+
+def test_a_command_that_cannot_start_is_logged_and_the_runner_lives_on(monkeypatch):
+    """Too many staples for the environment (E2BIG), or a stderr without a descriptor: logged
+    and counted, and the next batch still runs."""
+    hooks, out = runner("true")
+    hooks.submit(["/" + "x" * 200] * 3000)
+    assert hooks.wait(10)
+    (rec,) = events(out)
+    assert rec["event"] == "on-change-failed" and "status" not in rec
+    assert rec["message"].startswith("cannot run the --on-change command: ")
+    monkeypatch.setattr("sys.stderr", io.StringIO())          # no file descriptor behind it
+    hooks.submit(["/a"])
+    assert hooks.wait(10)
+    monkeypatch.undo()
+    hooks.submit(["/b"])
+    assert hooks.wait(10)
+    assert [r["event"] for r in events(out)] == ["on-change-failed", "on-change-failed", "on-change"]
+    assert (hooks.runs, hooks.failures) == (3, 2)

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import IO, Dict, List, Optional, Sequence
 
 from .. import config as configmod
-from .. import discovery, haproxy, renewstatus, transport, treelock
+from .. import discovery, haproxy, transport
 from ..config import settings
 from ..durations import parse_duration
 from ..errors import (
@@ -24,8 +24,7 @@ from ..errors import (
 from ..hooks import run_on_change
 from ..openssl import HASHES, OpenSSL
 from ..renewal import Driver
-from ..statecache import StateCache, default_path
-from ..treelock import RenewLock
+from ..renewal.held import Held
 from . import renew_watch
 from ._common import (
     ArgumentParser,
@@ -35,7 +34,7 @@ from ._common import (
     utcnow,
     version_string,
 )
-from .renew_inputs import candidates, empty_inputs, run_options
+from .renew_inputs import candidates, empty_inputs, run_options, state_path_for
 from .renew_output import LazyFile, Printer
 from .status import ExitStatus, ExitTable
 
@@ -226,51 +225,36 @@ def main(argv: List[str]) -> int:
                 warn("warning: " + w)
         per_dir: Dict[str, List[discovery.Candidate]] = {}
         cands = candidates(dirs, s, cfg, sys.stdin.buffer, per_dir)
-        inputs = sorted(os.path.abspath(d) if d != "-" else "-" for d in dirs)
-        if args.config:
-            inputs.append("config:" + os.path.abspath(args.config))
-        state_path = s["state"] or default_path(inputs)
+        state_path = state_path_for(s, dirs, args.config)
         opts = run_options(s)
         ossl = OpenSSL(s["openssl"], timeout=s["timeout"])
         printer = Printer(PROG, out, quiet=s["question"])
-        lock = None
-        if not (s["dry_run"] or s["question"]):
-            # keyed on the real paths renewed (any spelling, any state file), and the state
-            lock = RenewLock(treelock.for_run(dirs, (c.cert for c in cands), s["out_dir"]),
-                             state_path).acquire(s["lock_timeout"], what=f"another {PROG}")
-        # Read the state only while holding the lock: a run that waited for another one must
-        # see what that run saved, or saving its own stale copy would undo it.  -n and -q take
-        # no lock (they must never make a cron run exit 2), so they only read it: never saved.
-        cache = StateCache(state_path).load()
-        try:
-            driver = Driver(opts, ossl, cache, lambda: utcnow())
+        dry = opts.dry
+        # -n and -q take no lock (they must never make a cron run exit 2): they only read the state
+        with Held.take(dirs, (c.cert for c in cands), s["out_dir"], state_path, writes=not dry,
+                       lock_timeout=s["lock_timeout"], what=f"another {PROG}") as held:
+            driver = Driver(opts, ossl, held.cache, lambda: utcnow())
             driver.now = now
             driver.emit = printer.line
             driver.progress = printer.progress
-            if s["haproxy_socket"] and not (s["dry_run"] or s["question"]):
+            if s["haproxy_socket"] and not dry:
                 driver.after_install = haproxy.pusher(s["haproxy_socket"], s["timeout"])
             result = driver.run(cands)
             printer.clear()
-            if lock is not None:                # what monitoring reads (ocsp-check --renew-state)
-                status_file = renewstatus.StatusFile(renewstatus.path_for(state_path))
-                status_file.update(driver.items, utcnow())
-                status_file.save(utcnow())
-                if status_file.warning and not s["question"]:
-                    warn("warning: " + status_file.warning)
+            for problem in held.finish(driver.items, utcnow):   # monitoring's view, the state
+                warn("warning: " + problem)
             if not s["question"]:
                 for problem in empty_inputs(per_dir, driver.items, s["layout"]):
                     warn("warning: " + problem)
-            if lock is not None:
-                cache.save()
-            if cache.warning and s["verbose"] and not s["question"]:
-                warn("warning: " + cache.warning)
+            if held.cache.warning and s["verbose"] and not s["question"]:
+                warn("warning: " + held.cache.warning)
             status = ExitStatus.OK if result.ok else ExitStatus.FAILED
             if s["question"]:
                 return ExitStatus.FAILED if (result.pending or not result.ok) else ExitStatus.OK
             if s["dry_run"]:
                 return ExitStatus.OK
             if result.changed and s["on_change"]:
-                rc, problem = run_on_change(s["on_change"], result.changed, stdout=sys.stderr.fileno())
+                rc, problem = run_on_change(s["on_change"], result.changed, stdout=sys.stderr)
                 if rc != 0:
                     warn(problem)
                     status = ExitStatus.FAILED
@@ -279,9 +263,6 @@ def main(argv: List[str]) -> int:
                      f"{result.failed} failed, {result.revoked} revoked, "
                      f"{result.spawned} openssl processes")
             return status
-        finally:
-            if lock is not None:
-                lock.release()
     finally:
         if isinstance(out, LazyFile):
             out.close()

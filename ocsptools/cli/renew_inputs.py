@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Dict, List, Optional, Sequence
 
 from .. import config as configmod
@@ -11,6 +12,7 @@ from ..errors import UsageError
 from ..fetch import FetchOptions
 from ..policy import RenewOptions
 from ..renewal import RunOptions
+from ..statecache import default_path
 
 
 def run_options(s: dict) -> RunOptions:
@@ -70,3 +72,12 @@ def empty_inputs(per_dir: Dict[str, List[discovery.Candidate]], items: Sequence,
         problems.append(f"{where}: no certificate found ({what}; layout {layout}); check the "
                         f"path{'' if d == '-' else ' and --layout'}")
     return problems
+
+
+def state_path_for(s: dict, dirs: Sequence[str], config: Optional[str]) -> str:
+    """--state, else the default state cache named after what the run is over (its DIRs, - and
+    the configuration file), so that one tree keeps one state whichever way it is run."""
+    inputs = sorted(os.path.abspath(d) if d != "-" else "-" for d in dirs)
+    if config:
+        inputs.append("config:" + os.path.abspath(config))
+    return s["state"] or default_path(inputs)

@@ -8,13 +8,12 @@ from dataclasses import replace
 from typing import List, Optional, Sequence
 
 from .. import config as configmod
-from .. import discovery, renewstatus, transport, treelock, watch
+from .. import discovery, transport, watch
 from ..config import settings
 from ..errors import UsageError
 from ..openssl import OpenSSL
-from ..statecache import StateCache, default_path
-from ..treelock import RenewLock
-from .renew_inputs import candidates, run_options
+from ..renewal.held import Held
+from .renew_inputs import candidates, run_options, state_path_for
 
 
 def watch_roots(dirs: Sequence[str], s: dict) -> List[watch.WatchRoot]:
@@ -66,23 +65,18 @@ def serve(prog: str, args: argparse.Namespace, cfg: Optional[configmod.Config], 
         if not discovery.discover(d, s["layout"], recursive=s["recursive"], out_dir=s["out_dir"]):
             first.warnings.append(f"{d}: no certificate found (layout {s['layout']}); watching it "
                                   f"anyway: check the path and --layout")
-    inputs = sorted(os.path.abspath(d) for d in dirs)
-    if args.config:
-        inputs.append("config:" + os.path.abspath(args.config))
-    state_path = s["state"] or default_path(inputs)
+    state_path = state_path_for(s, dirs, args.config)
     log = watch.EventLog(prog, s["log_format"], syslog=s["syslog"])
     cands, _ = first.discover()
-    lock = RenewLock(treelock.for_run(dirs, (c.cert for c in cands), s["out_dir"]),
-                     state_path).acquire(s["lock_timeout"], what=f"another {prog}")
-    try:
-        cache = StateCache(state_path).load()
+    with Held.take(dirs, (c.cert for c in cands), s["out_dir"], state_path, writes=True,
+                   lock_timeout=s["lock_timeout"], what=f"another {prog}") as held:
         wopts = watch.WatchOptions(
             sweep_interval=s["sweep_interval"].total_seconds(), textfile=s["prometheus_textfile"],
             backoff=watch.backoff_from_env(),
             force_poll=os.environ.get("OCSPTOOLS_WATCH_POLL", "") not in ("", "0"),
-            status_file=renewstatus.path_for(state_path),
+            status_file=held.status_path,
             state_files=tuple(os.path.abspath(p) for p in
-                              (state_path, state_path + ".lock", renewstatus.path_for(state_path),
+                              (state_path, state_path + ".lock", held.status_path,
                                s["prometheus_textfile"]) if p))
         loads = [first]
 
@@ -95,8 +89,6 @@ def serve(prog: str, args: argparse.Namespace, cfg: Optional[configmod.Config], 
                 transport.check_url(url)
             dirs2 = list(args.dirs) + (cfg2.dirs if cfg2 is not None else [])
             return watch_setup(cfg2, s2, dirs2)
-        daemon = watch.Daemon(prog, load, cache, log, wopts)
+        daemon = watch.Daemon(prog, load, held.cache, log, wopts)
         daemon.install_signals()
         return daemon.serve()
-    finally:
-        lock.release()

@@ -7,6 +7,7 @@
 ``plan``        pure: a ``Decision`` per leaf, then the steps (report, renew, prune)
 ``execute``     the renewals: fetch, verify, install only what is good and newer
 ``session``     ``Driver``: one run, facts -> plan -> execute
+``held``        what a run holds under its lock: the lock, the state cache, the status file
 ==============  ===============================================================
 """
 

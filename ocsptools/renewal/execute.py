@@ -15,20 +15,19 @@ import threading
 import urllib.parse
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple
+from datetime import datetime
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .. import install, life
+from .. import install, life, transport
 from ..errors import FetchError, OcspToolsError, OpensslError, StaleResponse, StoreError
 from ..fetch import FetchResult, fetch_staple
+from ..openssl import OpenSSL
 from ..parallel import parallel_map
 from ..policy import StapleFacts
 from ..staple import Staple, iso
 from ..statecache import identity
-from .items import (FAILED, RENEWED, REVOKED, SKIPPED, Item, cert_newer, renew_options_for,
-                    responder_urls_for, strip_label)
-
-if TYPE_CHECKING:
-    from .session import Driver
+from .items import (FAILED, RENEWED, REVOKED, SKIPPED, Item, Ledger, RunOptions, cert_newer,
+                    renew_options_for, responder_urls_for, strip_label)
 
 
 class WriteGate:
@@ -61,12 +60,21 @@ class WriteGate:
 
 
 class Renewals:
-    """Renews RUN's due items (loaded leaves with their issuer)."""
+    """Renews a run's due items (loaded leaves with their issuer).
 
-    def __init__(self, run: "Driver") -> None:
-        self.run = run
-        self.opts = run.opts
-        self.ledger = run.ledger
+    Everything it uses is handed to it: the run's options, openssl, clock and ``now``, the
+    ledger it reports to, the write gate, the proxy choice, RECORD (puts an item's new facts in
+    the state cache), STOPPING (set: start no new fetch), PROGRESS and AFTER_INSTALL (the
+    server push; returns why a server refused the staple, or None)."""
+
+    def __init__(self, opts: RunOptions, ossl: OpenSSL, clock: Callable[[], datetime], now: datetime,
+                 ledger: Ledger, gate: WriteGate, proxies: transport.ProxyChoice,
+                 record: Callable[[Item], None], stopping: threading.Event,
+                 progress: Optional[Callable[[int, int], None]] = None,
+                 after_install: Optional[Callable[[Item, Staple], Optional[str]]] = None) -> None:
+        self.opts, self.ossl, self.clock, self.now = opts, ossl, clock, now
+        self.ledger, self.gate, self.proxies, self.record = ledger, gate, proxies, record
+        self.stopping, self.progress, self.after_install = stopping, progress, after_install
 
     def renew(self, jobs: List[Item]) -> None:
         requests = self._requests(jobs)
@@ -75,7 +83,7 @@ class Renewals:
         for it in jobs:
             sems.setdefault(host_key(responder_urls_for(it, self.opts)),
                             threading.Semaphore(max(1, self.opts.per_responder)))
-        stopping = self.run.stopping
+        stopping = self.stopping
 
         def one(item: Item) -> None:
             if stopping.is_set():
@@ -87,8 +95,8 @@ class Renewals:
                 self.renew_one(item, urls, requests.get(item.key))
             with self.ledger.lock:
                 done[0] += 1
-                if self.run.progress is not None:
-                    self.run.progress(done[0], total)
+                if self.progress is not None:
+                    self.progress(done[0], total)
             result = self.ledger.result
             if self.opts.stop_on_error and (result.failed or result.revoked):
                 stopping.set()
@@ -102,7 +110,7 @@ class Renewals:
         out: Dict[str, bytes] = {}
         for its in groups.values():
             try:
-                reqs = self.run.ossl.build_requests(its[0].tgt.issuer, [it.tgt.leaf for it in its],
+                reqs = self.ossl.build_requests(its[0].tgt.issuer, [it.tgt.leaf for it in its],
                                                     hash_alg=self.opts.fetch.hash_alg,
                                                     workers=self.opts.jobs)
             except (OpensslError, ValueError):
@@ -113,8 +121,8 @@ class Renewals:
 
     def _fetch(self, item: Item, urls: Tuple[str, ...], request: Optional[bytes]) -> FetchResult:
         """``fetch.fetch_staple`` with this run's responder URLs, prebuilt request and proxy choices."""
-        return fetch_staple(item.tgt, replace(self.opts.fetch, urls=urls), self.run.ossl,
-                            self.run.clock, request=request, http_for=self.run.proxies)
+        return fetch_staple(item.tgt, replace(self.opts.fetch, urls=urls), self.ossl,
+                            self.clock, request=request, http_for=self.proxies)
 
     def kept(self, item: Item) -> str:
         """What the failed renewal left in place, said the way a sysadmin needs it."""
@@ -123,7 +131,7 @@ class Renewals:
         mine = st is not None and st.serial == item.tgt.leaf.serial
         if mine and lf is not None and lf.end is not None:
             assert st is not None
-            if st.status == "good" and lf.end > self.run.now:
+            if st.status == "good" and lf.end > self.now:
                 return f"; the installed staple was kept, valid until {iso(lf.end)}"
             if st.status == "good":
                 return (f"; the installed staple was kept, but it expired at {iso(lf.end)} "
@@ -158,7 +166,7 @@ class Renewals:
                                  f"check the issuer and responder URL" + self.kept(item))
             return
         try:
-            with self.run.gate.passage(item.cand.staple):
+            with self.gate.passage(item.cand.staple):
                 changed = self._install(item, staple)
         except OcspToolsError as exc:
             report(FAILED, item, strip_label(str(exc), item.cand.cert) + self.kept(item))
@@ -173,8 +181,8 @@ class Renewals:
         detail = f"good until {iso(staple.valid_until)}, renewal due at {iso(due)}"
         if result.warnings:
             detail += "; warning: " + "; ".join(result.warnings)
-        if self.run.after_install is not None:
-            refused = self.run.after_install(item, staple)
+        if self.after_install is not None:
+            refused = self.after_install(item, staple)
             if refused:
                 detail += "; " + refused
                 with self.ledger.lock:
@@ -188,7 +196,7 @@ class Renewals:
         new = StapleFacts.of(staple)
         if identity(path) != item.staple_id:
             # the file changed since it was examined: judge what is there now
-            cur = install.installed_staple(path, target, self.run.ossl, self.run.clock())
+            cur = install.installed_staple(path, target, self.ossl, self.clock())
             current = StapleFacts.of(cur) if cur is not None else None
         else:
             st = item.staple
@@ -206,16 +214,16 @@ class Renewals:
                 self._installed(item, path, new)
             return False
         install.write_newer(path, staple.der, backup=self.opts.backup, keep=self.opts.backup_keep)
-        with self.ledger.lock:
-            self.ledger.result.changed.append(path)
-        self._installed(item, path, new)
+        self._installed(item, path, new, changed=True)
         return True
 
-    def _installed(self, item: Item, path: str, new: StapleFacts) -> None:
+    def _installed(self, item: Item, path: str, new: StapleFacts, changed: bool = False) -> None:
         with self.ledger.lock:
+            if changed:
+                self.ledger.result.changed.append(path)
             item.staple_id = identity(path)
             item.staple = new
-            self.run.record(item)
+            self.record(item)
 
 
 def host_key(urls: Sequence[str]) -> str:

@@ -1,6 +1,6 @@
 """One candidate's way through a renewal run: ``Item``, the options, the reports and the result.
 
-Values only: nothing here does I/O or reads the clock.
+Values, and the ``Ledger`` the run's threads report to; nothing here reads the clock or a file.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import os
 from typing import Dict, List, Sequence, Tuple
 
 from .. import store, verify
-from ..certs import IssuerFinder, ders_of, parse_many, plausible_issuers, read_input
+from ..certs import IssuerFinder, ders_of, parse_many, plausible_issuer, read_input
 from ..codec.pem import pem_damage
 from ..errors import FetchError, InputError, OcspToolsError, OpensslError, StoreError, WrongCertificate
 from ..fetch import Target
@@ -118,8 +118,7 @@ def _choose_leaf(item: Item, ders: List[bytes], parsed: Dict[bytes, Certificate]
         found = [(parsed[d], cand.cert) for d in ders[1:] if d in parsed]
         for path in cand.issuer_files:
             found += [(parsed[d], path) for d in issuer_files.get(path, []) if d in parsed]
-    keep = {c.der for c in plausible_issuers(leaf, (c for c, _ in found))}
-    return [(c, src) for c, src in found if c.der in keep]
+    return [(c, src) for c, src in found if plausible_issuer(leaf, c)]
 
 
 def _check_signatures(items: Sequence[Item], pending: Dict[int, Options],

@@ -24,8 +24,6 @@ PENDING = "pending"     # -n/-q: would change something (printed under -n)
 PRUNE = "prune"         # delete the stale staple of a certificate without OCSP
 RENEW = "renew"         # fetch, verify and install a new staple
 
-PRUNE_STALE = "stale staple for a certificate without OCSP; deleted (--prune)"
-
 
 @dataclass(frozen=True)
 class Step:
@@ -82,7 +80,8 @@ def _not_applicable(item: Item, reason: str, opts: RunOptions) -> List[Step]:
         if opts.dry:
             return [Step(PENDING, item, STALE, "stale staple for a certificate without OCSP; "
                                                "would delete it (--prune)")]
-        return [Step(PRUNE, item, STALE, PRUNE_STALE)]
+        return [Step(PRUNE, item, STALE, "stale staple for a certificate without OCSP; deleted "
+                                         "(--prune)")]
     return [Step(ONCE, item, STALE, "stale staple for a certificate without OCSP; servers may "
                                     "still serve it: delete it or run with --prune",
                  token=f"stale:{item.staple_id}")]

@@ -42,7 +42,6 @@ class Driver:
         self.stopping = threading.Event()
         self.progress: Optional[Callable[[int, int], None]] = None
         self.items: List[Item] = []
-        self.steps: List[plan.Step] = []
         self.force: Collection[str] = ()    # keys renewed as with -B (--watch: their time came)
         self.gate = WriteGate()
         # called after a staple was installed; returns why a server refused it, or None
@@ -74,11 +73,10 @@ class Driver:
         them (a full run); --watch runs subsets and keeps the others.  The run's openssl calls
         share one set of input files (each certificate written once as PEM)."""
         with self.ossl.batch():
-            self.items = self.establish(candidates)
+            self.establish(candidates)
             plan.decide([it for it in self.items if it.kind == "leaf" and it.decision is None],
                         self.now, self.opts, self.force)
-            self.steps = plan.steps(self.items, self.opts)
-            self.execute(self.steps)
+            self.execute(plan.steps(self.items, self.opts))
             self.result.spawned = self.ossl.spawned
             if forget and not self.opts.dry:
                 self.cache.forget_unseen()
@@ -86,8 +84,10 @@ class Driver:
             return self.result
 
     def establish(self, candidates: Sequence[Candidate]) -> List[Item]:
-        """The run's items with their facts: from the state cache where it vouches, else loaded."""
+        """The run's items (``self.items``, set before anything is loaded) with their facts: from
+        the state cache where it vouches, else loaded."""
         items: List[Item] = []
+        self.items = items
         seen: Dict[str, Item] = {}
         for cand in candidates:
             key = pair_key(cand.cert, cand.staple)
@@ -130,7 +130,9 @@ class Driver:
         if jobs and not (self.opts.stop_on_error and self.result.failed):
             jobs = self._targets_for(jobs)
             if jobs and not (self.opts.stop_on_error and self.result.failed):
-                Renewals(self).renew(jobs)
+                Renewals(self.opts, self.ossl, self.clock, self.now, self.ledger, self.gate,
+                         self.proxies, self.record, self.stopping, self.progress,
+                         self.after_install).renew(jobs)
 
     def _clean_stale_temps(self, items: Sequence[Item]) -> None:
         """Delete temp files of ours that a killed writer left in the staple directories and

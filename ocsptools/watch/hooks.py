@@ -63,9 +63,11 @@ class HookRunner:
 
     def _run(self, paths: List[str]) -> None:
         self.runs += 1
-        status, problem = run_on_change(self.command, paths, stdout=sys.stderr.fileno(),
-                                        new_session=True)
-        if status != 0:
+        status, problem = run_on_change(self.command, paths, stdout=sys.stderr, new_session=True)
+        if status is None:
+            self.failures += 1
+            self.log.event("on-change-failed", problem, level=logging.ERROR, staples=len(paths))
+        elif status != 0:
             self.failures += 1
             self.log.event("on-change-failed", f"{problem} ({len(paths)} changed staples)",
                            level=logging.ERROR, staples=len(paths), status=status)

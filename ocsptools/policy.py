@@ -9,6 +9,7 @@ shares.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timedelta
 from typing import Optional, Tuple
 
@@ -75,13 +76,17 @@ class RenewOptions:
     always: bool = False                     # -B
     skew: timedelta = CLOCK_SKEW
 
-    @property
+    @cached_property
     def rule(self) -> life.RenewalRule:
         return life.RenewalRule(share=self.renew_at / 100.0, min_validity=self.min_validity)
 
+    @cached_property
+    def _key(self) -> str:
+        return self.rule.key()
+
     def key(self) -> str:
         """A stable text naming what the renewal instant depends on (for the state cache)."""
-        return self.rule.key()
+        return self._key
 
 
 FRESH = "fresh"

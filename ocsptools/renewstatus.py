@@ -24,6 +24,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from . import nagios, policy, store
 from .errors import InputError, StoreError
 from .life import iso, parse_iso
+from .paths import abspath
 
 VERSION = 1
 SUFFIX = ".status"
@@ -52,11 +53,11 @@ def path_for(state_path: str) -> str:
     return state_path if state_path.endswith(SUFFIX) else state_path + SUFFIX
 
 
-def key(staple_path: str, cwd: Optional[str] = None) -> str:
-    """Staples are keyed by absolute path as the run names them (cheap for 10,000 of them:
-    give CWD when calling it in a loop); ``StatusFile.get`` also finds one named through
-    another spelling (a symbolic link)."""
-    return os.path.normpath(os.path.join(cwd or os.getcwd(), staple_path))
+def key(staple_path: str) -> str:
+    """Staples are keyed by absolute path as the run names them (``paths.abspath``: cheap for
+    10,000 of them); ``StatusFile.get`` also finds one named through another spelling (a
+    symbolic link)."""
+    return abspath(staple_path)
 
 
 def observe(prev: Optional[StapleStatus], item, now: datetime) -> Optional[StapleStatus]:
@@ -152,14 +153,13 @@ def _quiet_digest(items: Sequence) -> Optional[str]:
     """The digest a clean status file of exactly these ITEMS has, if the run only confirmed
     them (a no-op run); None when it did anything monitoring must hear of."""
     pairs = []
-    cwd = os.getcwd()
     for item in items:
         if item.kind == "ignore":
             continue
         action = item.decision.action if item.kind == "leaf" and item.decision is not None else None
         if action not in QUIET or item.outcome in (RENEWED, UNCHANGED, FAILED, REVOKED):
             return None
-        pairs.append((key(item.cand.staple, cwd), QUIET[action]))
+        pairs.append((item.abs_staple, QUIET[action]))
     return _digest(pairs)
 
 
@@ -230,9 +230,8 @@ class StatusFile:
         return header.get("digest")
 
     def record(self, items: Iterable, now: datetime) -> None:
-        cwd = os.getcwd()
         for item in items:
-            k = key(item.cand.staple, cwd)
+            k = item.abs_staple
             old = self.staples.get(k)
             new = observe(old, item, now)
             if new is not old and new != old:
@@ -244,8 +243,7 @@ class StatusFile:
 
     def keep_only(self, staple_paths: Iterable[str]) -> None:
         """After a full run: forget staples that are no longer renewed."""
-        cwd = os.getcwd()
-        keep = {key(p, cwd) for p in staple_paths}
+        keep = {key(p) for p in staple_paths}
         kept = {k: v for k, v in self.staples.items() if k in keep}
         if len(kept) != len(self.staples):
             self.staples, self.changed, self._real = kept, True, None

@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence
 
 from . import store
 from .errors import StoreError
+from .paths import abspath
 
 VERSION = 1
 MAX_SIZE = 256 * 1024 * 1024        # about 500 bytes per certificate: far beyond any real tree
@@ -130,4 +131,9 @@ class StateCache:
 
 
 def pair_key(cert_path: str, staple_path: str) -> str:
-    return os.path.abspath(cert_path) + "\n" + os.path.abspath(staple_path)
+    return abs_pair_key(abspath(cert_path), abspath(staple_path))
+
+
+def abs_pair_key(cert_abs: str, staple_abs: str) -> str:
+    """``pair_key`` of paths already made absolute (``paths.abspath``)."""
+    return cert_abs + "\n" + staple_abs

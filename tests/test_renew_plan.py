@@ -255,3 +255,13 @@ def test_the_hook_output_goes_to_the_stream_given(tmp_path):
     with open(tmp_path / "log", "w") as log:
         assert run_on_change("echo hello", ["x"], stdout=log) == (0, "")
     assert (tmp_path / "log").read_text() == "hello\n"
+
+
+def test_the_fast_path_reads_the_recorded_end_and_still_reads_entries_written_before_it():
+    it = item(st=staple(signer=T0 + timedelta(days=2)))       # the signer ends the life early
+    entry = facts.leaf_entry(it, None, RunOptions())
+    assert entry["end"] == to_epoch(T0 + timedelta(days=2))
+    old = {k: v for k, v in entry.items() if k != "end"}
+    for e in (entry, old):
+        d = facts.fast_decision(it, e, RunOptions(), T0, ())
+        assert d is not None and d.valid_until == T0 + timedelta(days=2)

@@ -29,7 +29,8 @@ TS = "2026-12-01T12:00:00Z"
 
 
 def item(outcome="", action=policy.FRESH, *, kind="leaf", cert_status="", detail="d", rt=None):
-    return SimpleNamespace(cand=SimpleNamespace(cert="/c.pem", staple="/c.pem.ocsp"), kind=kind,
+    return SimpleNamespace(cand=SimpleNamespace(cert="/c.pem", staple="/c.pem.ocsp"),
+                           abs_staple="/c.pem.ocsp", kind=kind,
                            decision=SimpleNamespace(action=action, reason="r"), outcome=outcome,
                            cert_status=cert_status, detail=detail, error="", revocation_time=rt,
                            revocation_reason="keyCompromise" if rt else None)

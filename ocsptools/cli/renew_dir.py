@@ -25,7 +25,6 @@ from ..hooks import run_on_change
 from ..openssl import HASHES, OpenSSL
 from ..renewal import Driver
 from ..renewal.held import Held
-from . import renew_watch
 from ._common import (
     ArgumentParser,
     nonnegative_float,
@@ -205,6 +204,7 @@ def main(argv: List[str]) -> int:
     if s["out_dir"] and not os.path.isdir(s["out_dir"]):
         raise UsageError(f"{s['out_dir']}: --out-dir is not an existing directory")
     if s["watch"]:
+        from . import renew_watch           # the daemon's modules load only for --watch
         return renew_watch.serve(PROG, args, cfg, s, dirs)
     now = utcnow()
     out: IO[str] = sys.stdout

@@ -2,8 +2,8 @@
 
 An entry records what loading a certificate/staple pair established (the
 certificate's serial, validity and responder URLs, the installed staple's
-verified facts) and the instants between which that staple is fresh under the
-renewal rule in force (``win``).  While the identities of the certificate,
+verified facts), the instants between which that staple is fresh under the
+renewal rule in force (``win``) and the end of its effective life (``end``).  While the identities of the certificate,
 issuer and staple files are unchanged, ``fast_decision`` decides such a pair
 without loading anything.  Pure: the caller passes the clock's reading.
 """
@@ -72,6 +72,7 @@ def leaf_entry(item: Item, issuer_id: Optional[list], opts: RunOptions) -> dict:
         due, _ = life.renewal_due(lf, ropts.rule)
         entry["win"] = [to_epoch(lf.this_update - ropts.skew), to_epoch(due)]
         entry["win_key"] = ropts.key()
+        entry["end"] = to_epoch(lf.end)
     return entry
 
 
@@ -87,7 +88,11 @@ def fast_decision(item: Item, entry: dict, opts: RunOptions, now: datetime,
             and not cert_newer(item) and item.key not in force
             and win[0] <= t < win[1] and not opts.verbose):
         return None
-    st = staple_facts(entry.get("staple"))
-    lf = st.life(from_epoch(entry["na"])) if st is not None else None
+    if "end" in entry:
+        end = from_epoch(entry["end"])
+    else:                   # an entry written before the end was recorded
+        st = staple_facts(entry.get("staple"))
+        lf = st.life(from_epoch(entry["na"])) if st is not None else None
+        end = lf.end if lf is not None else None
     return Decision(policy.FRESH, "fresh (state cache)", renew_at=from_epoch(win[1]),
-                    valid_until=lf.end if lf is not None else None)
+                    valid_until=end)

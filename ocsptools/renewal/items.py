@@ -11,6 +11,7 @@ from typing import Callable, List, Optional, Tuple
 
 from ..discovery import Candidate
 from ..fetch import FetchOptions, Target
+from ..paths import abspath
 from ..policy import CertFacts, Decision, RenewOptions, StapleFacts
 
 # Output actions (the first column).
@@ -80,6 +81,12 @@ class Item:
     applicable: bool = True                 # False: no responder URL (decided before any issuer search)
     revocation_time: Optional[str] = None   # a revoked answer's revocationTime (ISO 8601 UTC)
     revocation_reason: Optional[str] = None
+    staple_abs: str = ""                    # the staple's absolute path, as the run first named it
+
+    @property
+    def abs_staple(self) -> str:
+        """The staple's absolute path (``paths.abspath``, computed once per run)."""
+        return self.staple_abs or abspath(self.cand.staple)
 
     @property
     def tgt(self) -> Target:

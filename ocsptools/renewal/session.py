@@ -22,8 +22,9 @@ from typing import Callable, Collection, Dict, List, Optional, Sequence
 from .. import store, transport
 from ..discovery import Candidate
 from ..openssl import OpenSSL, clean_stale_scratch
+from ..paths import abspath
 from ..staple import Staple
-from ..statecache import StateCache, identity, pair_key
+from ..statecache import StateCache, abs_pair_key, identity
 from . import facts, load, plan
 from .execute import Renewals, WriteGate
 from .items import FAILED, Item, Ledger, Report, RunOptions, RunResult
@@ -90,9 +91,10 @@ class Driver:
         self.items = items
         seen: Dict[str, Item] = {}
         for cand in candidates:
-            key = pair_key(cand.cert, cand.staple)
+            staple_abs = abspath(cand.staple)
+            key = abs_pair_key(abspath(cand.cert), staple_abs)
             if key not in seen:
-                seen[key] = Item(cand, key)
+                seen[key] = Item(cand, key, staple_abs=staple_abs)
                 items.append(seen[key])
         for it in items:
             self._from_cache(it)          # sets kind (and maybe the decision) when it can
@@ -139,7 +141,7 @@ class Driver:
         beside the state cache, and scratch directories of killed runs (only stale ones, only our
         own: ``store.clean_stale_temps``, ``openssl.clean_stale_scratch``)."""
         now = self.now.timestamp()
-        for directory in sorted({os.path.dirname(os.path.abspath(it.cand.staple)) for it in items}):
+        for directory in sorted({os.path.dirname(it.abs_staple) for it in items}):
             store.clean_stale_temps(directory, now)
         if self.cache.path:
             store.clean_stale_temps(os.path.dirname(os.path.abspath(self.cache.path)), now,
@@ -150,11 +152,9 @@ class Driver:
     def _collisions(self, items: List[Item]) -> None:
         """Two different leaves must never share one staple file."""
         by_staple: Dict[str, List[Item]] = {}
-        cwd = os.getcwd()
         for item in items:
             if item.kind == "leaf":
-                staple = os.path.normpath(os.path.join(cwd, item.cand.staple))
-                by_staple.setdefault(staple, []).append(item)
+                by_staple.setdefault(item.abs_staple, []).append(item)
         for group in by_staple.values():
             if len(group) < 2 or len({os.path.realpath(it.cand.cert) for it in group}) < 2:
                 continue

@@ -13,7 +13,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..codec.pem import split_pem_certs
 from ..staple import ResponseInfo, SingleResponse, normalize_hex
@@ -33,6 +33,19 @@ RESPONSE_STATUSES = {
     "trylater": "tryLater",
     "sigrequired": "sigRequired",
     "unauthorized": "unauthorized",
+}
+
+#: The lines of one SingleResponse in ``-resp_text``: openssl's label -> (our key, converter).
+SINGLE_FIELDS: Dict[str, Tuple[str, Callable[[str], Any]]] = {
+    "Hash Algorithm": ("hash_algorithm", str),
+    "Issuer Name Hash": ("issuer_name_hash", normalize_hex),
+    "Issuer Key Hash": ("issuer_key_hash", normalize_hex),
+    "Serial Number": ("serial", serial_from_text),
+    "Cert Status": ("cert_status", str),
+    "This Update": ("this_update", parse_time),
+    "Next Update": ("next_update", parse_time),
+    "Revocation Time": ("revocation_time", parse_time),
+    "Revocation Reason": ("revocation_reason", lambda value: value.split(" (")[0]),
 }
 
 
@@ -100,24 +113,10 @@ def parse_resp_text(text: str) -> Tuple[ResponseInfo, List[dict]]:
         elif cur is not None:
             key, _, value = line.partition(":")
             value = value.strip()
-            if key == "Hash Algorithm":
-                cur["hash_algorithm"] = value
-            elif key == "Issuer Name Hash":
-                cur["issuer_name_hash"] = normalize_hex(value)
-            elif key == "Issuer Key Hash":
-                cur["issuer_key_hash"] = normalize_hex(value)
-            elif key == "Serial Number":
-                cur["serial"] = serial_from_text(value)
-            elif key == "Cert Status":
-                cur["cert_status"] = value
-            elif key == "This Update":
-                cur["this_update"] = parse_time(value)
-            elif key == "Next Update":
-                cur["next_update"] = parse_time(value)
-            elif key == "Revocation Time":
-                cur["revocation_time"] = parse_time(value)
-            elif key == "Revocation Reason":
-                cur["revocation_reason"] = value.split(" (")[0]
+            spec = SINGLE_FIELDS.get(key)
+            if spec is not None:
+                name, convert = spec
+                cur[name] = convert(value)
             elif line.startswith("Signature Algorithm"):
                 close()
     close()

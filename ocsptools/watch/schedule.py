@@ -40,6 +40,8 @@ COALESCE = 0.5
 
 #: The status of a file that holds no leaf certificate (left out of the textfile).
 IGNORED = "ignored"
+#: Decisions that leave nothing to renew until the files change, and the status each gives.
+IDLE = {policy.NOT_APPLICABLE: "not-applicable", policy.CERT_EXPIRED: "cert-expired"}
 
 
 @dataclass
@@ -149,14 +151,8 @@ class Scheduler:
             return events
         self._staple_facts(slot, item)
         d = item.decision
-        if d.action == policy.NOT_APPLICABLE:
-            slot.status, slot.next_at, slot.why = "not-applicable", None, ""
-            slot.failures = slot.unchanged = 0
-            if item.outcome:
-                events.append(Outcome(item.outcome, slot, item.detail))
-            return events
-        if d.action == policy.CERT_EXPIRED:
-            slot.status, slot.next_at, slot.why = "cert-expired", None, ""
+        if d.action in IDLE:                    # nothing to renew until the files change
+            slot.status, slot.next_at, slot.why = IDLE[d.action], None, ""
             slot.failures = slot.unchanged = 0
             if item.outcome:
                 events.append(Outcome(item.outcome, slot, item.detail))

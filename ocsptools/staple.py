@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional, Tuple
 
+from .codec import serial as serial_text
 from .codec.pem import pem_encode
 from .life import CLOCK_SKEW, Life, iso
 
@@ -86,7 +87,7 @@ class Certificate:
 
     @property
     def serial_hex(self) -> str:
-        return format(self.serial, "X") if self.serial >= 0 else "-" + format(-self.serial, "X")
+        return serial_text.to_hex(self.serial)
 
     @property
     def fingerprint(self) -> str:

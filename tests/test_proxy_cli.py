@@ -14,7 +14,7 @@ from conftest import assert_one_line_error, run_cmd
 from ocsptools.cli.proxy import parse_listen, read_token
 from ocsptools.errors import InputError, UsageError
 from ocsptools.proxy import stats
-from ocsptools.proxy.purge import normal_serial
+from ocsptools.codec.serial import normal as normal_serial
 from ocsptools.proxy.warm import expand
 from test_proxy_support import ProxyProc, make_entry, received, request_der
 

@@ -62,7 +62,11 @@ SERIALS = [
     ("serial=0x00ABC", ["ABC"]),
     ("serial=1&serial=FF", ["1", "FF"]),
     ("serial=-5", ["-5"]),
+    ("serial=-01A", ["-1A"]),                       # the cache's spelling, as the CLI's purge
+    ("serial=ab:cd", ["ABCD"]),
     ("serial=xyz", b"not a hex serial: xyz\n"),
+    ("serial=-", b"not a hex serial: -\n"),
+    ("serial=1_0", b"not a hex serial: 1_0\n"),
     ("serial=", b"name what to purge: ?serial=HEX or PEM certificates in the body\n"),
     ("", b"name what to purge: ?serial=HEX or PEM certificates in the body\n"),
 ]

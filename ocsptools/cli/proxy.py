@@ -229,7 +229,7 @@ def cmd_warm(args) -> int:
 
 def _serials(args, ossl) -> List[str]:
     from ..certs import load_file
-    from ..proxy.purge import normal_serial
+    from ..codec.serial import normal as normal_serial
     serials = []
     for text in args.serial:
         try:

@@ -21,6 +21,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from . import serial as serial_text
+
 __all__ = ["DerError", "CertID", "ParsedRequest", "parse_request", "issuer_hashes", "key_hash",
            "encode_request", "split_ocsp_request", "cert_serial", "is_certificate",
            "certificate_problem", "sequence_end", "HASH_OIDS", "MAX_CERT_IDS", "MAX_EXTENSIONS"]
@@ -109,7 +111,7 @@ class CertID:
 
     @property
     def serial_hex(self) -> str:
-        return format(self.serial, "X") if self.serial >= 0 else "-" + format(-self.serial, "X")
+        return serial_text.to_hex(self.serial)
 
     @property
     def key(self) -> str:

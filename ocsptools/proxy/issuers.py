@@ -88,6 +88,11 @@ class Known:
     not_applicable: int = 0          # leaves without an OCSP URL (skipped quietly)
     warnings: List[str] = field(default_factory=list)
 
+    @property
+    def issuer_count(self) -> int:
+        """Distinct issuer certificates (one may be listed under several CertID hashes)."""
+        return len({c.der for c in self.issuers.values()})
+
     def allowed(self, url: str) -> bool:
         target = split_url(url)
         return target is not None and any(p.matches(target) for p in self.prefixes)

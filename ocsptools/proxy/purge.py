@@ -13,14 +13,6 @@ from .cache import Cache
 VIA_TIMEOUT = 10
 
 
-def normal_serial(text: str) -> str:
-    """A serial number as given (hex, with or without 0x and colons) in upper-case hex without
-    leading zeros; ValueError when it is not hexadecimal."""
-    t = text.strip().upper()
-    t = t[2:] if t.startswith("0X") else t
-    return format(int(t.replace(":", ""), 16), "X")
-
-
 def in_cache(cache: Cache, serials: Sequence[str]) -> Iterator[Tuple[str, int]]:
     """Drop the entries of each serial in turn: (serial, how many were dropped)."""
     for serial in serials:

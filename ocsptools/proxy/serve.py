@@ -36,10 +36,6 @@ def notes(known: Known, allow: Sequence[str]) -> List[Tuple[int, str]]:
     return out
 
 
-def issuer_count(known: Known) -> int:
-    return len({c.der for c in known.issuers.values()})
-
-
 def run(allow: Sequence[str], allow_from: Sequence[str], cache_url: str, ossl: OpenSSL,
         settings: Settings, limits: server.Limits, listen: Sequence[Tuple[str, int]],
         log: logging.Logger) -> None:
@@ -91,14 +87,14 @@ async def serve(allow: Sequence[str], allow_from: Sequence[str], cache: Cache, k
                 return
             proxy.known = new
             proxy.memo.clear()
-            log.info(f"reloaded: {issuer_count(new)} issuer(s), "
+            log.info(f"reloaded: {new.issuer_count} issuer(s), "
                      f"{len(new.prefixes)} responder prefix(es) allowed")
         loop.create_task(do())
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
-    log.info(f"listening on {' '.join(bound)} (cache {cache.url}; {issuer_count(known)} issuer(s), "
+    log.info(f"listening on {' '.join(bound)} (cache {cache.url}; {known.issuer_count} issuer(s), "
              f"{len(known.prefixes)} responder prefix(es) allowed; refresh at {settings.refresh_pct:g}%)")
     refreshing = loop.create_task(refresher.run())
     await stop.wait()

@@ -11,6 +11,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, List, Optional, Union
 
 from ..codec import der
+from ..codec import serial as serial_text
 from ..openssl import split_pem_certs
 from .answers import Refusal
 from .cache import CacheError
@@ -51,13 +52,13 @@ def purge_serials(req: Request) -> Union[List[str], Refusal]:
     serials: List[str] = []
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(req.target).query)
     for value in query.get("serial", []):
-        text = value.strip().upper().removeprefix("0X")
-        if not text or any(c not in "0123456789ABCDEF" for c in text.lstrip("-")):
+        try:
+            serials.append(serial_text.normal(value))
+        except ValueError:
             return Refusal(400, f"not a hex serial: {value}\n".encode(), keep_alive=ka)
-        serials.append(format(int(text, 16), "X") if not text.startswith("-") else text)
     for cert_der in split_pem_certs(req.body):
         try:
-            serials.append(der.CertID(None, b"", b"", der.cert_serial(cert_der)).serial_hex)
+            serials.append(serial_text.to_hex(der.cert_serial(cert_der)))
         except der.DerError:
             return Refusal(400, b"unreadable certificate in the body\n", keep_alive=ka)
     if not serials:
@@ -83,7 +84,7 @@ async def metrics(proxy: "Proxy", req: Request) -> bytes:
         proxy.metrics.cache_errors += 1
         proxy.log.error(str(exc))
         gauges = {}
-    gauges["issuers"] = len({c.der for c in proxy.known.issuers.values()})
+    gauges["issuers"] = proxy.known.issuer_count
     st = proxy.http_stats
     body = proxy.metrics.render(gauges, {"open": st.open, "timeouts": st.timeouts, "refused": st.refused})
     return render(200, body, content_type=CONTENT_TYPE, keep_alive=req.keep_alive,

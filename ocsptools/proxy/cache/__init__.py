@@ -13,13 +13,11 @@ import urllib.parse
 from typing import Optional
 
 from ...errors import UsageError
-from ..entry import Entry, describe, migrated
 from .base import SCHEMA_VERSION, Cache, CacheError
 from .redis import RedisCache
 from .sqlite import SqliteCache
 
-__all__ = ["Cache", "CacheError", "Entry", "RedisCache", "SCHEMA_VERSION", "SqliteCache", "describe",
-           "migrated", "open_cache"]
+__all__ = ["Cache", "CacheError", "RedisCache", "SCHEMA_VERSION", "SqliteCache", "open_cache"]
 
 
 def open_cache(url: str, now: Optional[float] = None) -> Cache:

@@ -29,7 +29,7 @@ from . import life, policy, store, transport, verify
 from .errors import InputError, UsageError
 from .fetch import FetchOptions, Target
 from .fetch import fetch_staple as _fetch_staple
-from .fetch import install as _install
+from .install import install as _install
 from .fetch import load_target as _load_target
 from .fetch import require_good as _require_good
 from .openssl import OpenSSL

@@ -9,9 +9,6 @@ signature wins; a matching name alone is never enough):
 4. ``chain.pem`` beside the certificate (certbot's ``live/<name>/`` layout);
 5. every certificate file in ``--ca-dir DIR``;
 6. the AIA caIssuers URL(s) (DER, PEM or PKCS#7; size-capped, timed out).
-
-``PemDamage``/``pem_damage`` live in ``ocsptools.codec.pem`` (re-exported here for their old
-import path).
 """
 
 from __future__ import annotations
@@ -22,15 +19,14 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import transport
-from .codec.pem import PemDamage, pem_damage, split_pem_certs
+from .codec.pem import pem_damage, split_pem_certs
 from .errors import CertificateError, FetchError, InputError, IssuerNotFound, OpensslError
 from .openssl import OpenSSL
 from .parallel import batches, parallel_map
 from .staple import Certificate
 
 __all__ = ["CERT_SUFFIXES", "MAX_CERT_FILE", "read_input", "parse_certificates", "load_file", "ders_of",
-           "parse_many", "IssuerMatch", "IssuerFinder",
-           "PemDamage", "pem_damage"]          # the last two: ocsptools.codec.pem's, for the old path
+           "parse_many", "IssuerMatch", "IssuerFinder"]
 
 CERT_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".p7b", ".p7c")
 MAX_CERT_FILE = 4 * 1024 * 1024

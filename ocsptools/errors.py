@@ -81,15 +81,20 @@ class FetchError(OcspToolsError):
     """No usable answer could be obtained from the responder(s).
 
     One raised after trying several responders sums their failures up: CAUSES holds them (one
-    per URL, in order), RETRY_AFTER and TRY_LATER what they said about trying again."""
+    per URL, in order), RETRY_AFTER and TRY_LATER what they said about trying again (unless
+    given: the last Retry-After any of them sent; whether any answered tryLater)."""
 
     def __init__(self, message: str, *, path: Optional[str] = None,
                  retry_after: Optional[float] = None, try_later: bool = False,
                  causes: Sequence["FetchError"] = ()) -> None:
         super().__init__(message, path=path)
-        self.retry_after = retry_after
-        self.try_later = try_later          # a responder answered responseStatus tryLater
         self.causes: Tuple[FetchError, ...] = tuple(causes)
+        if retry_after is None:
+            retry_after = next((c.retry_after for c in reversed(self.causes)
+                                if c.retry_after is not None), None)
+        self.retry_after: Optional[float] = retry_after
+        # a responder answered responseStatus tryLater
+        self.try_later: bool = try_later or any(c.try_later for c in self.causes)
 
 
 class TransportError(FetchError):
@@ -134,7 +139,7 @@ class ResponderStatusError(ResponseError):
     """The OCSP responseStatus was not successful (tryLater, unauthorized, ...)."""
 
     def __init__(self, message: str, status: str, *, path: Optional[str] = None) -> None:
-        super().__init__(message, path=path)
+        super().__init__(message, path=path, try_later=status == "tryLater")
         self.status = status
 
 

@@ -3,8 +3,7 @@
 This is the service ``ocsp-fetch`` (and ``ocsp-renew-dir``) stands on.
 Deciding is kept apart from doing: ``fetch_staple`` only obtains and
 verifies a response; ``ocsptools.install`` decides whether it may replace the
-installed file and writes it (``install``, ``installed_staple`` and
-``InstallOutcome`` are re-exported here for their old import path).
+installed file and writes it.
 """
 
 from __future__ import annotations
@@ -15,15 +14,12 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 from . import life, transport, verify
 from .certs import IssuerFinder, load_file
-from .errors import (CertStatusError, FetchError, InputError, NotApplicable, OpensslError,
-                     ResponderStatusError, Revoked)
-from .install import InstallOutcome, install, installed_staple
+from .errors import CertStatusError, FetchError, InputError, NotApplicable, OpensslError, Revoked
 from .openssl import OpenSSL
 from .staple import Certificate, Staple, iso
 
 __all__ = ["FetchOptions", "Target", "FetchResult", "load_target", "load_leaf", "find_issuer",
-           "responder_urls", "fetch_staple", "require_good",
-           "install", "installed_staple", "InstallOutcome"]
+           "responder_urls", "fetch_staple", "require_good"]
 
 Clock = Callable[[], datetime]
 
@@ -138,8 +134,6 @@ def _ask(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, urls: Tu
             request = ossl.build_request(target.leaf, target.issuer, hash_alg=opts.hash_alg)
     failures: List[str] = []
     causes: List[FetchError] = []
-    retry_after: Optional[float] = None
-    try_later = False
     for url in urls:
         try:
             transport.check_remote_url(url)     # the certificate's own URL may be anything
@@ -150,9 +144,6 @@ def _ask(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, urls: Tu
         except FetchError as exc:
             failures.append(str(exc))
             causes.append(exc)
-            retry_after = exc.retry_after if exc.retry_after is not None else retry_after
-            try_later = try_later or (isinstance(exc, ResponderStatusError)
-                                      and exc.status == "tryLater")
             continue
         except OpensslError as exc:     # e.g. openssl timed out on this answer: try the next URL
             failures.append(f"{url}: checking the answer failed: {exc}")
@@ -172,8 +163,7 @@ def _ask(target: Target, opts: FetchOptions, ossl: OpenSSL, now: Clock, urls: Tu
                                 f"(a replayed response?)")
                 continue
         return FetchResult(staple, url, method, warnings)
-    raise FetchError(f"{target.label}: " + " | ".join(failures), path=target.label,
-                     retry_after=retry_after, try_later=try_later, causes=causes)
+    raise FetchError(f"{target.label}: " + " | ".join(failures), path=target.label, causes=causes)
 
 
 def require_good(result: FetchResult, target: Target) -> None:

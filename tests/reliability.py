@@ -42,15 +42,15 @@ FROM_OUTCOMES = [
      "and every time keep the promises below (checked)"),
     ("test_fuzz_parsers", "test_verdict_on_arbitrary_text", "fuzzing",
      "verification verdict parser on real openssl lines (verify OK/Failure, look-alikes, label "
-     "lines) mixed with arbitrary text (hypothesis, 300)", "ocsptools.openssl.parse_verdict",
+     "lines) mixed with arbitrary text (hypothesis, 300)", "ocsptools.openssl.parse_ocsp.parse_verdict",
      "a verdict or ValueError; 'verified' only with the exact line 'Response verify OK' and no "
      "'Response Verify Failure'; a status only from the exact label's line; times aware UTC (asserted)"),
     ("test_fuzz_parsers", "test_verdict_on_random_text", "fuzzing",
      "verification verdict parser on arbitrary stdout/stderr/label (hypothesis, 300)",
-     "ocsptools.openssl.parse_verdict", "the same (asserted)"),
+     "ocsptools.openssl.parse_ocsp.parse_verdict", "the same (asserted)"),
     ("test_fuzz_parsers", "test_parse_time_arbitrary", "fuzzing",
      "openssl time parser on arbitrary text and on openssl-shaped times (hypothesis, 300)",
-     "ocsptools.openssl.parse_time", "an aware datetime at UTC offset 0, or ValueError (asserted)"),
+     "ocsptools.openssl.parse.parse_time", "an aware datetime at UTC offset 0, or ValueError (asserted)"),
     ("test_fuzz_parsers", "test_pem_and_staple_decoding_arbitrary_bytes", "fuzzing",
      "PEM/base64/DER staple decoding of arbitrary bytes", "ocsptools.staple", "bytes or ValueError"),
     ("test_fuzz_parsers", "test_duration_and_threshold_parsers", "fuzzing",

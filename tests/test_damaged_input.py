@@ -14,7 +14,7 @@ import pytest
 
 from conftest import assert_one_line_error, command, run_cmd
 
-from ocsptools.certs import pem_damage
+from ocsptools.codec.pem import pem_damage
 from ocsptools.codec import der
 from ocsptools.openssl import OpenSSL
 

@@ -9,7 +9,8 @@ from typing import List, Optional, Sequence
 from .. import life, transport
 from ..errors import (FetchError, InputError, NotApplicable, OpensslError, Revoked, StoreError,
                       UsageError)
-from ..fetch import FetchOptions, fetch_staple, install, load_target, require_good
+from ..fetch import FetchOptions, fetch_staple, load_target, require_good
+from ..install import install
 from ..openssl import HASHES, OpenSSL
 from ..staple import FORMATS, encode_staple, iso
 from ._common import ArgumentParser, positive_float, run, utcnow, version_string

@@ -27,17 +27,14 @@ from ..staple import Certificate, ResponseInfo
 from . import argv
 from .argv import HASHES, STARTTLS
 from .files import InputFiles, Scratch, clean_stale_scratch, read_if_exists
-from .parse import (first_reason, parse_storeutl_text, parse_time, parse_verify_many,
+from .parse import (first_reason, parse_storeutl_text, parse_verify_many,
                     parse_verify_one, to_certificate)
-from .parse_ocsp import Verdict, hash_algorithms, parse_nonce, parse_verdict, read_examined
+from .parse_ocsp import Verdict, hash_algorithms, parse_nonce, read_examined
 from .runner import Completed, Runner, interpret_version
 from .s_client import LiveHandshake, interpret_s_client
 
 __all__ = ["OpenSSL", "Verdict", "LiveHandshake", "Completed", "HASHES", "STARTTLS", "Scratch",
-           "clean_stale_scratch", "hash_algorithms", "interpret_version",
-           # re-exported for the old import paths (ocsptools.openssl was one module)
-           "split_pem_certs", "batches", "parallel_map", "parse_verdict", "parse_time",
-           "parse_verify_many"]
+           "clean_stale_scratch", "hash_algorithms", "interpret_version"]
 
 
 class OpenSSL(Runner):

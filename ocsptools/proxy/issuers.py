@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..certs import CERT_SUFFIXES, MAX_CERT_FILE, parse_certificates
-from ..errors import InputError, UsageError
-from ..openssl import HASHES, OpenSSL, split_pem_certs
-from ..staple import Certificate
 from ..codec import der
+from ..codec.pem import split_pem_certs
+from ..errors import InputError, UsageError
+from ..openssl import HASHES, OpenSSL
+from ..staple import Certificate
 from . import paths
 
 ISSUER_SUFFIXES = CERT_SUFFIXES + (".issuer",)

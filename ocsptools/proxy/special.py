@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, List, Optional, Union
 
 from ..codec import der
 from ..codec import serial as serial_text
-from ..openssl import split_pem_certs
+from ..codec.pem import split_pem_certs
 from .answers import Refusal
 from .cache import CacheError
 from .metrics import CONTENT_TYPE

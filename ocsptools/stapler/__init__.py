@@ -26,7 +26,7 @@ What it guarantees:
   retries with exponential backoff (1 minute doubling to 1 hour, never past
   the current staple's expiry) while it keeps serving the valid staple;
 * with a directory, staples are persisted (``store.atomic_write`` through
-  ``fetch.install``: replaced only by a newer verified response) and loaded
+  ``install.install``: replaced only by a newer verified response) and loaded
   again at ``add()``, so a restarted server staples from its first handshake
   even when the responder is down; several processes may share a directory
   (a newer staple written by one is adopted by the others);

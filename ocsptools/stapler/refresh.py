@@ -3,7 +3,7 @@
 ``Refresher.refresh(entry)`` never raises: it adopts a newer staple another
 process persisted, else asks the responders (``fetch.fetch_staple``: verified
 for that certificate), keeps the current staple on any failure, persists a
-newer one (``fetch.install``: ``store.atomic_write``, replaced only by a newer
+newer one (``install.install``: ``store.atomic_write``, replaced only by a newer
 verified response, under a lock file shared by the processes of one directory)
 and schedules the next attempt (``schedule``: ``ocsptools.life``'s rules).  Each
 outcome is counted in the ``Book`` and logged in one line naming the
@@ -22,7 +22,8 @@ from typing import Callable, Optional
 from .. import life, store
 from ..errors import (CertStatusError, LockBusy, NotApplicable, OcspToolsError, Revoked,
                       StaleResponse, StoreError)
-from ..fetch import FetchOptions, fetch_staple, install, installed_staple, require_good
+from ..fetch import FetchOptions, fetch_staple, require_good
+from ..install import install, installed_staple
 from ..openssl import OpenSSL
 from ..staple import Staple, iso
 from .entries import Book, Clock, Entry, revoked_text

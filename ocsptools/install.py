@@ -48,6 +48,14 @@ def older_message(new_this_update: Optional[datetime], installed_this_update: Op
             f"installed staple (thisUpdate {iso(installed_this_update)})")
 
 
+def counts_as_installed(staple_life: Optional[life.Life], now: datetime) -> bool:
+    """Does a verified staple for the certificate with this life count as the installed one, that
+    a new answer must be newer than?  Not when dated in the future: it must not block its own
+    replacement.  Pure."""
+    return staple_life is not None and not any(p.code == "future"
+                                                for p in life.problems(staple_life, now))
+
+
 def installed_staple(path: str, target: "Target", ossl: OpenSSL, now: datetime) -> Optional[Staple]:
     """The staple at PATH if it is a valid response for TARGET's certificate, else None.
 
@@ -60,9 +68,7 @@ def installed_staple(path: str, target: "Target", ossl: OpenSSL, now: datetime) 
         staple = verify.verify(decode_staple(data), target.leaf, target.issuer, ossl, label=path)
     except ResponseError:
         return None
-    if any(p.code == "future" for p in life.problems(staple.life, now)):
-        return None
-    return staple
+    return staple if counts_as_installed(staple.life, now) else None
 
 
 @dataclass(frozen=True)

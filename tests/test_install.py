@@ -114,3 +114,15 @@ def test_older_message():
     assert install.older_message(T, T + H) == ("the responder's answer (thisUpdate "
                                                "2026-12-01T12:00:00Z) is older than the installed "
                                                "staple (thisUpdate 2026-12-01T13:00:00Z)")
+
+
+@pytest.mark.parametrize("this_update, counts", [
+    (T - timedelta(hours=1), True),
+    (T + timedelta(minutes=4), True),           # within the 5-minute skew
+    (T + timedelta(minutes=6), False),          # beyond it: must not block its own replacement
+    (None, False),                              # no usable staple
+])
+def test_counts_as_installed(this_update, counts):
+    from ocsptools.life import Life
+    lf = Life(this_update, this_update + timedelta(days=1)) if this_update else None
+    assert install.counts_as_installed(lf, T) is counts

@@ -18,6 +18,7 @@ import pytest
 
 from conftest import assert_one_line_error, command, run_cmd
 from fake_responder import Answer, FakeResponder, status_only
+from hostile_responder import ResponseFactory
 
 from ocsptools import verify
 from ocsptools.certs import load_file
@@ -145,6 +146,21 @@ def test_layout_first_run_renews_all_second_is_silent(tmp_path, pki, responder, 
                            "ca.pem": "not a leaf certificate (a CA certificate, not a leaf)"}
     else:
         assert skipped == {}
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="needs faketime")
+def test_a_staple_dated_in_the_future_is_replaced(tmp_path, pki, responder):
+    """A staple whose thisUpdate lies beyond the skew is renewed at once, and it must not block
+    its own replacement: the responder's answer of now is installed, not called older."""
+    cert, staple = place(tmp_path / "tree", "bundle", "good1", pki.leaves["good1"], pki)
+    future = ResponseFactory(pki, tmp_path / "made").response([pki.leaves["good1"].cert],
+                                                            faketime="+1h")
+    staple.write_bytes(future)
+    res = renew(tmp_path / "state.json", tmp_path / "tree")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [l[0] for l in lines(res)] == ["renewed"], lines(res)
+    assert staple.read_bytes() != future
+    check_good(staple, cert, pki)
 
 
 def test_touching_or_reissuing_renews_only_that_one(tmp_path, pki, responder, wrapper):

@@ -194,14 +194,17 @@ class Renewals:
         path = item.cand.staple
         target = item.tgt
         new = StapleFacts.of(staple)
+        now = self.clock()
         if identity(path) != item.staple_id:
             # the file changed since it was examined: judge what is there now
-            cur = install.installed_staple(path, target, self.ossl, self.clock())
+            cur = install.installed_staple(path, target, self.ossl, now)
             current = StapleFacts.of(cur) if cur is not None else None
-        else:
+        else:                   # what was verified when it was examined, by the same rule
             st = item.staple
             current = st if (st is not None and st.status is not None
-                             and st.serial == target.leaf.serial) else None
+                             and st.serial == target.leaf.serial
+                             and install.counts_as_installed(st.life(target.leaf.not_after), now)
+                             ) else None
         verdict = install.decide(staple.version, current.version if current is not None else None)
         if verdict == install.OLDER:
             assert current is not None

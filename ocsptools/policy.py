@@ -93,6 +93,8 @@ FRESH = "fresh"
 RENEW = "renew"
 CERT_EXPIRED = "cert-expired"
 NOT_APPLICABLE = "not-applicable"
+#: Decisions that leave nothing to renew until the files change.
+IDLE = (NOT_APPLICABLE, CERT_EXPIRED)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from .paths import abspath
 
 VERSION = 1
 SUFFIX = ".status"
-#: Outcomes of a run (driver.Item.outcome) and what they say about renewal.
+#: Outcomes of a run (renewal.Item.outcome) and what they say about renewal.
 RENEWED, UNCHANGED, FAILED, REVOKED = "renewed", "unchanged", "failed", "revoked"
 GOOD = "good"
 
@@ -78,10 +78,8 @@ def observe(prev: Optional[StapleStatus], item, now: datetime) -> Optional[Stapl
     if item.kind != "leaf" or item.decision is None:
         return _failed(base, "failed", item.error or item.detail, t)
     action = item.decision.action
-    if action == policy.NOT_APPLICABLE:
-        return replace(StapleStatus(cert, "not-applicable"), detail=item.decision.reason)
-    if action == policy.CERT_EXPIRED:
-        return replace(StapleStatus(cert, "cert-expired"), detail=item.decision.reason)
+    if action in policy.IDLE:           # its status is the decision's name
+        return replace(StapleStatus(cert, action), detail=item.decision.reason)
     outcome = item.outcome
     if outcome in (RENEWED, UNCHANGED):
         revoked = base.status == "revoked" and outcome == UNCHANGED
@@ -140,8 +138,7 @@ def judge(rec: Optional[StapleStatus], now: datetime, failing_after: timedelta,
 
 
 #: What a staple's record is when a run only confirmed it (no fetch, nothing failing).
-QUIET = {policy.FRESH: GOOD, policy.NOT_APPLICABLE: "not-applicable",
-         policy.CERT_EXPIRED: "cert-expired"}
+QUIET = {policy.FRESH: GOOD, **{action: action for action in policy.IDLE}}
 
 
 def _digest(pairs: Iterable[Tuple[str, str]]) -> str:

@@ -26,7 +26,7 @@ from ..parallel import parallel_map
 from ..policy import StapleFacts
 from ..staple import Staple, iso
 from ..statecache import identity
-from .items import (FAILED, RENEWED, REVOKED, SKIPPED, Item, Ledger, RunOptions, cert_newer,
+from .items import (FAILED, RENEWED, REVOKED, SKIPPED, UNCHANGED, Item, Ledger, RunOptions, cert_newer,
                     renew_options_for, responder_urls_for, strip_label)
 
 
@@ -175,7 +175,7 @@ class Renewals:
             if self.opts.verbose:
                 report(SKIPPED, item, f"the responder's answer is the installed one "
                                       f"(thisUpdate {iso(staple.this_update)}); kept")
-            item.outcome = "unchanged"
+            item.outcome = UNCHANGED
             return
         due, _ = life.renewal_due(staple.life, renew_options_for(item.cand, self.opts.renew).rule)
         detail = f"good until {iso(staple.valid_until)}, renewal due at {iso(due)}"

@@ -13,10 +13,13 @@ from ..discovery import Candidate
 from ..fetch import FetchOptions, Target
 from ..paths import abspath
 from ..policy import CertFacts, Decision, RenewOptions, StapleFacts
+from ..renewstatus import FAILED, RENEWED, REVOKED, UNCHANGED   # what monitoring is told
 
-# Output actions (the first column).
-RENEWED, FAILED, REVOKED, SKIPPED, STALE, WOULD_RENEW, FRESH = (
-    "renewed", "failed", "revoked", "skipped", "stale-staple", "would-renew", "fresh")
+# Output actions (the first column); UNCHANGED is an outcome only (the answer was the installed one).
+SKIPPED, STALE, WOULD_RENEW, FRESH = "skipped", "stale-staple", "would-renew", "fresh"
+__all__ = ["RENEWED", "FAILED", "REVOKED", "UNCHANGED", "SKIPPED", "STALE", "WOULD_RENEW", "FRESH",
+           "RunOptions", "Report", "Item", "RunResult", "Ledger", "renew_options_for",
+           "responder_urls_for", "cert_newer", "strip_label"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class Item:
     staple: Optional[StapleFacts] = None
     decision: Optional[Decision] = None
     # what happened to it in this run (read by the --watch scheduler): the last reported
-    # action, "unchanged" when the responder's answer was the installed one, "" when not acted on
+    # action, UNCHANGED when the responder's answer was the installed one, "" when not acted on
     outcome: str = ""
     detail: str = ""
     retry_after: Optional[float] = None     # the responder's Retry-After on a failed fetch

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Dict, Optional
 
-from ..renewal import FAILED, REVOKED
+from ..renewal import FAILED, REVOKED, UNCHANGED
 from ..durations import format_duration
 from ..staple import iso
 from .schedule import Outcome
@@ -47,7 +47,7 @@ def outcome_line(o: Outcome, now: datetime) -> Line:
     if s.next_at is not None:
         if failing:
             nxt = f"; retry {s.failures} in {in_words(now, s.next_at)} at {iso(s.next_at)}"
-        elif o.event == "unchanged":
+        elif o.event == UNCHANGED:
             nxt = f"; again in {in_words(now, s.next_at)} at {iso(s.next_at)}"
         else:
             nxt = f"; next renewal in {in_words(now, s.next_at)} at {iso(s.next_at)}"

@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from .. import life, policy
 from ..discovery import Candidate
-from ..renewal import FAILED, RENEWED, REVOKED, Item, RunOptions, cached_facts, decide
+from ..renewal import FAILED, RENEWED, REVOKED, UNCHANGED, Item, RunOptions, cached_facts, decide
 from ..statecache import pair_key
 
 #: Backoff after failures: 1 minute doubling up to 1 hour (``life.retry_delay``).
@@ -40,8 +40,6 @@ COALESCE = 0.5
 
 #: The status of a file that holds no leaf certificate (left out of the textfile).
 IGNORED = "ignored"
-#: Decisions that leave nothing to renew until the files change, and the status each gives.
-IDLE = {policy.NOT_APPLICABLE: "not-applicable", policy.CERT_EXPIRED: "cert-expired"}
 
 
 @dataclass
@@ -151,8 +149,8 @@ class Scheduler:
             return events
         self._staple_facts(slot, item)
         d = item.decision
-        if d.action in IDLE:                    # nothing to renew until the files change
-            slot.status, slot.next_at, slot.why = IDLE[d.action], None, ""
+        if d.action in policy.IDLE:             # its status is the decision's name
+            slot.status, slot.next_at, slot.why = d.action, None, ""
             slot.failures = slot.unchanged = 0
             if item.outcome:
                 events.append(Outcome(item.outcome, slot, item.detail))
@@ -164,30 +162,24 @@ class Scheduler:
                 events.append(Outcome(item.outcome, slot, item.detail))
             return events
         # RENEW: what came of it?
-        if item.outcome == RENEWED:
-            slot.failures = slot.unchanged = 0
+        if item.outcome in (RENEWED, UNCHANGED):
+            # a new staple, or the responder handed out the installed answer again
+            renewed = item.outcome == RENEWED
+            slot.failures = 0
             slot.last_success = now
-            self._staple_facts(slot, item)
+            if renewed:
+                slot.unchanged = 0
+                self._staple_facts(slot, item)
             decide([item], now, opts)                 # fresh until when?  the one-shot rule
             nd = item.decision
             if nd is not None and nd.action == policy.FRESH:
+                slot.unchanged = 0
                 self._plan_renewal(slot, nd, now)
             else:
                 self._retry(slot, now, unchanged=True)
-            events.append(Outcome(RENEWED, slot, item.detail))
-        elif item.outcome == "unchanged":
-            # the responder handed out the installed answer again
-            slot.last_success = now
-            decide([item], now, opts)
-            nd = item.decision
-            if nd is not None and nd.action == policy.FRESH:
-                slot.failures = slot.unchanged = 0
-                self._plan_renewal(slot, nd, now)
-            else:
-                slot.failures = 0
-                self._retry(slot, now, unchanged=True)
-            events.append(Outcome("unchanged", slot, "the responder's answer is the installed "
-                                                     "staple; asking again later"))
+            events.append(Outcome(RENEWED, slot, item.detail) if renewed else
+                          Outcome(UNCHANGED, slot, "the responder's answer is the installed staple; "
+                                                   "asking again later"))
         elif item.outcome in (FAILED, REVOKED):
             if item.outcome == REVOKED:
                 slot.status = "revoked"

@@ -163,3 +163,10 @@ class Revoked(CertStatusError):
     def __init__(self, message: str, *, path: Optional[str] = None,
                  staple: object = None) -> None:
         super().__init__(message, "revoked", path=path, staple=staple)
+
+
+def without_label(message: str, label: str) -> str:
+    """MESSAGE without its leading ``LABEL: `` (errors name the file they are about; where the
+    output already names it, e.g. a report's column or a check's label, that would say it twice)."""
+    prefix = label + ": "
+    return message[len(prefix):] if message.startswith(prefix) else message

@@ -11,11 +11,12 @@ import pytest
 
 from ocsptools import policy, transport
 from ocsptools.discovery import Candidate
+from ocsptools.errors import without_label
 from ocsptools.hooks import run_on_change
 from ocsptools.policy import CertFacts, RenewOptions, StapleFacts
 from ocsptools.renewal import facts, plan
 from ocsptools.renewal.items import (FRESH, SKIPPED, STALE, WOULD_RENEW, Item, Report, RunOptions,
-                                     cert_newer, responder_urls_for, strip_label)
+                                     cert_newer, responder_urls_for)
 from ocsptools.statecache import to_epoch
 
 UTC = timezone.utc
@@ -213,8 +214,8 @@ def test_cert_newer_is_make_s_rule_on_mtimes():
 def test_report_lines_escape_what_would_break_a_tsv_column():
     rep = Report("failed", "a\tb.pem", "x\ny.ocsp", "back\\slash\r")
     assert rep.tsv() == "failed\ta\\tb.pem\tx\\ny.ocsp\tback\\\\slash\\r"
-    assert strip_label("/t/a.pem: no such file", "/t/a.pem") == "no such file"
-    assert strip_label("elsewhere: x", "/t/a.pem") == "elsewhere: x"
+    assert without_label("/t/a.pem: no such file", "/t/a.pem") == "no such file"
+    assert without_label("elsewhere: x", "/t/a.pem") == "elsewhere: x"
 
 
 # -- the shared pieces ------------------------------------------------------------------------

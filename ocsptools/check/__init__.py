@@ -38,7 +38,7 @@ from .evaluate import (ENDED, Absence, Judgement, absent, describe_threshold, hu
 from .live import (HTTPS_PORT, STARTTLS_PORTS, check_live, default_port, default_servername,
                    handshake_problem, live_label)
 from .model import (DEFAULT_CRITICAL, DEFAULT_WARNING, CheckOptions, CheckTimeout, Finding,
-                    Result, without_label)
+                    Result)
 from .run import run_checks
 from .verdict import check_der
 
@@ -50,5 +50,5 @@ __all__ = [
     "check_file", "check_live", "conventional_certificate", "default_port", "default_servername",
     "describe_threshold", "handshake_problem", "holds_certificate", "human", "judge", "leftover",
     "live_label", "load_certificate", "must_staple", "read_staple", "run_checks",
-    "thresholds_inverted", "without_label",
+    "thresholds_inverted",
 ]

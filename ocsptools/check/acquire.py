@@ -24,13 +24,13 @@ from typing import BinaryIO, List, Optional
 
 from .. import transport
 from ..codec import der as der_codec
-from ..errors import InputError
+from ..errors import InputError, without_label
 from ..fetch import Target, find_issuer, load_leaf
 from ..nagios import CRITICAL
 from ..openssl import OpenSSL
 from ..staple import Certificate, decode_staple
 from . import evaluate
-from .model import CheckOptions, Result, without_label
+from .model import CheckOptions, Result
 from .verdict import check_der
 
 #: Staple file names whose certificate can be found by convention (X.ocsp beside X).

@@ -15,13 +15,13 @@ from datetime import datetime
 from typing import Optional
 
 from ..certs import IssuerFinder
-from ..errors import IssuerNotFound, OpensslError
+from ..errors import IssuerNotFound, OpensslError, without_label
 from ..fetch import Target
 from ..nagios import CRITICAL, UNKNOWN
 from ..openssl import LiveHandshake, OpenSSL
 from . import evaluate
 from .acquire import NO_URL_UNVERIFIED
-from .model import CheckOptions, Result, without_label
+from .model import CheckOptions, Result
 from .verdict import check_der
 
 #: Usual ports of the STARTTLS protocols (s_client's -starttls names).

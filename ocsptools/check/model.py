@@ -108,8 +108,3 @@ class Result:
             self.add(state, message)
 
 
-def without_label(message: str, label: str) -> str:
-    """MESSAGE without its leading ``LABEL: `` (wording only: a Result's label already names the
-    staple, and the services' messages start with the label they were given)."""
-    prefix = label + ": "
-    return message[len(prefix):] if message.startswith(prefix) else message

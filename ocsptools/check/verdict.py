@@ -12,12 +12,12 @@ import dataclasses
 from typing import Optional
 
 from .. import verify
-from ..errors import ResponderStatusError, ResponseError
+from ..errors import ResponderStatusError, ResponseError, without_label
 from ..fetch import Target
 from ..nagios import CRITICAL
 from ..openssl import OpenSSL
 from . import evaluate
-from .model import CheckOptions, Result, without_label
+from .model import CheckOptions, Result
 
 
 def check_der(result: Result, der: bytes, target: Optional[Target], opts: CheckOptions,

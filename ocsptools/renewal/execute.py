@@ -19,7 +19,8 @@ from datetime import datetime
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .. import install, life, transport
-from ..errors import FetchError, OcspToolsError, OpensslError, StaleResponse, StoreError
+from ..errors import (FetchError, OcspToolsError, OpensslError, StaleResponse, StoreError,
+                      without_label)
 from ..fetch import FetchResult, fetch_staple
 from ..openssl import OpenSSL
 from ..parallel import parallel_map
@@ -27,7 +28,7 @@ from ..policy import StapleFacts
 from ..staple import Staple, iso
 from ..statecache import identity
 from .items import (FAILED, RENEWED, REVOKED, SKIPPED, UNCHANGED, Item, Ledger, RunOptions, cert_newer,
-                    renew_options_for, responder_urls_for, strip_label)
+                    renew_options_for, responder_urls_for)
 
 
 class WriteGate:
@@ -150,7 +151,7 @@ class Renewals:
         except (FetchError, OpensslError) as exc:
             item.retry_after = getattr(exc, "retry_after", None)
             item.try_later = bool(getattr(exc, "try_later", False))
-            report(FAILED, item, strip_label(str(exc), item.cand.cert) + self.kept(item))
+            report(FAILED, item, without_label(str(exc), item.cand.cert) + self.kept(item))
             return
         staple = result.staple
         item.cert_status = staple.cert_status
@@ -169,7 +170,7 @@ class Renewals:
             with self.gate.passage(item.cand.staple):
                 changed = self._install(item, staple)
         except OcspToolsError as exc:
-            report(FAILED, item, strip_label(str(exc), item.cand.cert) + self.kept(item))
+            report(FAILED, item, without_label(str(exc), item.cand.cert) + self.kept(item))
             return
         if not changed:
             if self.opts.verbose:

@@ -6,6 +6,8 @@ Values, and the ``Ledger`` the run's threads report to; nothing here reads the c
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
+from functools import lru_cache
 from dataclasses import dataclass, field, replace
 from typing import Callable, List, Optional, Tuple
 
@@ -19,7 +21,7 @@ from ..renewstatus import FAILED, RENEWED, REVOKED, UNCHANGED   # what monitorin
 SKIPPED, STALE, WOULD_RENEW, FRESH = "skipped", "stale-staple", "would-renew", "fresh"
 __all__ = ["RENEWED", "FAILED", "REVOKED", "UNCHANGED", "SKIPPED", "STALE", "WOULD_RENEW", "FRESH",
            "RunOptions", "Report", "Item", "RunResult", "Ledger", "renew_options_for",
-           "responder_urls_for", "cert_newer", "strip_label"]
+           "responder_urls_for", "cert_newer"]
 
 
 @dataclass(frozen=True)
@@ -139,8 +141,15 @@ def renew_options_for(cand: Candidate, base: RenewOptions) -> RenewOptions:
     """BASE with the candidate's own renew_at/min_validity (a configuration entry's) applied."""
     if cand.renew_at is None and cand.min_validity is None:
         return base
-    return replace(base, renew_at=base.renew_at if cand.renew_at is None else cand.renew_at,
-                   min_validity=base.min_validity if cand.min_validity is None else cand.min_validity)
+    return _overridden(base, cand.renew_at, cand.min_validity)
+
+
+@lru_cache(maxsize=256)
+def _overridden(base: RenewOptions, renew_at: Optional[float],
+                min_validity: Optional[timedelta]) -> RenewOptions:
+    """One RenewOptions per distinct override (its rule and key are computed once, not per item)."""
+    return replace(base, renew_at=base.renew_at if renew_at is None else renew_at,
+                   min_validity=base.min_validity if min_validity is None else min_validity)
 
 
 def responder_urls_for(item: Item, opts: RunOptions) -> Tuple[str, ...]:
@@ -156,8 +165,3 @@ def cert_newer(item: Item) -> bool:
     """make's rule: the certificate file was modified after its staple file."""
     return bool(item.cert_id and item.staple_id and item.cert_id[3] > item.staple_id[3])
 
-
-def strip_label(message: str, label: str) -> str:
-    """MESSAGE without a leading "LABEL: " (the report's columns already name the file)."""
-    prefix = label + ": "
-    return message[len(prefix):] if message.startswith(prefix) else message

@@ -18,13 +18,14 @@ from typing import Dict, List, Sequence, Tuple
 from .. import store, verify
 from ..certs import IssuerFinder, ders_of, parse_many, plausible_issuer, read_input
 from ..codec.pem import pem_damage
-from ..errors import FetchError, InputError, OcspToolsError, OpensslError, StoreError, WrongCertificate
+from ..errors import (FetchError, InputError, OcspToolsError, OpensslError, StoreError, WrongCertificate,
+                      without_label)
 from ..fetch import Target
 from ..openssl import OpenSSL
 from ..parallel import parallel_map
 from ..policy import CertFacts, StapleFacts
 from ..staple import Certificate, decode_staple
-from .items import Item, RunOptions, responder_urls_for, strip_label
+from .items import Item, RunOptions, responder_urls_for
 
 Options = List[Tuple[Certificate, str]]        # issuer candidates in order, with where each is from
 
@@ -201,7 +202,7 @@ def verify_staples(leaves: Sequence[Item], ossl: OpenSSL, jobs: int) -> None:
                     serial = verify.inspect(decode_staple(data), ossl).serial
                 except (FetchError, OpensslError):
                     serial = None
-            item.staple = StapleFacts(serial=serial, problem=strip_label(str(exc), item.cand.staple))
+            item.staple = StapleFacts(serial=serial, problem=without_label(str(exc), item.cand.staple))
             return
         except OpensslError as exc:
             item.staple = StapleFacts.unusable(str(exc))

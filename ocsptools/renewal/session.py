@@ -100,9 +100,7 @@ class Driver:
             self._from_cache(it)          # sets kind (and maybe the decision) when it can
         todo = [it for it in items if it.kind == ""]
         if todo:
-            for item in todo:
-                if item.cert_id is None:
-                    item.cert_id = identity(item.cand.cert)
+            for item in todo:       # (its cert_id was taken by _from_cache)
                 item.staple_id = identity(item.cand.staple)
             load.load_targets(todo, self.ossl, self.opts)
             load.verify_staples([it for it in todo if it.kind == "leaf"], self.ossl, self.opts.jobs)

@@ -22,6 +22,7 @@ def test_normal(typed, text):
 
 
 @pytest.mark.parametrize("typed", ["xyz", "", "0x", "-", "1_0", "+1", "- 1", "0x-1", "12 34"])
-def test_not_a_serial(typed):
+@pytest.mark.parametrize("read", [serial.parse, serial.normal])
+def test_not_a_serial(read, typed):
     with pytest.raises(ValueError):
-        serial.parse(typed)
+        read(typed)

@@ -10,8 +10,10 @@ tests (tests/test_check*.py, tests/test_proxy*.py).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 
@@ -45,13 +47,19 @@ def test_renew_dir_is_quiet_and_succeeds(nourl, tmp_path):
 
 def test_watch_reports_no_failure(nourl, tmp_path):
     tree, fake = nourl
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(20)
     proc = subprocess.Popen([command("ocsp-renew-dir"), "--watch", "--log-format", "json",
                              "--state", str(tmp_path / "s.json"), str(tree)],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock")))
     try:
         assert json.loads(proc.stderr.readline())["event"] == "start"
-        time.sleep(2)                   # the first pass over the tree
+        assert notify.recv(1024).startswith(b"READY=1")
+        assert notify.recv(1024).endswith(b"(first pass done)")     # its verdicts are given
     finally:
+        notify.close()
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
     events = [json.loads(line) for line in err.splitlines()]

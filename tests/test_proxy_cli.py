@@ -14,7 +14,6 @@ from conftest import assert_one_line_error, run_cmd
 from ocsptools.cli.proxy import parse_listen, read_token
 from ocsptools.errors import InputError, UsageError
 from ocsptools.proxy import stats
-from ocsptools.codec.serial import normal as normal_serial
 from ocsptools.proxy.warm import expand
 from test_proxy_support import ProxyProc, make_entry, received, request_der
 
@@ -54,17 +53,6 @@ def test_read_token(tmp_path, caplog, text, mode, said):
     with caplog.at_level(logging.WARNING, logger="test-token"):
         assert read_token(str(path), logging.getLogger("test-token")) == text.strip()
     assert (said in caplog.text) if said else caplog.text == ""
-
-
-@pytest.mark.parametrize("text, serial", [("abc", "ABC"), ("0x00ab:cd", "ABCD"), (" 0XFF ", "FF"), ("00", "0")])
-def test_normal_serial(text, serial):
-    assert normal_serial(text) == serial
-
-
-@pytest.mark.parametrize("text", ["xyz", "", "0x"])
-def test_not_a_serial(text):
-    with pytest.raises(ValueError):
-        normal_serial(text)
 
 
 def test_expand_finds_certificates_not_chains_or_keys(tmp_path):

@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 import pki as pkimod
 from ocsptools.codec import der
+from test_codec_der import tlv
 from test_proxy_support import request_der
 
 
@@ -97,31 +98,25 @@ def test_trailing_bytes_and_bad_integers_are_refused(pki, tmp_path):
             der.parse_request(padded)
 
 
-def _tlv(tag: int, content: bytes) -> bytes:
-    n = len(content)
-    size = n.to_bytes((n.bit_length() + 7) // 8 or 1, "big")
-    return bytes([tag, n]) + content if n < 0x80 else bytes([tag, 0x80 | len(size)]) + size + content
-
-
-_CERT_ID = _tlv(0x30, bytes.fromhex("300906052b0e03021a0500") + _tlv(0x04, b"\x01" * 20)
-                + _tlv(0x04, b"\x02" * 20) + bytes.fromhex("020105"))
-_EXT = _tlv(0x30, bytes.fromhex("06012b0400"))
+_CERT_ID = tlv(0x30, bytes.fromhex("300906052b0e03021a0500") + tlv(0x04, b"\x01" * 20)
+                + tlv(0x04, b"\x02" * 20) + bytes.fromhex("020105"))
+_EXT = tlv(0x30, bytes.fromhex("06012b0400"))
 
 
 def _tbs(request_list: bytes, tail: bytes = b"") -> bytes:
-    return _tlv(0x30, _tlv(0x30, _tlv(0x30, request_list) + tail))
+    return tlv(0x30, tlv(0x30, tlv(0x30, request_list) + tail))
 
 
 #: (garbage, N -> bytes of about 6*N): each is refused, after the same few elements whatever N.
 GARBAGE = [
-    ("NULLs in the OCSPRequest", lambda n: _tlv(0x30, b"\x05\x00" * (3 * n))),
+    ("NULLs in the OCSPRequest", lambda n: tlv(0x30, b"\x05\x00" * (3 * n))),
     ("NULLs in the requestList", lambda n: _tbs(b"\x05\x00" * (3 * n))),
-    ("Requests in the requestList", lambda n: _tbs(_tlv(0x30, _CERT_ID) * (n // 10 + 11))),
-    ("fields in a CertID", lambda n: _tbs(_tlv(0x30, _tlv(0x30, b"\x05\x00" * (3 * n))))),
-    ("request extensions", lambda n: _tbs(_tlv(0x30, _CERT_ID), _tlv(0xA2, _tlv(0x30, _EXT * (n * 6 // 7))))),
+    ("Requests in the requestList", lambda n: _tbs(tlv(0x30, _CERT_ID) * (n // 10 + 11))),
+    ("fields in a CertID", lambda n: _tbs(tlv(0x30, tlv(0x30, b"\x05\x00" * (3 * n))))),
+    ("request extensions", lambda n: _tbs(tlv(0x30, _CERT_ID), tlv(0xA2, tlv(0x30, _EXT * (n * 6 // 7))))),
     ("extensions of each certificate", lambda n: _tbs(
-        _tlv(0x30, _CERT_ID + _tlv(0xA0, _tlv(0x30, _EXT * 20))) * (n // 35))),
-    ("fields in an extension", lambda n: _tbs(_tlv(0x30, _CERT_ID), _tlv(0xA2, _tlv(0x30, _tlv(
+        tlv(0x30, _CERT_ID + tlv(0xA0, tlv(0x30, _EXT * 20))) * (n // 35))),
+    ("fields in an extension", lambda n: _tbs(tlv(0x30, _CERT_ID), tlv(0xA2, tlv(0x30, tlv(
         0x30, b"\x05\x00" * (3 * n)))))),
 ]
 

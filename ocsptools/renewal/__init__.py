@@ -13,10 +13,9 @@
 
 from .execute import WriteGate
 from .facts import cached_facts
-from .items import (FAILED, FRESH, RENEWED, REVOKED, SKIPPED, STALE, UNCHANGED, WOULD_RENEW, Item,
-                    Report, RunOptions, RunResult)
+from .items import FAILED, RENEWED, REVOKED, UNCHANGED, Item, Report, RunOptions
 from .plan import decide
 from .session import Driver
 
-__all__ = ["Driver", "FAILED", "FRESH", "Item", "RENEWED", "REVOKED", "Report", "RunOptions",
-           "RunResult", "SKIPPED", "STALE", "UNCHANGED", "WOULD_RENEW", "WriteGate", "cached_facts", "decide"]
+__all__ = ["Driver", "FAILED", "Item", "RENEWED", "REVOKED", "Report", "RunOptions", "UNCHANGED",
+           "WriteGate", "cached_facts", "decide"]

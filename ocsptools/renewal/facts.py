@@ -16,7 +16,7 @@ from typing import Collection, Optional, Tuple
 from .. import life, policy
 from ..policy import CertFacts, Decision, StapleFacts
 from ..statecache import from_epoch, to_epoch
-from .items import Item, RunOptions, cert_newer, renew_options_for
+from .items import Item, RunOptions, cert_newer, renew_options_for, responder_urls_for
 
 
 def cert_facts(entry: dict) -> CertFacts:
@@ -83,8 +83,7 @@ def fast_decision(item: Item, entry: dict, opts: RunOptions, now: datetime,
     ropts = renew_options_for(item.cand, opts.renew)
     win = entry.get("win")
     t = int(now.timestamp())
-    has_url = bool(item.cand.urls or opts.fetch.urls or entry.get("urls"))
-    if not (win and has_url and not ropts.always and entry.get("win_key") == ropts.key()
+    if not (win and responder_urls_for(item, opts) and not ropts.always and entry.get("win_key") == ropts.key()
             and not cert_newer(item) and item.key not in force
             and win[0] <= t < win[1] and not opts.verbose):
         return None

@@ -83,7 +83,6 @@ class Item:
     retry_after: Optional[float] = None     # the responder's Retry-After on a failed fetch
     try_later: bool = False                 # a responder answered tryLater on a failed fetch
     cert_status: str = ""                   # the fetched answer's status: good, revoked, unknown
-    applicable: bool = True                 # False: no responder URL (decided before any issuer search)
     revocation_time: Optional[str] = None   # a revoked answer's revocationTime (ISO 8601 UTC)
     revocation_reason: Optional[str] = None
     staple_abs: str = ""                    # the staple's absolute path, as the run first named it
@@ -153,12 +152,15 @@ def _overridden(base: RenewOptions, renew_at: Optional[float],
 
 
 def responder_urls_for(item: Item, opts: RunOptions) -> Tuple[str, ...]:
-    """The candidate's URLs, else -u's, else the certificate's own (AIA OCSP)."""
+    """The candidate's URLs, else -u's, else the certificate's own (AIA OCSP), as loaded or as
+    its state cache entry records them.  None at all: "not applicable"."""
     if item.cand.urls:
         return item.cand.urls
     if opts.fetch.urls:
         return opts.fetch.urls
-    return tuple(item.cert.ocsp_urls) if item.cert is not None else ()
+    if item.cert is not None:
+        return tuple(item.cert.ocsp_urls)
+    return tuple((item.entry or {}).get("urls") or ())
 
 
 def cert_newer(item: Item) -> bool:

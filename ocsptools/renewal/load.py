@@ -111,7 +111,6 @@ def _choose_leaf(item: Item, ders: List[bytes], parsed: Dict[bytes, Certificate]
     if not responder_urls_for(item, opts):
         # no OCSP responder: "not applicable", decided before any issuer is looked for
         # (a tree without issuers must not fail on it every hour)
-        item.applicable = False
         return None
     if cand.issuer:
         found = [(parsed[d], cand.issuer) for d in issuer_files.get(cand.issuer, [])[:1] if d in parsed]
@@ -181,7 +180,7 @@ def _fall_back(items: Sequence[Item], pending: Dict[int, Options], ossl: OpenSSL
                       f"the certificate file or put the issuer in {cand.cert}.issuer")
 
 
-def verify_staples(leaves: Sequence[Item], ossl: OpenSSL, jobs: int) -> None:
+def verify_staples(leaves: Sequence[Item], ossl: OpenSSL, opts: RunOptions) -> None:
     """Verify each applicable leaf's installed staple strictly for it (sets ``item.staple``)."""
     def one(item: Item) -> None:
         try:
@@ -208,4 +207,5 @@ def verify_staples(leaves: Sequence[Item], ossl: OpenSSL, jobs: int) -> None:
             item.staple = StapleFacts.unusable(str(exc))
             return
         item.staple = StapleFacts.of(st)
-    parallel_map(one, [it for it in leaves if it.staple_id is not None and it.applicable], jobs)
+    parallel_map(one, [it for it in leaves if it.staple_id is not None
+                       and responder_urls_for(it, opts)], opts.jobs)

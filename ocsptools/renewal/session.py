@@ -103,7 +103,7 @@ class Driver:
             for item in todo:       # (its cert_id was taken by _from_cache)
                 item.staple_id = identity(item.cand.staple)
             load.load_targets(todo, self.ossl, self.opts)
-            load.verify_staples([it for it in todo if it.kind == "leaf"], self.ossl, self.opts.jobs)
+            load.verify_staples([it for it in todo if it.kind == "leaf"], self.ossl, self.opts)
             for item in todo:
                 if item.kind in ("leaf", "ignore"):
                     self.record(item)

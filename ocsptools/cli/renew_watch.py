@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import replace
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from .. import config as configmod
 from .. import discovery, transport, watch
@@ -58,16 +58,14 @@ def serve(prog: str, args: argparse.Namespace, cfg: Optional[configmod.Config], 
     if "-" in dirs:
         raise UsageError("--watch needs directories (or --config), not - (standard input)")
     first = watch_setup(cfg, s, dirs)
-    _, problems = first.discover()
-    if problems:
-        raise UsageError(problems[0].split("; its certificates")[0])
+    per_dir: Dict[str, List[discovery.Candidate]] = {}
+    cands = candidates(dirs, s, cfg, None, per_dir)     # a missing DIR is a usage error at start
     for d in dirs:
-        if not discovery.discover(d, s["layout"], recursive=s["recursive"], out_dir=s["out_dir"]):
+        if not per_dir.get(d):
             first.warnings.append(f"{d}: no certificate found (layout {s['layout']}); watching it "
                                   f"anyway: check the path and --layout")
     state_path = state_path_for(s, dirs, args.config)
     log = watch.EventLog(prog, s["log_format"], syslog=s["syslog"])
-    cands, _ = first.discover()
     with Held.take(dirs, (c.cert for c in cands), s["out_dir"], state_path, writes=True,
                    lock_timeout=s["lock_timeout"], what=f"another {prog}") as held:
         wopts = watch.WatchOptions(

@@ -234,6 +234,15 @@ class Runner:
         return proc
 
     def _spawn(self, args: Sequence[str], stdin: Optional[bytes], budget: float) -> Completed:
+        completed, killed = self._exchange(args, stdin, budget)
+        if killed:
+            raise OpensslError(f"{self.name} {args[0]} timed out after {budget:.0f} s and was killed")
+        return completed
+
+    def _exchange(self, args: Sequence[str], stdin: Optional[bytes],
+                  budget: float) -> Tuple[Completed, bool]:
+        """Run ``openssl ARGS`` with STDIN; the watchdog kills it after BUDGET seconds: (what it
+        printed, whether it was killed)."""
         proc = self._popen(args, stdin)
         # The watchdog kills an overdue child; communicate() then waits for it blocking.
         # (communicate(timeout=) makes CPython poll for the exit with sleeps, and a timer
@@ -247,26 +256,11 @@ class Runner:
             raise
         finally:
             _WATCHDOG.unwatch(watch)
-        if watch.killed:
-            raise OpensslError(f"{self.name} {args[0]} timed out after {budget:.0f} s and was killed")
-        return Completed(tuple(args), proc.returncode,
-                         out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+        return (Completed(tuple(args), proc.returncode, out.decode("utf-8", "replace"),
+                          err.decode("utf-8", "replace")), watch.killed)
 
     def run_killable(self, args: Sequence[str], stdin: bytes, budget: float) -> Tuple[Completed, bool]:
         """Like ``run`` (probe first), but a child killed after BUDGET seconds still yields what it
         printed so far: (completed, timed out)."""
         self.probe()
-        proc = self._popen(args, stdin)
-        timed_out = False
-        try:
-            out, err = proc.communicate(stdin, timeout=budget)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            proc.kill()
-            out, err = proc.communicate()
-        except BaseException:           # interrupted (Ctrl-C, the command's alarm): no orphan
-            proc.kill()
-            proc.communicate()
-            raise
-        return (Completed(tuple(args), proc.returncode, out.decode("utf-8", "replace"),
-                          err.decode("utf-8", "replace")), timed_out)
+        return self._exchange(args, stdin, budget)

@@ -48,6 +48,22 @@ def test_overdue_child_is_killed(fake_openssl, tmp_path):
         os.kill(pid, 0)                     # gone (killed and reaped), not left running
 
 
+def test_a_killed_s_client_still_yields_what_it_printed(fake_openssl, tmp_path):
+    """run_killable (s_client): the same watchdog kills it; the partial output is kept."""
+    pidfile = tmp_path / "pid"
+    ossl = OpenSSL(fake_openssl(f'echo $$ > "{pidfile}"; echo "CONNECTED(00000003)"; '
+                                f'echo "depth=1" >&2; exec sleep 30'), timeout=30)
+    start = time.monotonic()
+    done, killed = ossl.run_killable(["s_client"], b"Q\n", 1.0)
+    assert killed and time.monotonic() - start < 5
+    assert (done.stdout, done.stderr) == ("CONNECTED(00000003)\n", "depth=1\n")
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pidfile.read_text()), 0)
+    quick = OpenSSL(fake_openssl('cat; echo "DONE"'), timeout=30)
+    done, killed = quick.run_killable(["s_client"], b"Q\n", 5.0)
+    assert not killed and (done.returncode, done.stdout) == (0, "Q\nDONE\n")
+
+
 def test_deadline_bounds_every_child(fake_openssl):
     ossl = OpenSSL(fake_openssl("exec sleep 30"), timeout=10, deadline=time.monotonic() + 1)
     start = time.monotonic()

@@ -96,7 +96,11 @@ class Known:
 
     def allowed(self, url: str) -> bool:
         target = split_url(url)
-        return target is not None and any(p.matches(target) for p in self.prefixes)
+        return target is not None and self.allows(target)
+
+    def allows(self, target: Prefix) -> bool:
+        """``allowed`` for a URL already split (``split_url``)."""
+        return any(p.matches(target) for p in self.prefixes)
 
     def issuer_for(self, cid: der.CertID) -> Optional[Certificate]:
         return self.issuers.get(cid.issuer_ref)

@@ -23,7 +23,7 @@ from ..codec import der
 from ..staple import Certificate
 from . import paths
 from .answers import Refusal
-from .issuers import Known, split_url
+from .issuers import Known, Prefix, split_url
 from .server import Request
 
 
@@ -75,8 +75,11 @@ def ocsp_request(req: Request, path: str) -> Union[Tuple[str, bytes, der.ParsedR
 def is_own(url: str, own: Sequence[Tuple[str, int]]) -> bool:
     """Does URL name one of the proxy's OWN listening addresses (never forwarded to)?"""
     target = split_url(url)
-    if target is None:
-        return False
+    return target is not None and owns(target, own)
+
+
+def owns(target: Prefix, own: Sequence[Tuple[str, int]]) -> bool:
+    """``is_own`` for a URL already split (``split_url``)."""
     for host, port in own:
         if port == target.port and (host in ("", "0.0.0.0", "::") or host.lower() == target.host
                                     or target.host in ("localhost", "127.0.0.1", "::1")):
@@ -102,9 +105,10 @@ def route(req: Request, known: Known, own: Sequence[Tuple[str, int]]) -> Union[R
         return Refusal(403, f"{responder_path}: {why} in the path\n".encode(), keep_alive=ka,
                        warning=f"refused {req.peer}: {why} in the responder path {responder_path}")
     url = dest.url if dest is not None else (base + responder_path if base else "")
+    allowed = dest is not None and known.allows(dest)       # the URL parsed once, judged once
     urls: List[str] = []
-    if url and not is_own(url, own) and (explicit or known.allowed(url)):
-        if not known.allowed(url):
+    if url and not (dest is not None and owns(dest, own)) and (explicit or allowed):
+        if not allowed:
             return Refusal(403, f"{url}: responder not allowed by this proxy\n".encode(), keep_alive=ka,
                            warning=f"refused {req.peer}: responder {url} is not allowed "
                                    f"(--allow / --allow-from)")

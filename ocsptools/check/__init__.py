@@ -23,32 +23,13 @@ state wins (``nagios.worst``).  Exceptions escape only for what makes the whole 
 meaningless (openssl missing, an explicit ``--cert`` that cannot be used): the command maps
 them to UNKNOWN.
 
-The names below are re-exported so that ``from ocsptools import check; check.judge(...)``
-keeps working.
+What other packages use is named here (``check.judge``, ``check.Result``); the rest lives in
+its module.
 """
 
 from __future__ import annotations
 
-from .acquire import (CERT_CANDIDATE_SUFFIXES, MAX_STAPLE_SIZE, NO_URL_UNVERIFIED,
-                      PEM_CERTIFICATE, STAPLE_SUFFIXES, CertificateFor, MissingStaple,
-                      certificate_candidates, check_file, conventional_certificate,
-                      holds_certificate, load_certificate, read_staple)
-from .evaluate import (ENDED, Absence, Judgement, absent, describe_threshold, human, judge,
-                       leftover, must_staple, thresholds_inverted)
-from .live import (HTTPS_PORT, STARTTLS_PORTS, check_live, default_port, default_servername,
-                   handshake_problem, live_label)
-from .model import (DEFAULT_CRITICAL, DEFAULT_WARNING, CheckOptions, CheckTimeout, Finding,
-                    Result)
-from .run import run_checks
-from .verdict import check_der
+from .evaluate import judge
+from .model import DEFAULT_CRITICAL, DEFAULT_WARNING, Result
 
-__all__ = [
-    "Absence", "CERT_CANDIDATE_SUFFIXES", "CertificateFor", "CheckOptions", "CheckTimeout",
-    "DEFAULT_CRITICAL", "DEFAULT_WARNING", "ENDED", "Finding", "HTTPS_PORT", "Judgement",
-    "MAX_STAPLE_SIZE", "MissingStaple", "NO_URL_UNVERIFIED", "PEM_CERTIFICATE", "Result",
-    "STAPLE_SUFFIXES", "STARTTLS_PORTS", "absent", "certificate_candidates", "check_der",
-    "check_file", "check_live", "conventional_certificate", "default_port", "default_servername",
-    "describe_threshold", "handshake_problem", "holds_certificate", "human", "judge", "leftover",
-    "live_label", "load_certificate", "must_staple", "read_staple", "run_checks",
-    "thresholds_inverted",
-]
+__all__ = ["DEFAULT_CRITICAL", "DEFAULT_WARNING", "Result", "judge"]

@@ -10,21 +10,14 @@ the file, the key and the line (``yamlfile``).  Two vocabularies are understood 
   the current directory and staples land exactly where ocspbot wrote them.
 
 ``loader.load`` reads a file into a ``Config``; ``settings.merge`` makes a run's settings
-from the defaults, the file and the command line.  The names below are re-exported so that
-``from ocsptools import config; config.load(...)`` keeps working.
+from the defaults, the file and the command line.  What the commands use is named here
+(``from ocsptools import config; config.load(...)``); the rest lives in its module.
 """
 
 from __future__ import annotations
 
-from .loader import Config, load, suggest
-from .ocspbot import INCLUDE_IGNORED, OCSPBOT_KEYS, TARGET_KEYS, log_name
+from .loader import Config, load
+from .ocspbot import OCSPBOT_KEYS, log_name
 from .schema import CERT_KEYS, OPTIONS
-from .settings import (CLI_BEATS_ENTRY, CONFIG_NAMES, DEFAULTS, GIVEN, WATCH_ONLY,
-                       entry_overrides, merge)
-from .yamlfile import MAX_CONFIG_SIZE, MAX_NODES, Document, KeyPath
 
-__all__ = [
-    "CERT_KEYS", "CLI_BEATS_ENTRY", "CONFIG_NAMES", "Config", "DEFAULTS", "Document", "GIVEN",
-    "INCLUDE_IGNORED", "KeyPath", "MAX_CONFIG_SIZE", "MAX_NODES", "OCSPBOT_KEYS", "OPTIONS",
-    "TARGET_KEYS", "WATCH_ONLY", "entry_overrides", "load", "log_name", "merge", "suggest",
-]
+__all__ = ["CERT_KEYS", "Config", "OCSPBOT_KEYS", "OPTIONS", "load", "log_name"]

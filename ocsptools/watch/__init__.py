@@ -33,23 +33,12 @@ Hidden knobs for tests: ``OCSPTOOLS_WATCH_BACKOFF_BASE`` (seconds; the
 1-minute base, and the 1-hour cap as 60 times it), ``OCSPTOOLS_WATCH_POLL=1``
 (use the poller), ``OCSPTOOLS_SYSLOG_SOCKET`` (instead of /dev/log).
 
-This module re-exports the names ``ocsptools.cli.renew_dir`` (and older
-callers) use; new code imports them from their modules.
+This package names what ``ocsptools.cli.renew_watch`` uses; the rest lives in its module.
 """
 
-from .daemon import HOOK_MAX, HOOK_QUIET, MAX_SLEEP, SETTLE, SETTLE_MAX, STOP_BUDGET, Daemon
-from .eventlog import EventLog, SyslogSender, sd_notify
-from .hooks import HookRunner
-from .monitor import CACHE_EVERY, METRICS_EVERY
-from .options import Clock, Setup, WatchOptions, backoff_from_env, utcnow
-from .schedule import BACKOFF, COALESCE, Outcome, Scheduler, Slot
-from .watchers import (POLL_INTERVAL, Batch, InotifyWatcher, PollWatcher, Watcher,
-                       WatcherUnavailable, WatchRoot, make_watcher)
+from .daemon import Daemon
+from .eventlog import EventLog
+from .options import Setup, WatchOptions, backoff_from_env
+from .watchers import WatchRoot
 
-__all__ = [
-    "BACKOFF", "CACHE_EVERY", "COALESCE", "HOOK_MAX", "HOOK_QUIET", "MAX_SLEEP", "METRICS_EVERY",
-    "POLL_INTERVAL", "SETTLE", "SETTLE_MAX", "STOP_BUDGET",
-    "Batch", "Clock", "Daemon", "EventLog", "HookRunner", "InotifyWatcher", "Outcome",
-    "PollWatcher", "Scheduler", "Setup", "Slot", "SyslogSender", "WatchOptions", "WatchRoot",
-    "Watcher", "WatcherUnavailable", "backoff_from_env", "make_watcher", "sd_notify", "utcnow",
-]
+__all__ = ["Daemon", "EventLog", "Setup", "WatchOptions", "WatchRoot", "backoff_from_env"]

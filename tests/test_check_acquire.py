@@ -23,17 +23,10 @@ from ocsptools.staple import decode_staple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "check"))
 import build  # noqa: E402
-from world import (CRIT2, DAY, HOUR, LIFE2, LIFE7, MINUTE, NO_FAKETIME, WARN2, check, iso,  # noqa: E402
-                   make_world, perf)
+from world import (CRIT2, DAY, HOUR, LIFE2, LIFE7, MINUTE, WARN2, check, iso, perf,  # noqa: E402,F401
+                   world)
 
 SECOND = dt.timedelta(seconds=1)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    if shutil.which("faketime") is None:
-        pytest.skip(NO_FAKETIME)
-    return make_world(tmp_path_factory.mktemp("check"))
 
 
 # --------------------------------------------------------------------------- the pure conventions

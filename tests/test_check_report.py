@@ -22,18 +22,11 @@ from ocsptools.staple import ResponseInfo, SingleResponse, Staple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "check"))
 import build  # noqa: E402
-from world import CRIT2, DAY, HOUR, LIFE2, LIFE7, NO_FAKETIME, WARN2, check, iso, make_world, perf  # noqa: E402
+from world import CRIT2, DAY, HOUR, LIFE2, LIFE7, WARN2, check, iso, perf, world  # noqa: E402,F401
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    if shutil.which("faketime") is None:
-        pytest.skip(NO_FAKETIME)
-    return make_world(tmp_path_factory.mktemp("report"))
 
 
 # --------------------------------------------------------------------------- pure, on hand-built Results

@@ -23,6 +23,14 @@ def write(p: Path, text: str) -> Path:
     return p
 
 
+def assert_load_error(path: Path, expect: str) -> None:
+    """config.load(PATH) fails with one line matching the regular expression EXPECT."""
+    with pytest.raises(ConfigError) as info:
+        config.load(str(path))
+    assert re.search(expect, str(info.value)), str(info.value)
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("text, expect", [
     # each module's own errors are tested beside it (test_config_yamlfile, _schema, _ocspbot):
     # here, that load() reaches each of them, and its own (unknown keys, includes)
@@ -36,11 +44,7 @@ def write(p: Path, text: str) -> Path:
     ("includes: {a: b}\n", r"cfg\.yaml:1: key 'includes': expected a list of directories"),
 ])
 def test_errors_name_file_key_and_line(tmp_path, text, expect):
-    path = write(tmp_path / "cfg.yaml", text)
-    with pytest.raises(ConfigError) as info:
-        config.load(str(path))
-    assert re.search(expect, str(info.value)), str(info.value)
-    assert "\n" not in str(info.value)
+    assert_load_error(write(tmp_path / "cfg.yaml", text), expect)
 
 
 def test_config_error_exits_2_with_one_line(tmp_path):

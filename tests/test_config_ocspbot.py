@@ -18,13 +18,8 @@ from ocsptools import config
 from ocsptools.config import ocspbot
 from ocsptools.config.yamlfile import Document
 from ocsptools.errors import ConfigError
+from test_config import assert_load_error, write
 from test_renew import check_good, lines
-
-
-def write(p: Path, text: str) -> Path:
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text)
-    return p
 
 
 @pytest.fixture
@@ -90,11 +85,7 @@ def test_log_name_is_utc_of_the_instant_given(template, name):
     ("output_log: '{nope}'\n", r"ocspbot\.yaml:1: key 'output_log': log file name"),
 ])
 def test_errors_through_load(tmp_path, text, expect):
-    path = write(tmp_path / "ocspbot.yaml", text)
-    with pytest.raises(ConfigError) as info:
-        config.load(str(path))
-    assert re.search(expect, str(info.value)), str(info.value)
-    assert "\n" not in str(info.value)
+    assert_load_error(write(tmp_path / "ocspbot.yaml", text), expect)
 
 
 def test_domains_are_relative_to_the_current_directory(tmp_path):
